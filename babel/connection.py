@@ -1,0 +1,300 @@
+"""Thin asyncio adapter around :class:`babel.protocol.BabelProtocol`.
+
+It reads, feeds the protocol, and hands events on; the only decisions it
+makes are about the socket (timeouts, reconnect backoff).  babeld cuts off a
+client that leaves its socket unread for 100 ms, so one reader task per
+connection always drains the socket and calls the sink synchronously.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from babel import events as ev
+from babel.endpoint import Endpoint
+from babel.errors import BabelConnectionError, BabelError, CommandError
+from babel.protocol import BabelProtocol, Closed, CommandDone, Malformed, Ready
+
+log = logging.getLogger("babel")
+
+READ_SIZE = 65536
+
+
+class Connection:
+    """One session with babeld.  Use :meth:`open`; close with :meth:`close`."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        endpoint: Endpoint,
+    ) -> None:
+        self.endpoint = endpoint
+        self._reader = reader
+        self._writer = writer
+        self._proto = BabelProtocol()
+        self._waiters: deque[asyncio.Future[CommandDone]] = deque()
+        self._on_event: Callable[[ev.Event], None] = lambda event: None
+        self._ready: asyncio.Future[ev.Banner] = asyncio.get_running_loop().create_future()
+        self._task = asyncio.create_task(self._read_loop(), name=f"babel-read {endpoint}")
+        self.closed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    @classmethod
+    async def open(cls, endpoint: Endpoint, timeout: float = 5.0) -> Connection:
+        """Connect and wait for babeld's banner."""
+        try:
+            async with asyncio.timeout(timeout):
+                if endpoint.scheme == "unix":
+                    reader, writer = await asyncio.open_unix_connection(endpoint.path)
+                else:
+                    reader, writer = await asyncio.open_connection(endpoint.host, endpoint.port)
+        except TimeoutError:
+            raise BabelConnectionError(f"babeld at {endpoint}: connect timed out after {timeout:g}s") from None
+        except OSError as exc:
+            raise BabelConnectionError(f"babeld at {endpoint}: {exc.strerror or exc}") from None
+        conn = cls(reader, writer, endpoint)
+        try:
+            async with asyncio.timeout(timeout):
+                conn.banner = await asyncio.shield(conn._ready)
+        except TimeoutError:
+            conn.close()
+            raise BabelConnectionError(f"babeld at {endpoint}: no banner within {timeout:g}s (is it babeld?)") from None
+        except BabelError:
+            conn.close()
+            raise
+        return conn
+
+    banner: ev.Banner
+
+    @property
+    def protocol(self) -> BabelProtocol:
+        """The state machine (for its counters)."""
+        return self._proto
+
+    def set_handler(self, handler: Callable[[ev.Event], None]) -> None:
+        """Route table updates and :class:`Malformed` events to ``handler``."""
+        self._on_event = handler
+
+    async def command(self, command: str, timeout: float = 5.0) -> CommandDone:
+        """Send one command and wait for its reply; raise on ``no``/``bad``."""
+        if self.closed.done():
+            raise BabelConnectionError(f"babeld at {self.endpoint}: connection closed")
+        data = self._proto.send(command)
+        waiter: asyncio.Future[CommandDone] = asyncio.get_running_loop().create_future()
+        if command.strip() != "quit":
+            self._waiters.append(waiter)
+        self._writer.write(data)
+        try:
+            await self._writer.drain()
+            if command.strip() == "quit":
+                return CommandDone("quit", "ok")
+            async with asyncio.timeout(timeout):
+                done = await asyncio.shield(waiter)
+        except TimeoutError:
+            self.close()
+            raise BabelConnectionError(f"babeld at {self.endpoint}: no reply to {command!r} within {timeout:g}s") from None
+        except OSError as exc:
+            self.close()
+            raise BabelConnectionError(f"babeld at {self.endpoint}: {exc}") from None
+        if not done.ok:
+            raise CommandError(done.command, done.reply, done.message)
+        return done
+
+    async def dump(self, timeout: float = 5.0) -> list[ev.Event]:
+        """Return babeld's full table (only meaningful without ``monitor``)."""
+        collected: list[ev.Event] = []
+        previous = self._on_event
+        self._on_event = collected.append
+        try:
+            await self.command("dump", timeout)
+        finally:
+            self._on_event = previous
+        return collected
+
+    def close(self) -> None:
+        """Close the socket; idempotent."""
+        self._writer.close()
+        self._task.cancel()
+        self._finish("closed by us")
+
+    async def wait_closed(self) -> None:
+        """Close and wait for the reader task to end."""
+        self.close()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self._task
+
+    def _finish(self, reason: str) -> None:
+        if not self.closed.done():
+            self.closed.set_result(reason)
+        error = BabelConnectionError(f"babeld at {self.endpoint}: {reason}")
+        if not self._ready.done():
+            self._ready.set_exception(error)
+            self._ready.exception()  # mark retrieved: open() may be gone already
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(error)
+                waiter.exception()
+
+    async def _read_loop(self) -> None:
+        reason = "babeld closed the connection"
+        try:
+            while True:
+                data = await self._reader.read(READ_SIZE)
+                self._proto.receive_data(data)
+                if self._pump():
+                    break
+        except OSError as exc:
+            reason = f"read failed: {exc}"
+        finally:
+            self._finish(reason)
+            self._writer.close()
+
+    def _pump(self) -> bool:
+        """Dispatch every pending event; True once the stream has ended."""
+        while (event := self._proto.next_event()) is not None:
+            if isinstance(event, Ready):
+                if not self._ready.done():
+                    self._ready.set_result(event.banner)
+            elif isinstance(event, CommandDone):
+                if self._waiters:
+                    waiter = self._waiters.popleft()
+                    if not waiter.done():
+                        waiter.set_result(event)
+            elif isinstance(event, Closed):
+                return True
+            else:
+                if isinstance(event, Malformed):
+                    log.warning("babeld at %s sent a malformed line: %s", self.endpoint, event.error)
+                self._on_event(event)
+        return False
+
+
+class Sink(Protocol):
+    """What a :class:`Client` feeds: typically the topology model."""
+
+    def begin_sync(self, banner: ev.Banner) -> None:
+        """A new session: everything known so far is about to be replaced."""
+
+    def apply(self, event: ev.Event) -> None:
+        """One table update."""
+
+    def end_sync(self) -> None:
+        """The full table has been received; updates follow live."""
+
+    def connection_lost(self, reason: str) -> None:
+        """The session ended; the view is stale until the next sync."""
+
+
+@dataclass
+class Backoff:
+    """Exponential reconnect delay, pure: the caller sleeps."""
+
+    initial: float = 0.1
+    maximum: float = 5.0
+    factor: float = 2.0
+    _next: float = 0.0
+
+    def next_delay(self) -> float:
+        """The delay before the next attempt, growing up to ``maximum``."""
+        delay = self._next
+        self._next = min(self.maximum, max(self.initial, self._next * self.factor))
+        return delay
+
+    def reset(self) -> None:
+        """After a good session: reconnect at once next time."""
+        self._next = 0.0
+
+
+@dataclass
+class ClientStats:
+    """Counters an operator wants to see."""
+
+    connects: int = 0
+    reconnects: int = 0
+    malformed: int = 0
+    unknown: int = 0
+    last_error: str = ""
+
+
+class Client:
+    """A long-lived, self-healing session: connect, ``monitor``, feed a sink.
+
+    After every (re)connect the sink gets ``begin_sync`` and a full table
+    (``monitor`` starts with a dump), then ``end_sync``; stale entries cannot
+    survive because the sink rebuilds from scratch.  A malformed line means an
+    update may have been lost, so the client drops the session and resyncs.
+    """
+
+    def __init__(self, endpoint: Endpoint, sink: Sink, backoff: Backoff | None = None) -> None:
+        self.endpoint = endpoint
+        self.sink = sink
+        self.backoff = backoff or Backoff()
+        self.stats = ClientStats()
+        self.connection: Connection | None = None
+        self.synced = asyncio.Event()
+
+    async def command(self, command: str, timeout: float = 5.0) -> CommandDone:
+        """Send a command on the current session (e.g. ``interface wg0``)."""
+        conn = self.connection
+        if conn is None or conn.closed.done() or not self.synced.is_set():
+            raise BabelConnectionError(f"babeld at {self.endpoint}: not connected")
+        return await conn.command(command, timeout)
+
+    async def run(self) -> None:
+        """Run until cancelled; never raises for babeld's misbehaviour."""
+        while True:
+            delay = self.backoff.next_delay()
+            if delay:
+                await asyncio.sleep(delay)
+            try:
+                await self._session()
+            except BabelError as exc:
+                self.stats.last_error = str(exc)
+                log.warning("%s; retrying", exc)
+
+    async def _session(self) -> None:
+        conn = await Connection.open(self.endpoint)
+        self.stats.connects += 1
+        if self.stats.connects > 1:
+            self.stats.reconnects += 1
+        log.info("connected to %s (%s, router-id %s)", self.endpoint, conn.banner.version, conn.banner.router_id)
+        resync = asyncio.get_running_loop().create_future()
+
+        def handle(event: ev.Event) -> None:
+            if isinstance(event, Malformed):
+                self.stats.malformed += 1
+                if not resync.done():
+                    resync.set_result(str(event.error))
+                return
+            if isinstance(event, ev.UnknownLine):
+                self.stats.unknown += 1
+                log.debug("ignoring unknown line from babeld: %r", event.line)
+                return
+            self.sink.apply(event)
+
+        self.connection = conn
+        conn.set_handler(handle)
+        self.sink.begin_sync(conn.banner)
+        try:
+            await conn.command("monitor", timeout=10.0)
+            self.sink.end_sync()
+            self.synced.set()
+            self.backoff.reset()
+            done, _ = await asyncio.wait({conn.closed, resync}, return_when=asyncio.FIRST_COMPLETED)
+            if resync in done:
+                reason = f"resync after malformed line ({resync.result()})"
+            else:
+                reason = conn.closed.result()
+            log.warning("babeld at %s: %s", self.endpoint, reason)
+        finally:
+            self.synced.clear()
+            self.connection = None
+            await conn.wait_closed()
+            self.sink.connection_lost(conn.closed.result() if conn.closed.done() else "closed")

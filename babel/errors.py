@@ -1,0 +1,40 @@
+"""The babel package's one exception root and its branches.
+
+A :class:`ParseError` is babeld's fault (the remote): the connection logs it,
+counts it and resyncs.  A :class:`BabelConnectionError` is about reaching
+babeld at all.  Both derive from :class:`BabelError`, so a caller that only
+wants "anything babel went wrong" catches one class.
+"""
+
+from __future__ import annotations
+
+
+class BabelError(Exception):
+    """Root of every error raised by the ``babel`` package."""
+
+
+class ParseError(BabelError):
+    """A line from babeld's local interface could not be understood.
+
+    ``line`` keeps the offending text (truncated) so logs can show it.
+    """
+
+    def __init__(self, reason: str, line: str = "") -> None:
+        self.reason = reason
+        self.line = line[:200]
+        super().__init__(f"{reason}: {self.line!r}" if line else reason)
+
+
+class BabelConnectionError(BabelError):
+    """babeld could not be reached, refused us, or went away."""
+
+
+class CommandError(BabelError):
+    """babeld answered a command with ``no`` or ``bad``."""
+
+    def __init__(self, command: str, reply: str, message: str = "") -> None:
+        self.command = command
+        self.reply = reply
+        self.message = message
+        detail = f" ({message})" if message else ""
+        super().__init__(f"babeld answered {reply!r} to {command!r}{detail}")

@@ -1,0 +1,186 @@
+"""Events produced from babeld's local interface, as frozen dataclasses.
+
+One event per line babeld writes.  Neighbour and route ``id`` fields are
+babeld heap addresses: opaque, valid for one connection only, and reused after
+a flush, so consumers key on the stable fields instead (see ``key``).
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+from dataclasses import dataclass, field
+
+Prefix = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Extra = tuple[tuple[str, str], ...]
+
+#: babeld's "infinity": a route or neighbour with this metric/cost is unreachable.
+INFINITY = 0xFFFF
+
+
+class Kind(enum.Enum):
+    """What happened to the object a line describes."""
+
+    ADD = "add"
+    CHANGE = "change"
+    FLUSH = "flush"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Base class of every event."""
+
+
+# --- the banner -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolVersion(Event):
+    """``BABEL 1.0``: the local-interface protocol version."""
+
+    version: str
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonVersion(Event):
+    """``version babeld-1.12.1``."""
+
+    version: str
+
+
+@dataclass(frozen=True, slots=True)
+class Host(Event):
+    """``host NAME``: babeld's host name."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class MyId(Event):
+    """``my-id xx:xx:...``: this babeld's router id."""
+
+    router_id: str
+
+
+# --- replies --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Ok(Event):
+    """``ok``: end of the banner or success of the oldest pending command."""
+
+
+@dataclass(frozen=True, slots=True)
+class No(Event):
+    """``no [message]``: the oldest pending command was refused."""
+
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Bad(Event):
+    """``bad``: the oldest pending command could not be parsed or is not allowed."""
+
+
+# --- table updates --------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class InterfaceUpdate(Event):
+    """``add|change|flush interface NAME up BOOL [ipv6 ADDR] [ipv4 ADDR]``."""
+
+    kind: Kind
+    name: str
+    up: bool
+    ipv6: Address | None = None
+    ipv4: Address | None = None
+    extra: Extra = ()
+
+
+@dataclass(frozen=True, slots=True)
+class NeighbourUpdate(Event):
+    """``... neighbour ID address A if I reach R ureach U rxcost .. txcost .. [rtt .. rttcost ..] cost C``."""
+
+    kind: Kind
+    id: str
+    address: Address
+    interface: str
+    reach: int
+    ureach: int
+    rxcost: int
+    txcost: int
+    cost: int
+    rtt: float | None = None
+    rttcost: int | None = None
+    extra: Extra = ()
+
+    @property
+    def key(self) -> tuple[Address, str]:
+        """Stable identity: babeld's ids are heap addresses and get reused."""
+        return (self.address, self.interface)
+
+
+@dataclass(frozen=True, slots=True)
+class RouteUpdate(Event):
+    """``... route ID prefix P from S installed yes|no id RID metric M refmetric R via A if I``."""
+
+    kind: Kind
+    id: str
+    prefix: Prefix
+    src_prefix: Prefix
+    installed: bool
+    router_id: str
+    metric: int
+    refmetric: int
+    via: Address
+    interface: str
+    extra: Extra = ()
+
+    @property
+    def key(self) -> tuple[Prefix, Prefix, Address, str]:
+        """Stable identity (prefix, source prefix, next hop, interface)."""
+        return (self.prefix, self.src_prefix, self.via, self.interface)
+
+    @property
+    def reachable(self) -> bool:
+        """False for metric 65535, even when babeld says ``installed yes``."""
+        return self.metric < INFINITY
+
+
+@dataclass(frozen=True, slots=True)
+class XrouteUpdate(Event):
+    """``... xroute P-S prefix P from S metric M``: a route this node exports."""
+
+    kind: Kind
+    id: str
+    prefix: Prefix
+    src_prefix: Prefix
+    metric: int
+    extra: Extra = ()
+
+    @property
+    def key(self) -> tuple[Prefix, Prefix]:
+        """Stable identity (prefix, source prefix)."""
+        return (self.prefix, self.src_prefix)
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownLine(Event):
+    """A well-formed line of a kind this parser does not know (newer babeld)."""
+
+    line: str
+
+
+TableUpdate = InterfaceUpdate | NeighbourUpdate | RouteUpdate | XrouteUpdate
+
+
+@dataclass(frozen=True, slots=True)
+class Banner:
+    """Everything babeld says before its first ``ok``."""
+
+    protocol: str = ""
+    version: str = ""
+    host: str = ""
+    router_id: str = ""
+    extra: tuple[str, ...] = field(default=())

@@ -1,0 +1,201 @@
+"""The babeld local-interface session as a sans-I/O state machine (h11 style).
+
+Feed bytes with :meth:`BabelProtocol.receive_data`, take events with
+:meth:`BabelProtocol.next_event`, and get the bytes of a command from
+:meth:`BabelProtocol.send`.  No sockets, no clock, no asyncio.
+
+States: ``BANNER`` until babeld's first ``ok`` (then one :class:`Ready`),
+``READY`` afterwards, ``CLOSED`` after end of stream.  Replies are matched to
+commands in order: babeld answers every command line with exactly one of
+``ok``/``no``/``bad`` (``quit`` excepted), and table lines are never replies.
+A malformed line becomes a :class:`Malformed` event rather than an exception,
+so one bad line cannot tear down the caller's read loop; the caller decides
+to resync.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from dataclasses import dataclass
+
+from babel import events as ev
+from babel.errors import ParseError
+from babel.parser import MAX_LINE, decode_line
+
+
+class State(enum.Enum):
+    """Where the session is."""
+
+    BANNER = "banner"
+    READY = "ready"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class Ready(ev.Event):
+    """The banner is complete."""
+
+    banner: ev.Banner
+
+
+@dataclass(frozen=True, slots=True)
+class CommandDone(ev.Event):
+    """babeld answered the oldest pending command."""
+
+    command: str
+    reply: str  # "ok", "no" or "bad"
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """True when babeld answered ``ok``."""
+        return self.reply == "ok"
+
+
+@dataclass(frozen=True, slots=True)
+class Malformed(ev.Event):
+    """A line that could not be parsed (already logged-worthy, never raised)."""
+
+    error: ParseError
+
+
+@dataclass(frozen=True, slots=True)
+class Closed(ev.Event):
+    """End of stream from babeld."""
+
+
+# Commands babeld accepts on the local interface.  Read-write ones are refused
+# with "bad" by a read-only socket; we let babeld be the judge of that.
+_COMMANDS = ("dump", "monitor", "unmonitor", "quit", "interface", "flush")
+
+
+class BabelProtocol:
+    """One session with babeld's local interface, without I/O."""
+
+    def __init__(self, max_line: int = MAX_LINE) -> None:
+        self.state = State.BANNER
+        self._max_line = max_line
+        self._buffer = bytearray()
+        self._discarding = False  # inside an over-long line, skip to its end
+        self._events: deque[ev.Event] = deque()
+        self._pending: deque[str] = deque()
+        self._banner: dict[str, str] = {}
+        self._banner_extra: list[str] = []
+        self.lines_received = 0
+        self.malformed = 0
+
+    # -- output ---------------------------------------------------------
+
+    def send(self, command: str) -> bytes:
+        """Return the bytes for ``command`` and remember that a reply is due."""
+        command = command.strip()
+        if not command or "\n" in command or "\r" in command or not command.isascii():
+            raise ValueError(f"not a single-line ASCII command: {command!r}")
+        if command.split()[0] not in _COMMANDS:
+            raise ValueError(f"unknown babeld command {command.split()[0]!r}")
+        if self.state is State.CLOSED:
+            raise ValueError("session is closed")
+        if command != "quit":  # babeld does not answer quit, it shuts down
+            self._pending.append(command)
+        return command.encode("ascii") + b"\n"
+
+    @property
+    def pending(self) -> tuple[str, ...]:
+        """Commands sent and not yet answered, oldest first."""
+        return tuple(self._pending)
+
+    # -- input ----------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes read from babeld; ``b""`` means end of stream."""
+        if self.state is State.CLOSED:
+            return
+        if not data:
+            if self._buffer and not self._discarding:
+                self._malformed(ParseError("truncated last line", bytes(self._buffer).decode("ascii", "replace")))
+            self._buffer.clear()
+            self.state = State.CLOSED
+            self._events.append(Closed())
+            return
+        self._buffer += data
+        while True:
+            end = self._buffer.find(b"\n")
+            if end < 0:
+                if len(self._buffer) > self._max_line:
+                    if not self._discarding:
+                        self._malformed(ParseError(f"line longer than {self._max_line} bytes", ""))
+                    self._discarding = True
+                    self._buffer.clear()
+                return
+            raw = bytes(self._buffer[:end])
+            del self._buffer[: end + 1]
+            if self._discarding:
+                self._discarding = False
+                continue
+            self._line(raw)
+
+    def next_event(self) -> ev.Event | None:
+        """Return the next event, or None when all input so far is consumed."""
+        return self._events.popleft() if self._events else None
+
+    def events(self) -> list[ev.Event]:
+        """Drain and return every pending event."""
+        out = list(self._events)
+        self._events.clear()
+        return out
+
+    # -- internals ------------------------------------------------------
+
+    def _malformed(self, error: ParseError) -> None:
+        self.malformed += 1
+        self._events.append(Malformed(error))
+
+    def _line(self, raw: bytes) -> None:
+        self.lines_received += 1
+        if len(raw) > self._max_line:
+            self._malformed(ParseError(f"line longer than {self._max_line} bytes", ""))
+            return
+        try:
+            event = decode_line(raw)
+        except ParseError as exc:
+            self._malformed(exc)
+            return
+        if self.state is State.BANNER:
+            self._banner_line(event, raw)
+        elif isinstance(event, ev.Ok | ev.No | ev.Bad):
+            self._reply(event)
+        else:
+            self._events.append(event)
+
+    def _banner_line(self, event: ev.Event, raw: bytes) -> None:
+        if isinstance(event, ev.ProtocolVersion):
+            self._banner["protocol"] = event.version
+        elif isinstance(event, ev.DaemonVersion):
+            self._banner["version"] = event.version
+        elif isinstance(event, ev.Host):
+            self._banner["host"] = event.name
+        elif isinstance(event, ev.MyId):
+            self._banner["router_id"] = event.router_id
+        elif isinstance(event, ev.Ok):
+            if "protocol" not in self._banner:
+                self._malformed(ParseError("banner ended without 'BABEL <version>'", ""))
+            self.state = State.READY
+            self._events.append(Ready(ev.Banner(extra=tuple(self._banner_extra), **self._banner)))
+        elif isinstance(event, ev.No | ev.Bad):
+            self._malformed(ParseError("reply before the banner ended", raw.decode("ascii", "replace")))
+        else:
+            # Lenient: a future babeld may say more in its banner.
+            self._banner_extra.append(raw.decode("ascii", "replace"))
+
+    def _reply(self, event: ev.Ok | ev.No | ev.Bad) -> None:
+        if not self._pending:
+            self._malformed(ParseError("reply with no command pending", type(event).__name__.lower()))
+            return
+        command = self._pending.popleft()
+        if isinstance(event, ev.Ok):
+            self._events.append(CommandDone(command, "ok"))
+        elif isinstance(event, ev.No):
+            self._events.append(CommandDone(command, "no", event.message))
+        else:
+            self._events.append(CommandDone(command, "bad"))

@@ -1,0 +1,169 @@
+"""The ``meshctl`` command line.
+
+Exit codes: 0 success; 1 failure at run time (e.g. babeld unreachable);
+2 bad usage or bad config/topology file; 3 lab could not be built or removed;
+4 needs root.  Errors are one line on stderr (several for a config with
+several problems), never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from babel.connection import Connection
+from babel.endpoint import DEFAULT_PORT, parse_endpoint
+from babel.errors import BabelError
+from babel.protocol import Malformed
+from meshctl import __version__
+from meshctl.errors import MeshctlError
+from meshctl.export import FORMATS, render
+from meshctl.model import SelfInfo, TopologyModel
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+log = logging.getLogger("meshctl")
+
+
+async def fetch_model(address: str, timeout: float) -> TopologyModel:
+    """Connect to babeld, take one ``dump``, and leave (frees babeld's slot)."""
+    endpoint = parse_endpoint(address)
+    conn = await Connection.open(endpoint, timeout)
+    try:
+        events = await conn.dump(timeout)
+    finally:
+        await conn.wait_closed()
+    bad = [e for e in events if isinstance(e, Malformed)]
+    if bad:
+        log.warning("babeld at %s sent %d malformed line(s); first: %s", endpoint, len(bad), bad[0].error)
+    model = TopologyModel(SelfInfo(conn.banner.router_id, conn.banner.host, conn.banner.version))
+    model.apply_all(events)
+    return model
+
+
+def cmd_topology_dump(args: argparse.Namespace) -> int:
+    model = asyncio.run(fetch_model(args.babel, args.timeout))
+    sys.stdout.write(render(model, args.format))
+    return EXIT_OK
+
+
+def _lab(args: argparse.Namespace):  # noqa: ANN202
+    from meshctl.lab.plan import make_plan
+    from meshctl.lab.runner import Lab
+    from meshctl.lab.spec import load_lab
+
+    spec = load_lab(args.file)
+    progress = (lambda line: None) if args.json or args.quiet else (lambda line: print(line, flush=True))
+    return Lab(make_plan(spec, args.tag), progress)
+
+
+def cmd_lab_up(args: argparse.Namespace) -> int:
+    lab = _lab(args)
+    lab.progress(f"bringing up lab {lab.plan.name!r} (tag {lab.plan.tag}, {len(lab.plan.nodes)} nodes)")
+    state = lab.up(keep_on_failure=args.keep_on_failure)
+    if args.json:
+        print(json.dumps(lab.status(), indent=2))
+    else:
+        lab.progress(f"lab {state.name!r} is up; state in {lab.state_path}")
+        lab.progress(f"inspect a node: meshctl topology dump --babel {state.nodes[lab.plan.nodes[0].name]['babel']}")
+    return EXIT_OK
+
+
+def cmd_lab_down(args: argparse.Namespace) -> int:
+    lab = _lab(args)
+    removed = lab.down()
+    if args.json:
+        print(json.dumps({"name": lab.plan.name, "tag": lab.plan.tag, "removed": removed}, indent=2))
+    else:
+        for line in removed:
+            lab.progress(line)
+        lab.progress(f"lab {lab.plan.name!r} is down" if removed else f"lab {lab.plan.name!r} was not up")
+    return EXIT_OK
+
+
+def cmd_lab_status(args: argparse.Namespace) -> int:
+    lab = _lab(args)
+    status = lab.status()
+    if args.json:
+        print(json.dumps(status, indent=2))
+        return EXIT_OK
+    print(f"lab {status['name']} (tag {status['tag']}): {status['status']}")
+    for name, node in status.get("nodes", {}).items():
+        print(f"  {name:10} netns {node['namespace']:16} {node['mesh4']:12} babel {node['babel']}")
+    dead = [p for p in status.get("processes", []) if not p["alive"]]
+    for p in dead:
+        print(f"  DEAD: {p['what']} on {p['node']} (pid {p['pid']})")
+    return EXIT_OK if not dead else EXIT_FAILURE
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="meshctl",
+        description="Babel-over-WireGuard mesh controller.",
+        epilog="Exit codes: 0 ok, 1 run-time failure, 2 bad usage or config, 3 lab failure, 4 needs root.",
+    )
+    parser.add_argument("--version", action="version", version=f"meshctl {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (repeatable)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    topo = sub.add_parser("topology", help="show the mesh as babeld sees it")
+    topo_sub = topo.add_subparsers(dest="topology_command", metavar="SUBCOMMAND", required=True)
+    dump = topo_sub.add_parser(
+        "dump",
+        help="print this node's view of the mesh",
+        description="Connect to babeld's local interface, take one dump, print it.",
+    )
+    dump.add_argument(
+        "--babel",
+        default=f"tcp:[::1]:{DEFAULT_PORT}",
+        metavar="ADDR",
+        help="babeld's local interface: tcp:[::1]:PORT or unix:PATH (default: %(default)s)",
+    )
+    dump.add_argument("--format", choices=FORMATS, default="json", help="output format (default: %(default)s)")
+    dump.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for babeld (default: %(default)s)")
+    dump.set_defaults(func=cmd_topology_dump)
+
+    lab = sub.add_parser("lab", help="run a topology from topologies/ in network namespaces (root)")
+    lab_sub = lab.add_subparsers(dest="lab_command", metavar="SUBCOMMAND", required=True)
+    for name, func, text in (
+        ("up", cmd_lab_up, "build the mesh: namespaces, veths, wireguard-go tunnels, babeld"),
+        ("down", cmd_lab_down, "remove everything the lab made (also after a failed up)"),
+        ("status", cmd_lab_status, "show the lab's nodes and whether its processes live"),
+    ):
+        p = lab_sub.add_parser(name, help=text, description=text)
+        p.add_argument("file", metavar="FILE", help="topology file, e.g. topologies/seed.toml")
+        p.add_argument("--tag", help="name prefix (1-6 chars) overriding the file's; run two copies side by side")
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+        p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+        if name == "up":
+            p.add_argument("--keep-on-failure", action="store_true", help="leave a failed lab in place to debug it")
+        p.set_defaults(func=func)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * args.verbose
+    logging.basicConfig(level=max(level, logging.DEBUG), format="meshctl: %(levelname)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except MeshctlError as exc:
+        print(f"meshctl: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except BabelError as exc:
+        print(f"meshctl: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        print("meshctl: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""Render a :class:`~meshctl.model.TopologyModel` as JSON, NetJSON or DOT.
+
+Pure functions returning plain data or text; output is deterministic (sorted)
+so dumps can be diffed and tested.  The JSON schema is documented in
+``docs/topology-json.md`` and versioned by its ``schema`` field.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from meshctl.model import INFINITY, TopologyModel, neighbour_label
+
+JSON_SCHEMA_ID = "meshctl.topology/1"
+
+
+def _num(value: int) -> int | None:
+    """Babel's infinity becomes null: JSON consumers should not add 65535s."""
+    return None if value >= INFINITY else value
+
+
+def to_json(model: TopologyModel) -> dict[str, Any]:
+    """The node's view in meshctl's own stable schema."""
+    me = model.me
+    neighbours = []
+    for (address, ifname), n in sorted(model.neighbours.items(), key=lambda kv: (kv[0][1], str(kv[0][0]))):
+        neighbours.append(
+            {
+                "address": str(address),
+                "interface": ifname,
+                "router_id": model.neighbour_router_id((address, ifname)),
+                "reach": f"{n.reach:04x}",
+                "ureach": f"{n.ureach:04x}",
+                "rxcost": n.rxcost,
+                "txcost": n.txcost,
+                "cost": _num(n.cost),
+                "rtt_ms": n.rtt,
+                "rttcost": n.rttcost,
+                "reachable": n.reachable,
+            }
+        )
+    routes = [
+        {
+            "prefix": str(r.prefix),
+            "from": str(r.src_prefix),
+            "router_id": r.router_id,
+            "metric": _num(r.metric),
+            "refmetric": _num(r.refmetric),
+            "via": str(r.via),
+            "interface": r.interface,
+            "installed": r.installed,
+            "reachable": r.reachable,
+        }
+        for r in sorted(
+            model.routes.values(),
+            key=lambda r: (r.prefix.version, r.prefix, str(r.src_prefix), r.metric, str(r.via), r.interface),
+        )
+    ]
+    return {
+        "schema": JSON_SCHEMA_ID,
+        "router_id": me.router_id,
+        "host": me.host,
+        "babeld_version": me.version,
+        "interfaces": [
+            {
+                "name": i.name,
+                "up": i.up,
+                "ipv6": str(i.ipv6) if i.ipv6 else None,
+                "ipv4": str(i.ipv4) if i.ipv4 else None,
+            }
+            for _, i in sorted(model.interfaces.items())
+        ],
+        "neighbours": neighbours,
+        "routes": routes,
+        "exported": [
+            {"prefix": str(x.prefix), "from": str(x.src_prefix), "metric": x.metric}
+            for x in sorted(model.xroutes.values(), key=lambda x: (x.prefix.version, x.prefix, str(x.src_prefix)))
+        ],
+        "routers": [
+            {"router_id": rid, "prefixes": sorted((str(p) for p in prefixes))}
+            for rid, prefixes in sorted(model.routers().items())
+        ],
+    }
+
+
+def _babeld_version(version: str) -> str:
+    return version.removeprefix("babeld-") or "unknown"
+
+
+def to_netjson(model: TopologyModel) -> dict[str, Any]:
+    """NetJSON NetworkGraph (protocol ``babel``, metric ``babel``).
+
+    Nodes are routers by router id; links are this node's neighbour links
+    with babeld's link cost.  Unreachable links (cost 65535) are left out, as
+    netdiff does, so a visualiser does not draw dead links as live.
+    """
+    me = model.me
+    local = me.router_id or "self"
+    own_prefixes = sorted(str(x.prefix) for x in model.xroutes.values())
+    nodes: dict[str, dict[str, Any]] = {
+        local: {"id": local, "label": me.host or local, "local_addresses": own_prefixes, "properties": {"local": True}}
+    }
+    for rid, prefixes in sorted(model.routers().items()):
+        if rid == local:
+            continue
+        nodes[rid] = {
+            "id": rid,
+            "label": rid,
+            "local_addresses": sorted(str(p) for p in prefixes),
+            "properties": {"metric": _num(model.best_metric(rid))},
+        }
+    links = []
+    for (address, ifname), n in sorted(model.neighbours.items(), key=lambda kv: (kv[0][1], str(kv[0][0]))):
+        if not n.reachable:
+            continue
+        target = model.neighbour_router_id((address, ifname)) or neighbour_label((address, ifname))
+        nodes.setdefault(target, {"id": target, "label": target, "local_addresses": [], "properties": {}})
+        links.append(
+            {
+                "source": local,
+                "target": target,
+                "cost": float(n.cost),
+                "cost_text": f"rxcost {n.rxcost} txcost {n.txcost}",
+                "properties": {
+                    "interface": ifname,
+                    "address": str(address),
+                    "rxcost": n.rxcost,
+                    "txcost": n.txcost,
+                    "rtt_ms": n.rtt,
+                    "reach": f"{n.reach:04x}",
+                },
+            }
+        )
+    return {
+        "type": "NetworkGraph",
+        "protocol": "babel",
+        "version": _babeld_version(me.version),
+        "metric": "babel",
+        "router_id": local,
+        "label": me.host or local,
+        "nodes": [nodes[k] for k in sorted(nodes)],
+        "links": links,
+    }
+
+
+def _dot_id(*lines: str) -> str:
+    """A quoted DOT id; several lines are joined with DOT's own line break."""
+    escaped = (line.replace("\\", "\\\\").replace('"', '\\"') for line in lines)
+    return '"' + "\\n".join(escaped) + '"'
+
+
+def to_dot(model: TopologyModel) -> str:
+    """Graphviz DOT: routers as boxes with their prefixes, links with cost."""
+    data = to_netjson(model)
+    lines = [f"digraph {_dot_id('babel ' + data['label'])} {{", "  node [shape=box, fontname=monospace];"]
+    for node in data["nodes"]:
+        style = ", style=bold" if node["properties"].get("local") else ""
+        label = _dot_id(node["label"], *node["local_addresses"])
+        lines.append(f"  {_dot_id(node['id'])} [label={label}{style}];")
+    for link in data["links"]:
+        props = link["properties"]
+        label = _dot_id(props["interface"], f"cost {int(link['cost'])}")
+        lines.append(f"  {_dot_id(link['source'])} -> {_dot_id(link['target'])} [label={label}];")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+FORMATS = ("json", "netjson", "dot")
+
+
+def render(model: TopologyModel, fmt: str) -> str:
+    """Render in one of :data:`FORMATS` as text."""
+    if fmt == "json":
+        return json.dumps(to_json(model), indent=2) + "\n"
+    if fmt == "netjson":
+        return json.dumps(to_netjson(model), indent=2) + "\n"
+    if fmt == "dot":
+        return to_dot(model)
+    raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")

@@ -1,0 +1,206 @@
+"""Turn a :class:`LabSpec` into a concrete, deterministic plan, without I/O.
+
+Everything a lab needs is derived here: namespace and interface names,
+addresses, ports, router ids and each node's babeld.conf.  The runner only
+executes the plan, and ``lab down`` can recompute it to find what to remove.
+
+Naming: WireGuard's UAPI sockets live in one directory shared by every
+network namespace, so every interface name carries the lab's tag, which must
+be unique on the machine.  Interface names stay within Linux's 15 bytes.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass
+
+from meshctl.lab.spec import LabSpec, NodeSpec
+
+RUN_ROOT = "/run/meshctl/lab"
+BASE_PORT = 51820
+#: Kernel route protocol number for routes meshctl installs for Babel to
+#: redistribute (e.g. a client's address on the gateway it chose).
+MESHCTL_RTPROTO = 152
+
+
+@dataclass(frozen=True, slots=True)
+class TunnelPlan:
+    """One end of a point-to-point WireGuard tunnel."""
+
+    ifname: str
+    peer: str
+    peer_ifname: str
+    listen_port: int
+    endpoint: str  # peer's underlay address and port
+    local_ll: ipaddress.IPv6Interface
+    peer_ll: ipaddress.IPv6Address
+    rxcost: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class VethPlan:
+    """One end of an underlay veth pair."""
+
+    ifname: str
+    address: ipaddress.IPv4Interface
+    peer: str
+
+
+@dataclass(frozen=True, slots=True)
+class NodePlan:
+    """Everything about one node."""
+
+    name: str
+    index: int
+    namespace: str
+    router_id: str
+    mesh4: ipaddress.IPv4Interface
+    mesh6: ipaddress.IPv6Interface
+    announce: tuple[ipaddress.IPv4Interface | ipaddress.IPv6Interface, ...]
+    roles: tuple[str, ...]
+    tunnels: tuple[TunnelPlan, ...]
+    veths: tuple[VethPlan, ...]
+    run_dir: str
+    babeld_conf: str
+
+    @property
+    def babel_socket(self) -> str:
+        """babeld's read-write local socket (a unix path: reachable from any namespace)."""
+        return os.path.join(self.run_dir, "babel.sock")
+
+    @property
+    def prefixes(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """Every prefix this node announces into Babel."""
+        return (self.mesh4.network, self.mesh6.network, *(a.network for a in self.announce))
+
+
+@dataclass(frozen=True, slots=True)
+class LabPlan:
+    """The whole lab."""
+
+    name: str
+    tag: str
+    run_dir: str
+    nodes: tuple[NodePlan, ...]
+
+    def node(self, name: str) -> NodePlan:
+        """The node called ``name``."""
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+    @property
+    def namespaces(self) -> tuple[str, ...]:
+        """Every namespace, in node order."""
+        return tuple(n.namespace for n in self.nodes)
+
+    @property
+    def wireguard_interfaces(self) -> tuple[str, ...]:
+        """Every WireGuard interface (machine-wide unique names)."""
+        return tuple(t.ifname for n in self.nodes for t in n.tunnels)
+
+
+def router_id(index: int) -> str:
+    """A fixed router id per node (babeld's default is random on veth/tun hosts)."""
+    return f"02:6d:63:6c:00:00:{index >> 8:02x}:{index & 0xFF:02x}"
+
+
+def tunnel_name(tag: str, i: int, j: int) -> str:
+    """Name of node ``i``'s tunnel toward node ``j``."""
+    return f"{tag}w{i}-{j}"
+
+
+def veth_name(tag: str, i: int, j: int) -> str:
+    """Name of node ``i``'s underlay veth toward node ``j``."""
+    return f"{tag}v{i}-{j}"
+
+
+def babeld_conf(node: NodeSpec, plan_node: dict, run_dir: str) -> str:
+    """babeld.conf for one node.
+
+    The redistribute filters allow exactly this node's mesh addresses and
+    announced prefixes, then deny every other local address: the underlay
+    addresses are WireGuard endpoints, and a host route to an endpoint
+    through its own tunnel kills the mesh within a minute.
+    """
+    b = node.babel
+    lines = [
+        f"# babeld.conf for lab node {node.name}, written by meshctl lab; do not edit",
+        f"router-id {plan_node['router_id']}",
+        f"local-path-readwrite {os.path.join(run_dir, 'babel.sock')}",
+        f"pid-file {os.path.join(run_dir, 'babeld.pid')}",
+        f"state-file {os.path.join(run_dir, 'babel-state')}",
+    ]
+    for t in plan_node["tunnels"]:
+        rx = f" rxcost {t.rxcost}" if t.rxcost is not None else ""
+        lines.append(f"interface {t.ifname} type {b.link_type} hello-interval {b.hello_interval:g}{rx}")
+    lines.extend(b.extra)
+    lines.append("# announce this node's own addresses and prefixes, nothing else")
+    for addr in (plan_node["mesh4"], plan_node["mesh6"], *node.announce):
+        host = ipaddress.ip_network(f"{addr.ip}/{addr.max_prefixlen}")
+        lines.append(f"redistribute local ip {host} allow")
+        if addr.network.prefixlen < addr.max_prefixlen:
+            lines.append(f"redistribute ip {addr.network} eq {addr.network.prefixlen} allow")
+    lines.append(f"redistribute proto {MESHCTL_RTPROTO} allow")
+    lines.append("# never the underlay: WireGuard endpoints must not be routed into their own tunnels")
+    lines.append("redistribute local deny")
+    lines.append("redistribute deny")
+    return "\n".join(lines) + "\n"
+
+
+def make_plan(spec: LabSpec, tag: str | None = None, run_root: str = RUN_ROOT) -> LabPlan:
+    """Derive the full plan.  ``tag`` overrides the file's (tests use unique tags)."""
+    tag = tag or spec.tag
+    run_dir = os.path.join(run_root, tag)
+    index = {n.name: i + 1 for i, n in enumerate(spec.nodes)}
+    links = list(spec.underlay.subnets(new_prefix=30))
+    tunnels: dict[str, list[TunnelPlan]] = {n.name: [] for n in spec.nodes}
+    veths: dict[str, list[VethPlan]] = {n.name: [] for n in spec.nodes}
+    for k, link in enumerate(spec.links):
+        i, j = index[link.a], index[link.b]
+        subnet = links[k]
+        hosts = list(subnet.hosts())
+        addr = {link.a: ipaddress.IPv4Interface(f"{hosts[0]}/30"), link.b: ipaddress.IPv4Interface(f"{hosts[1]}/30")}
+        for me, other, mi, oi in ((link.a, link.b, i, j), (link.b, link.a, j, i)):
+            veths[me].append(VethPlan(veth_name(tag, mi, oi), addr[me], other))
+            tunnels[me].append(
+                TunnelPlan(
+                    ifname=tunnel_name(tag, mi, oi),
+                    peer=other,
+                    peer_ifname=tunnel_name(tag, oi, mi),
+                    listen_port=BASE_PORT + oi,
+                    endpoint=f"{addr[other].ip}:{BASE_PORT + mi}",
+                    local_ll=ipaddress.IPv6Interface(f"fe80::{mi:x}/64"),
+                    peer_ll=ipaddress.IPv6Address(f"fe80::{oi:x}"),
+                    rxcost=link.rxcost,
+                )
+            )
+    nodes = []
+    for n in spec.nodes:
+        i = index[n.name]
+        node_dir = os.path.join(run_dir, n.name)
+        info = {
+            "router_id": router_id(i),
+            "mesh4": ipaddress.IPv4Interface(f"{spec.mesh4[i]}/32"),
+            "mesh6": ipaddress.IPv6Interface(f"{spec.mesh6[i]}/128"),
+            "tunnels": tunnels[n.name],
+        }
+        nodes.append(
+            NodePlan(
+                name=n.name,
+                index=i,
+                namespace=f"{tag}-{n.name}",
+                router_id=info["router_id"],
+                mesh4=info["mesh4"],
+                mesh6=info["mesh6"],
+                announce=n.announce,
+                roles=n.roles,
+                tunnels=tuple(tunnels[n.name]),
+                veths=tuple(veths[n.name]),
+                run_dir=node_dir,
+                babeld_conf=babeld_conf(n, info, node_dir),
+            )
+        )
+    return LabPlan(spec.name, tag, run_dir, tuple(nodes))

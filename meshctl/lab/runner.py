@@ -1,0 +1,386 @@
+"""Bring a :class:`LabPlan` up and down on this machine (the I/O half of the lab).
+
+Every resource is recorded in ``RUN_DIR/state.json`` *before* it is created,
+so ``down`` can remove a half-built lab.  ``down`` kills only processes this
+lab started, by PID, after checking the PID still runs the same command
+(PIDs get reused); it then deletes the namespaces (which takes the veths and
+TUN devices with them) and any UAPI socket a killed wireguard-go left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from meshctl.errors import LabError, PermissionDenied
+from meshctl.lab.plan import LabPlan, NodePlan
+from meshctl.wireguard.keys import KeyPair, read_private_key, write_private_key
+from meshctl.wireguard.uapi import SetPeer, SetRequest, UapiError
+from meshctl.wireguard.uapi_client import SOCKET_DIR, socket_path, uapi_set
+
+log = logging.getLogger("meshctl.lab")
+
+Progress = Callable[[str], None]
+NETNS_DIR = "/run/netns"
+ALL_V4 = "0.0.0.0/0"
+ALL_V6 = "::/0"
+
+
+def _run(cmd: list[str], stdin: str | None = None) -> str:
+    try:
+        proc = subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=30)
+    except FileNotFoundError:
+        raise LabError(f"{cmd[0]} is not installed") from None
+    except subprocess.TimeoutExpired:
+        raise LabError(f"{' '.join(cmd)} timed out") from None
+    if proc.returncode != 0:
+        raise LabError(f"{' '.join(cmd[:6])} failed: {proc.stderr.strip() or proc.stdout.strip()}")
+    return proc.stdout
+
+
+def _ip_batch(namespace: str | None, commands: list[str]) -> None:
+    """Run many ``ip`` commands in one process (fast, and stops at the first error)."""
+    if not commands:
+        return
+    cmd = ["ip", "-batch", "-"] if namespace is None else ["ip", "-n", namespace, "-batch", "-"]
+    _run(cmd, "\n".join(commands) + "\n")
+
+
+@dataclass
+class ProcessRecord:
+    """A process the lab started."""
+
+    pid: int
+    node: str
+    what: str  # "babeld" or "wireguard-go IFNAME"
+    start_time: int  # /proc/PID/stat field 22: tells a reused PID apart
+
+    def alive(self) -> bool:
+        """True while this PID still is the process we started."""
+        return _start_time(self.pid) == self.start_time
+
+
+def _start_time(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # The command name in parentheses may contain spaces; fields follow ")".
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] == "Z":
+        return None
+    return int(fields[19])
+
+
+@dataclass
+class LabState:
+    """What a lab created, persisted in ``state.json``."""
+
+    name: str
+    tag: str
+    status: str = "starting"
+    namespaces: list[str] = field(default_factory=list)
+    interfaces: list[str] = field(default_factory=list)
+    processes: list[ProcessRecord] = field(default_factory=list)
+    nodes: dict[str, dict] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: str) -> LabState | None:
+        """Read a state file, or None if there is none."""
+        try:
+            with open(path) as f:
+                data = json.load(f)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise LabError(f"{path}: unreadable lab state: {exc}") from None
+        data["processes"] = [ProcessRecord(**p) for p in data.get("processes", [])]
+        return cls(**data)
+
+    def save(self, path: str) -> None:
+        """Write atomically."""
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(
+                {**self.__dict__, "processes": [p.__dict__ for p in self.processes]}, f, indent=2, sort_keys=True
+            )
+        os.replace(tmp, path)
+
+
+def require_root() -> None:
+    """The lab creates namespaces and interfaces: it needs root."""
+    if os.geteuid() != 0:
+        raise PermissionDenied("the lab creates network namespaces and interfaces: run it as root")
+
+
+class Lab:
+    """Executes a plan.  ``progress`` gets one human line per step."""
+
+    def __init__(self, plan: LabPlan, progress: Progress | None = None) -> None:
+        self.plan = plan
+        self.progress = progress or (lambda line: None)
+        self.state_path = os.path.join(plan.run_dir, "state.json")
+
+    # -- up -------------------------------------------------------------
+
+    def check_free(self) -> None:
+        """Refuse clearly when any name this lab needs is taken."""
+        taken = []
+        for ns in self.plan.namespaces:
+            if os.path.exists(os.path.join(NETNS_DIR, ns)):
+                taken.append(f"network namespace {ns}")
+        for ifname in self.plan.wireguard_interfaces:
+            if os.path.exists(socket_path(ifname)):
+                taken.append(f"WireGuard interface {ifname} (UAPI socket {socket_path(ifname)})")
+        for node in self.plan.nodes:
+            for v in node.veths:
+                if os.path.exists(f"/sys/class/net/{v.ifname}"):
+                    taken.append(f"interface {v.ifname}")
+        if os.path.exists(self.state_path):
+            taken.append(f"lab state {self.state_path}")
+        if taken:
+            raise LabError(
+                f"lab {self.plan.name!r} (tag {self.plan.tag}) cannot start, names already in use: "
+                + "; ".join(taken[:5])
+                + (f" (+{len(taken) - 5} more)" if len(taken) > 5 else "")
+                + ". Is it already up? `meshctl lab down` removes it; --tag picks other names."
+            )
+
+    def up(self, keep_on_failure: bool = False) -> LabState:
+        """Build the lab; on failure remove what was built, then raise."""
+        require_root()
+        self.check_free()
+        os.makedirs(self.plan.run_dir, mode=0o700, exist_ok=True)
+        state = LabState(self.plan.name, self.plan.tag)
+        state.save(self.state_path)
+        try:
+            self._up(state)
+        except BaseException as exc:
+            state.status = "failed"
+            state.save(self.state_path)
+            if not keep_on_failure:
+                self.progress(f"lab up failed ({exc}); removing what was built")
+                self.down()
+            raise
+        state.status = "up"
+        state.save(self.state_path)
+        return state
+
+    def _up(self, state: LabState) -> None:
+        plan = self.plan
+        total = len(plan.nodes)
+        for node in plan.nodes:
+            state.namespaces.append(node.namespace)
+            state.interfaces.extend(t.ifname for t in node.tunnels)
+            state.save(self.state_path)
+            _run(["ip", "netns", "add", node.namespace])
+            os.makedirs(node.run_dir, mode=0o700, exist_ok=True)
+            commands = ["link set lo up", f"addr add {node.mesh4} dev lo", f"addr add {node.mesh6} dev lo"]
+            for a in node.announce:
+                commands.append(f"addr add {a} dev lo")
+                if a.network.prefixlen < a.max_prefixlen:
+                    # On lo the whole prefix lands in the local table only; babeld
+                    # redistributes from main, so give it a route to see.
+                    commands.append(f"route add {a.network} dev lo proto static")
+            _ip_batch(node.namespace, commands)
+        # Underlay: one veth pair per link, created straight into both namespaces.
+        done: set[frozenset[str]] = set()
+        for node in plan.nodes:
+            for v in node.veths:
+                pair = frozenset((node.name, v.peer))
+                if pair in done:
+                    continue
+                done.add(pair)
+                other = plan.node(v.peer)
+                ov = next(x for x in other.veths if x.peer == node.name)
+                _run(
+                    ["ip", "link", "add", v.ifname, "netns", node.namespace, "type", "veth",
+                     "peer", "name", ov.ifname, "netns", other.namespace]
+                )
+        for node in plan.nodes:
+            _ip_batch(node.namespace, [c for v in node.veths for c in (f"addr add {v.address} dev {v.ifname}", f"link set {v.ifname} up")])
+        # Tunnels: one wireguard-go per tunnel, keys in 0600 files.
+        keys: dict[str, KeyPair] = {}
+        for node in plan.nodes:
+            for t in node.tunnels:
+                keys[t.ifname] = KeyPair.generate()
+                write_private_key(os.path.join(node.run_dir, f"{t.ifname}.key"), keys[t.ifname])
+                self._spawn(state, node, ["wireguard-go", "-f", t.ifname], f"wireguard-go {t.ifname}", f"{t.ifname}.log")
+        self._wait_for(
+            [socket_path(i) for i in plan.wireguard_interfaces], "wireguard-go UAPI sockets", state
+        )
+        asyncio.run(self._configure_tunnels(keys))
+        for n, node in enumerate(plan.nodes, 1):
+            cmds = []
+            for t in node.tunnels:
+                # addrgenmode none: only the planned fe80::N, so dumps are readable.
+                cmds += [
+                    f"link set {t.ifname} addrgenmode none",
+                    f"addr add {t.local_ll} dev {t.ifname} nodad",
+                    f"link set {t.ifname} up",
+                ]
+            _ip_batch(node.namespace, cmds)
+            conf = os.path.join(node.run_dir, "babeld.conf")
+            with open(conf, "w") as f:
+                f.write(node.babeld_conf)
+            pid = self._spawn(state, node, ["babeld", "-c", conf], "babeld", "babeld.log")
+            state.nodes[node.name] = {
+                "namespace": node.namespace,
+                "router_id": node.router_id,
+                "mesh4": str(node.mesh4.ip),
+                "mesh6": str(node.mesh6.ip),
+                "babel": f"unix:{node.babel_socket}",
+                "tunnels": [t.ifname for t in node.tunnels],
+            }
+            self.progress(
+                f"[{n}/{total}] {node.name}: netns {node.namespace}, {len(node.tunnels)} tunnel(s), "
+                f"{node.mesh4.ip}, babeld pid {pid}"
+            )
+        self._wait_for([n.babel_socket for n in plan.nodes], "babeld local sockets", state)
+
+    async def _configure_tunnels(self, keys: dict[str, KeyPair]) -> None:
+        jobs = []
+        for node in self.plan.nodes:
+            for t in node.tunnels:
+                request = SetRequest(
+                    private_key=read_private_key(os.path.join(node.run_dir, f"{t.ifname}.key")).private,
+                    listen_port=t.listen_port,
+                    peers=(
+                        SetPeer(
+                            public_key=keys[t.peer_ifname].public,
+                            endpoint=t.endpoint,
+                            replace_allowed_ips=True,
+                            allowed_ips=(_net(ALL_V6), _net(ALL_V4)),
+                        ),
+                    ),
+                )
+                jobs.append(uapi_set(t.ifname, request))
+        results = await asyncio.gather(*jobs, return_exceptions=True)
+        for result in results:
+            if isinstance(result, UapiError):
+                raise LabError(f"configuring a tunnel failed: {result}")
+            if isinstance(result, BaseException):
+                raise result
+
+    def _spawn(self, state: LabState, node: NodePlan, argv: list[str], what: str, logname: str) -> int:
+        logfile = open(os.path.join(node.run_dir, logname), "ab")  # noqa: SIM115 - handed to the child
+        env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "LOG_LEVEL": "error"}
+        try:
+            proc = subprocess.Popen(
+                ["ip", "netns", "exec", node.namespace, *argv],
+                stdin=subprocess.DEVNULL,
+                stdout=logfile,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,  # survives `meshctl lab up` exiting, and its ^C
+            )
+        except FileNotFoundError:
+            raise LabError(f"{argv[0]} is not installed") from None
+        finally:
+            logfile.close()
+        # `ip netns exec` execs the command, so this PID is the daemon's.
+        start = None
+        for _ in range(100):
+            start = _start_time(proc.pid)
+            if start is not None:
+                break
+            time.sleep(0.001)
+        state.processes.append(ProcessRecord(proc.pid, node.name, what, start or 0))
+        state.save(self.state_path)
+        return proc.pid
+
+    def _wait_for(self, paths: list[str], what: str, state: LabState, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            missing = [p for p in paths if not os.path.exists(p)]
+            if not missing:
+                return
+            dead = [p for p in state.processes if not p.alive()]
+            if dead:
+                d = dead[0]
+                raise LabError(f"{d.what} on node {d.node} exited at start; see its log in {self.plan.run_dir}/{d.node}/")
+            if time.monotonic() > deadline:
+                raise LabError(f"timed out waiting for {what}: {', '.join(missing[:3])}")
+            time.sleep(0.02)
+
+    # -- down -----------------------------------------------------------
+
+    def down(self) -> list[str]:
+        """Remove everything this lab made; return one line per thing removed."""
+        require_root()
+        state = LabState.load(self.state_path)
+        removed: list[str] = []
+        records = state.processes if state else []
+        for rec in records:
+            if rec.alive():
+                os.kill(rec.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 3.0
+        while any(r.alive() for r in records) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        for rec in records:
+            if rec.alive():
+                os.kill(rec.pid, signal.SIGKILL)
+                removed.append(f"killed {rec.what} (pid {rec.pid}) on {rec.node}")
+            else:
+                removed.append(f"stopped {rec.what} (pid {rec.pid}) on {rec.node}")
+        namespaces = set(self.plan.namespaces) | set(state.namespaces if state else [])
+        for ns in sorted(namespaces):
+            if os.path.exists(os.path.join(NETNS_DIR, ns)):
+                try:
+                    _run(["ip", "netns", "del", ns])
+                    removed.append(f"deleted namespace {ns}")
+                except LabError as exc:
+                    log.warning("%s", exc)
+        interfaces = set(self.plan.wireguard_interfaces) | set(state.interfaces if state else [])
+        for ifname in sorted(interfaces):
+            path = socket_path(ifname)
+            if os.path.exists(path) and not _socket_live(path):
+                os.unlink(path)
+                removed.append(f"removed stale UAPI socket {path}")
+        if os.path.isdir(self.plan.run_dir):
+            shutil.rmtree(self.plan.run_dir, ignore_errors=True)
+            removed.append(f"removed {self.plan.run_dir}")
+        return removed
+
+    def status(self) -> dict:
+        """The recorded state plus liveness of each process."""
+        state = LabState.load(self.state_path)
+        if state is None:
+            return {"name": self.plan.name, "tag": self.plan.tag, "status": "down"}
+        return {
+            "name": state.name,
+            "tag": state.tag,
+            "status": state.status,
+            "nodes": state.nodes,
+            "processes": [{**p.__dict__, "alive": p.alive()} for p in state.processes],
+        }
+
+
+def _socket_live(path: str) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(0.2)
+        try:
+            s.connect(path)
+        except OSError:
+            return False
+    return True
+
+
+def _net(text: str):  # noqa: ANN202 - tiny helper
+    import ipaddress
+
+    return ipaddress.ip_network(text)
+
+
+__all__ = ["Lab", "LabState", "SOCKET_DIR", "require_root"]

@@ -1,0 +1,182 @@
+"""Lab topology files (``topologies/*.toml``): loading and validation.
+
+A topology names nodes and underlay links; everything else (addresses,
+interface names, keys, babeld config) is derived by ``meshctl.lab.plan``.
+See ``topologies/README.md`` for the format.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+
+from meshctl.errors import ConfigError
+from meshctl.tomlfile import Fields, load_toml
+
+_NAME = re.compile(r"^[a-z][a-z0-9]{0,11}$")
+_TAG = re.compile(r"^[a-z][a-z0-9]{0,5}$")
+ROLES = ("client", "gateway", "upstream", "router")
+MAX_NODES = 99  # two digits in interface names
+
+
+@dataclass(frozen=True, slots=True)
+class BabelOptions:
+    """babeld settings shared by every node of a lab (overridable per node)."""
+
+    hello_interval: float = 1.0
+    link_type: str = "tunnel"
+    extra: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSpec:
+    """One node of the lab."""
+
+    name: str
+    roles: tuple[str, ...] = ("router",)
+    announce: tuple[ipaddress.IPv4Interface | ipaddress.IPv6Interface, ...] = ()
+    babel: BabelOptions = field(default_factory=BabelOptions)
+
+
+@dataclass(frozen=True, slots=True)
+class LinkSpec:
+    """One underlay link between two nodes (and the tunnel over it)."""
+
+    a: str
+    b: str
+    rxcost: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LabSpec:
+    """A whole topology file."""
+
+    name: str
+    tag: str
+    description: str
+    mesh4: ipaddress.IPv4Network
+    mesh6: ipaddress.IPv6Network
+    underlay: ipaddress.IPv4Network
+    nodes: tuple[NodeSpec, ...]
+    links: tuple[LinkSpec, ...]
+    source: str = ""
+
+    def node(self, name: str) -> NodeSpec:
+        """The node called ``name``."""
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+
+def _network(f: Fields, key: str, default: str, version: int) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    text = f.take(key, str, default)
+    try:
+        net = ipaddress.ip_network(text)
+    except ValueError as exc:
+        f.error(key, f"not a network: {exc}")
+        return ipaddress.ip_network(default)
+    if net.version != version:
+        f.error(key, f"must be an IPv{version} network")
+        return ipaddress.ip_network(default)
+    return net
+
+
+def _babel(f: Fields, base: BabelOptions) -> BabelOptions:
+    hello = f.take("hello_interval", float, base.hello_interval)
+    if not 0.01 <= hello <= 60:
+        f.error("hello_interval", "must be between 0.01 and 60 seconds")
+        hello = base.hello_interval
+    link_type = f.take("type", str, base.link_type)
+    if link_type not in ("tunnel", "wired", "wireless"):
+        f.error("type", "must be tunnel, wired or wireless")
+        link_type = base.link_type
+    extra = tuple(f.take_list("extra", str, list(base.extra)))
+    for i, line in enumerate(extra):
+        if "\n" in line:
+            f.error(f"extra[{i}]", "must be a single line")
+    f.finish()
+    return BabelOptions(hello, link_type, extra)
+
+
+def parse_lab(data: dict, source: str = "<topology>") -> LabSpec:
+    """Validate a parsed topology; raise one :class:`ConfigError` listing every problem."""
+    errors: list[ConfigError] = []
+    top = Fields(data, "", source, errors)
+    lab = Fields(top.take("lab", dict, {}, required=True), "lab", source, errors)
+    name = lab.take("name", str, "lab", required=True)
+    if not _NAME.match(name):
+        lab.error("name", "must be 1-12 lowercase letters/digits, starting with a letter")
+    tag = lab.take("tag", str, name[:6])
+    if not _TAG.match(tag):
+        lab.error("tag", "must be 1-6 lowercase letters/digits, starting with a letter (it prefixes interface names)")
+    description = lab.take("description", str, "")
+    mesh4 = _network(lab, "mesh4", "10.99.0.0/24", 4)
+    mesh6 = _network(lab, "mesh6", "fd99::/64", 6)
+    underlay = _network(lab, "underlay", "10.250.0.0/16", 4)
+    lab.finish()
+
+    babel = _babel(Fields(top.take("babel", dict, {}), "babel", source, errors), BabelOptions())
+
+    nodes: list[NodeSpec] = []
+    seen: set[str] = set()
+    for i, raw in enumerate(top.take("node", list, [], required=True)):
+        f = Fields(raw, f"node[{i}]", source, errors)
+        node_name = f.take("name", str, f"node{i}", required=True)
+        if not _NAME.match(node_name):
+            f.error("name", "must be 1-12 lowercase letters/digits, starting with a letter")
+        if node_name in seen:
+            f.error("name", f"duplicate node name {node_name!r}")
+        seen.add(node_name)
+        roles = tuple(f.take_list("roles", str, ["router"]))
+        for j, role in enumerate(roles):
+            if role not in ROLES:
+                f.error(f"roles[{j}]", f"unknown role {role!r} (known: {', '.join(ROLES)})")
+        announce = []
+        for j, text in enumerate(f.take_list("announce", str, [])):
+            try:
+                announce.append(ipaddress.ip_interface(text))
+            except ValueError as exc:
+                f.error(f"announce[{j}]", f"not an address/prefix: {exc}")
+        node_babel = babel
+        if isinstance(raw, dict) and "babel" in raw:
+            node_babel = _babel(Fields(f.take("babel", dict, {}), f"node[{i}].babel", source, errors), babel)
+        f.finish()
+        nodes.append(NodeSpec(node_name, roles, tuple(announce), node_babel))
+    if len(nodes) > MAX_NODES:
+        top.error("node", f"at most {MAX_NODES} nodes")
+    if len(nodes) > mesh4.num_addresses - 2:
+        lab.error("mesh4", f"too small for {len(nodes)} nodes")
+
+    links: list[LinkSpec] = []
+    pairs: set[frozenset[str]] = set()
+    for i, raw in enumerate(top.take("link", list, [])):
+        f = Fields(raw, f"link[{i}]", source, errors)
+        ends = f.take_list("nodes", str, [], required=True)
+        rxcost = f.take("rxcost", int, None)
+        f.finish()
+        if len(ends) != 2:
+            f.error("nodes", "must name exactly two nodes")
+            continue
+        if ends[0] == ends[1]:
+            f.error("nodes", "a link needs two different nodes")
+            continue
+        for end in ends:
+            if end not in seen:
+                f.error("nodes", f"unknown node {end!r}")
+        if frozenset(ends) in pairs:
+            f.error("nodes", f"duplicate link {ends[0]}-{ends[1]}")
+        pairs.add(frozenset(ends))
+        if rxcost is not None and not 1 <= rxcost < 65535:
+            f.error("rxcost", "must be 1..65534")
+        links.append(LinkSpec(ends[0], ends[1], rxcost))
+    top.finish()
+    if errors:
+        raise ConfigError.collect(errors)
+    return LabSpec(name, tag, description, mesh4, mesh6, underlay, tuple(nodes), tuple(links), source)
+
+
+def load_lab(path: str) -> LabSpec:
+    """Load and validate a topology file."""
+    return parse_lab(load_toml(path), path)

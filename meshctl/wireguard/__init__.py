@@ -1,0 +1,1 @@
+"""WireGuard: key handling, the UAPI codec, state and backends."""

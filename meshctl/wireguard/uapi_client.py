@@ -1,0 +1,67 @@
+"""Talk UAPI to wireguard-go (or boringtun) over its unix socket.
+
+The socket directory is shared by every network namespace of the machine,
+which is why interface names must be unique machine-wide.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from meshctl.wireguard.state import Device
+from meshctl.wireguard.uapi import SetRequest, UapiError, encode_get, encode_set, parse_errno, parse_get
+
+SOCKET_DIR = "/var/run/wireguard"
+MAX_REPLY = 1 << 20
+
+
+def socket_path(name: str, directory: str = SOCKET_DIR) -> str:
+    """Where ``wireguard-go NAME`` listens."""
+    return os.path.join(directory, f"{name}.sock")
+
+
+async def _exchange(name: str, request: bytes, directory: str, timeout: float) -> str:
+    path = socket_path(name, directory)
+    try:
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_unix_connection(path)
+            try:
+                writer.write(request)
+                await writer.drain()
+                chunks: list[bytes] = []
+                size = 0
+                # A reply ends with "errno=N\n\n"; the peer keeps the socket open.
+                while True:
+                    chunk = await reader.read(65536)
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+                    size += len(chunk)
+                    if size > MAX_REPLY:
+                        raise UapiError(f"UAPI reply from {name} is over {MAX_REPLY} bytes")
+                    data = b"".join(chunks)
+                    if b"errno=" in data and data.endswith(b"\n\n"):
+                        break
+            finally:
+                writer.close()
+    except TimeoutError:
+        raise UapiError(f"WireGuard {name}: no UAPI reply within {timeout:g}s") from None
+    except (FileNotFoundError, ConnectionRefusedError):
+        raise UapiError(f"WireGuard {name}: no UAPI socket at {path} (is wireguard-go running?)") from None
+    except OSError as exc:
+        raise UapiError(f"WireGuard {name}: UAPI socket {path}: {exc.strerror or exc}") from None
+    return b"".join(chunks).decode("ascii", "replace")
+
+
+async def uapi_get(name: str, directory: str = SOCKET_DIR, timeout: float = 2.0) -> Device:
+    """Read the whole device state."""
+    return parse_get(name, await _exchange(name, encode_get(), directory, timeout))
+
+
+async def uapi_set(name: str, request: SetRequest, directory: str = SOCKET_DIR, timeout: float = 2.0) -> None:
+    """Apply one ``set`` request; raise :class:`UapiError` on errno != 0."""
+    reply = await _exchange(name, encode_set(request), directory, timeout)
+    errno = parse_errno(reply)
+    if errno:
+        raise UapiError(f"WireGuard {name}: UAPI set failed with errno {errno}", errno)
