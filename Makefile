@@ -1,0 +1,44 @@
+# meshctl developer entry points.  Run ./bootstrap once (as root) first.
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: all venv test test-unit test-lab bench demo lint clean
+
+all: test
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+## The whole suite: unit, adapter and namespace-lab tests (lab tests need root).
+test: venv
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+## Fast tests only: no namespaces, no daemons.
+test-unit: venv
+	$(PY) -m pytest -m "not lab" $(PYTEST_ARGS)
+
+test-lab: venv
+	$(PY) -m pytest -m lab $(PYTEST_ARGS)
+
+## Speed and memory, against a baseline measured in the same run.
+bench: venv
+	$(PY) -m bench
+
+## Bring up topologies/seed.toml, show the mesh, fail a gateway, show the move.
+demo: venv
+	$(PY) -m meshctl.demo topologies/seed.toml
+
+lint: venv
+	$(PY) -m pip install -q ruff mypy
+	$(PY) -m ruff check babel meshctl tests bench
+	$(PY) -m mypy babel meshctl
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info

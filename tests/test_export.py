@@ -1,0 +1,94 @@
+"""JSON, NetJSON and DOT renderings of the model."""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import pytest
+
+from babel.parser import decode_line
+from meshctl.export import JSON_SCHEMA_ID, render, to_dot, to_json, to_netjson
+from meshctl.model import SelfInfo, TopologyModel
+from tests.conftest import static_path
+
+ME = "02:6d:63:6c:00:00:00:01"
+
+
+@pytest.fixture
+def model(real_dump: bytes) -> TopologyModel:
+    m = TopologyModel(SelfInfo(ME, "client", "babeld-1.12.1"))
+    for line in real_dump.splitlines():
+        m.apply(decode_line(line))
+    return m
+
+
+@pytest.fixture
+def netjson_schema() -> dict:
+    with open(static_path("netjson-networkgraph.schema.json")) as f:
+        return json.load(f)
+
+
+def test_json_schema_shape(model: TopologyModel) -> None:
+    data = to_json(model)
+    assert data["schema"] == JSON_SCHEMA_ID
+    assert data["router_id"] == ME
+    assert [n["interface"] for n in data["neighbours"]] == ["sd1w1-2", "sd1w1-3"]
+    assert all(set(n) >= {"address", "router_id", "rxcost", "txcost", "cost", "rtt_ms", "reach"} for n in data["neighbours"])
+    assert len(data["routes"]) == 16
+    assert {r["prefix"] for r in data["routes"] if r["installed"]} >= {"10.200.0.0/24", "10.99.0.4/32"}
+    assert [x["prefix"] for x in data["exported"]] == ["10.99.0.1/32", "fd99::1/128"]
+    json.dumps(data)  # serialisable as is
+
+
+def test_json_is_deterministic(model: TopologyModel) -> None:
+    assert render(model, "json") == render(model, "json")
+
+
+def test_infinite_metric_is_null_in_json(model: TopologyModel, real_monitor: bytes) -> None:
+    for line in real_monitor.splitlines():
+        model.apply(decode_line(line))
+    data = to_json(model)
+    dead = [n for n in data["neighbours"] if not n["reachable"]]
+    assert dead and dead[0]["cost"] is None
+
+
+def test_netjson_matches_the_networkgraph_schema(model: TopologyModel, netjson_schema: dict) -> None:
+    data = to_netjson(model)
+    jsonschema.validate(data, netjson_schema)
+    assert data["protocol"] == "babel"
+    assert data["version"] == "1.12.1"
+    assert data["router_id"] == ME
+    ids = {n["id"] for n in data["nodes"]}
+    assert all(link["source"] in ids and link["target"] in ids for link in data["links"])
+    assert len(data["links"]) == 2
+
+
+def test_netjson_leaves_out_dead_links(model: TopologyModel, real_monitor: bytes, netjson_schema: dict) -> None:
+    for line in real_monitor.splitlines():
+        model.apply(decode_line(line))
+    data = to_netjson(model)
+    jsonschema.validate(data, netjson_schema)
+    assert [link["properties"]["interface"] for link in data["links"]] == ["sd1w1-2"]
+
+
+def test_netjson_of_an_empty_model_is_valid(netjson_schema: dict) -> None:
+    jsonschema.validate(to_netjson(TopologyModel()), netjson_schema)
+
+
+def test_dot(model: TopologyModel) -> None:
+    dot = to_dot(model)
+    assert dot.startswith('digraph "babel client" {')
+    assert dot.count(" -> ") == 2
+    assert '"client\\n10.99.0.1/32\\nfd99::1/128", style=bold' in dot
+    assert dot.rstrip().endswith("}")
+
+
+def test_dot_escapes_quotes() -> None:
+    m = TopologyModel(SelfInfo(ME, 'evil"host', "babeld-1.12.1"))
+    assert 'evil\\"host' in to_dot(m)
+
+
+def test_unknown_format() -> None:
+    with pytest.raises(ValueError, match="unknown format"):
+        render(TopologyModel(), "yaml")

@@ -1,0 +1,121 @@
+"""The session state machine, driven with bytes in memory (no sockets)."""
+
+from __future__ import annotations
+
+import pytest
+
+from babel import events as ev
+from babel.protocol import BabelProtocol, Closed, CommandDone, Malformed, Ready, State
+
+BANNER = b"BABEL 1.0\nversion babeld-1.12.1\nhost vm\nmy-id 02:00:00:00:00:00:00:01\nok\n"
+
+
+def ready() -> BabelProtocol:
+    p = BabelProtocol()
+    p.receive_data(BANNER)
+    assert isinstance(p.next_event(), Ready)
+    return p
+
+
+def test_banner_becomes_one_ready_event() -> None:
+    p = BabelProtocol()
+    p.receive_data(BANNER)
+    (event,) = p.events()
+    assert event == Ready(ev.Banner("1.0", "babeld-1.12.1", "vm", "02:00:00:00:00:00:00:01"))
+    assert p.state is State.READY
+
+
+def test_banner_split_at_every_byte_gives_the_same_result() -> None:
+    p = BabelProtocol()
+    for i in range(len(BANNER)):
+        p.receive_data(BANNER[i : i + 1])
+    assert [type(e) for e in p.events()] == [Ready]
+
+
+def test_unknown_banner_lines_are_kept() -> None:
+    p = BabelProtocol()
+    p.receive_data(b"BABEL 1.0\nversion babeld-9\nfeatures shiny\nok\n")
+    (event,) = p.events()
+    assert isinstance(event, Ready) and event.banner.extra == ("features shiny",)
+
+
+def test_replies_match_commands_in_order() -> None:
+    p = ready()
+    p.send("dump")
+    p.send("flush interface nope")
+    p.receive_data(b"add interface wg0 up false\nok\nno No such interface\n")
+    events = p.events()
+    assert events[0] == ev.InterfaceUpdate(ev.Kind.ADD, "wg0", False)
+    assert events[1] == CommandDone("dump", "ok")
+    assert events[2] == CommandDone("flush interface nope", "no", "No such interface")
+    assert not events[2].ok
+    assert p.pending == ()
+
+
+def test_send_refuses_what_babeld_would_misread() -> None:
+    p = ready()
+    for bad in ("dump\nquit", "", "frobnicate", "dump\rquit", "dump \u00e9"):
+        with pytest.raises(ValueError):
+            p.send(bad)
+    assert p.send("  monitor ") == b"monitor\n"
+    assert p.send("quit") == b"quit\n"
+    assert p.pending == ("monitor",)  # quit gets no reply
+
+
+def test_bad_reply() -> None:
+    p = ready()
+    p.send("interface wg9")
+    p.receive_data(b"bad\n")
+    assert p.events() == [CommandDone("interface wg9", "bad")]
+
+
+def test_reply_without_command_is_malformed_not_fatal() -> None:
+    p = ready()
+    p.receive_data(b"ok\nadd interface wg0 up false\n")
+    events = p.events()
+    assert isinstance(events[0], Malformed)
+    assert isinstance(events[1], ev.InterfaceUpdate)
+    assert p.malformed == 1
+
+
+def test_malformed_line_in_the_middle_does_not_stop_the_stream() -> None:
+    p = ready()
+    p.receive_data(b"add route 1 prefix nonsense\nadd interface wg0 up true\n")
+    events = p.events()
+    assert isinstance(events[0], Malformed)
+    assert "prefix" in str(events[0].error)
+    assert events[1] == ev.InterfaceUpdate(ev.Kind.ADD, "wg0", True)
+
+
+def test_overlong_line_is_skipped_to_its_end() -> None:
+    p = BabelProtocol(max_line=64)
+    p.receive_data(BANNER)
+    p.events()
+    p.receive_data(b"add route " + b"x" * 100)
+    p.receive_data(b"y" * 100)
+    p.receive_data(b"\nadd interface wg0 up false\n")
+    events = p.events()
+    assert [type(e) for e in events] == [Malformed, ev.InterfaceUpdate]
+
+
+def test_truncated_last_line_at_eof() -> None:
+    p = ready()
+    p.receive_data(b"add route 1 prefix 10.0.0.0/8 fr")
+    p.receive_data(b"")
+    events = p.events()
+    assert isinstance(events[0], Malformed) and "truncated" in str(events[0].error)
+    assert isinstance(events[1], Closed)
+    assert p.state is State.CLOSED
+    p.receive_data(b"ok\n")  # ignored after close
+    assert p.events() == []
+
+
+def test_real_dump_through_the_protocol(real_dump: bytes) -> None:
+    p = BabelProtocol()
+    p.send("dump")
+    p.receive_data(real_dump)
+    events = p.events()
+    assert isinstance(events[0], Ready)
+    assert events[-1] == CommandDone("dump", "ok")
+    assert p.malformed == 0
+    assert sum(isinstance(e, ev.RouteUpdate) for e in events) == 16
