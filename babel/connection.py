@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
+import os
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +26,7 @@ from babel.protocol import BabelProtocol, Closed, CommandDone, Malformed, Ready
 log = logging.getLogger("babel")
 
 READ_SIZE = 65536
+_NOT_LISTENING = (errno.ECONNREFUSED, errno.ENOENT)
 
 
 class Connection:
@@ -57,7 +60,9 @@ class Connection:
         except TimeoutError:
             raise BabelConnectionError(f"babeld at {endpoint}: connect timed out after {timeout:g}s") from None
         except OSError as exc:
-            raise BabelConnectionError(f"babeld at {endpoint}: {exc.strerror or exc}") from None
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            hint = " (is babeld running with this local port or path?)" if exc.errno in _NOT_LISTENING else ""
+            raise BabelConnectionError(f"babeld at {endpoint}: {reason}{hint}") from None
         conn = cls(reader, writer, endpoint)
         try:
             async with asyncio.timeout(timeout):

@@ -10,6 +10,7 @@ TUN devices with them) and any UAPI socket a killed wireguard-go left behind.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -311,6 +312,53 @@ class Lab:
             if time.monotonic() > deadline:
                 raise LabError(f"timed out waiting for {what}: {', '.join(missing[:3])}")
             time.sleep(0.02)
+
+    def stop_babeld(self, node_name: str) -> None:
+        """Stop one node's babeld (SIGTERM, as an operator would)."""
+        state = self._state()
+        for rec in state.processes:
+            if rec.node == node_name and rec.what == "babeld" and rec.alive():
+                os.kill(rec.pid, signal.SIGTERM)
+                deadline = time.monotonic() + 3.0
+                while rec.alive() and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                if rec.alive():
+                    os.kill(rec.pid, signal.SIGKILL)
+        # Forget dead babelds: nothing to kill later, and not a failed start.
+        state.processes = [r for r in state.processes if r.what != "babeld" or r.node != node_name or r.alive()]
+        state.save(self.state_path)
+
+    def start_babeld(self, node_name: str) -> int:
+        """(Re)start one node's babeld with its lab config; returns its PID."""
+        state = self._state()
+        node = self.plan.node(node_name)
+        if any(r.node == node_name and r.what == "babeld" and r.alive() for r in state.processes):
+            raise LabError(f"babeld on {node_name} is already running")
+        # A killed babeld leaves its pid file, and babeld refuses to start over one.
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(node.run_dir, "babeld.pid"))
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(node.babel_socket)
+        pid = self._spawn(state, node, ["babeld", "-c", os.path.join(node.run_dir, "babeld.conf")], "babeld", "babeld.log")
+        self._wait_for([node.babel_socket], f"babeld on {node_name}", state)
+        return pid
+
+    def fail_node(self, node_name: str) -> None:
+        """Simulate a node dying: its underlay links go down, its processes stop."""
+        state = self._state()
+        node = self.plan.node(node_name)
+        _ip_batch(node.namespace, [f"link set {v.ifname} down" for v in node.veths])
+        for rec in state.processes:
+            if rec.node == node_name and rec.alive():
+                os.kill(rec.pid, signal.SIGKILL)
+        state.processes = [r for r in state.processes if r.node != node_name or r.alive()]
+        state.save(self.state_path)
+
+    def _state(self) -> LabState:
+        state = LabState.load(self.state_path)
+        if state is None:
+            raise LabError(f"lab {self.plan.name!r} (tag {self.plan.tag}) is not up")
+        return state
 
     # -- down -----------------------------------------------------------
 

@@ -1,0 +1,45 @@
+"""Ask a running lab's babelds whether the mesh has converged."""
+
+from __future__ import annotations
+
+import asyncio
+
+from meshctl.lab.plan import LabPlan
+from meshctl.model import TopologyModel
+
+
+async def node_models(plan: LabPlan, timeout: float = 5.0) -> dict[str, TopologyModel]:
+    """One fresh dump per node, taken concurrently."""
+    from meshctl.cli import fetch_model
+
+    models = await asyncio.gather(*(fetch_model(f"unix:{n.babel_socket}", timeout) for n in plan.nodes))
+    return {n.name: m for n, m in zip(plan.nodes, models, strict=True)}
+
+
+def convergence_problem(plan: LabPlan, models: dict[str, TopologyModel]) -> str | None:
+    """None when every node has every neighbour up and an installed route to
+    every other node's prefixes; otherwise the first thing still missing."""
+    for node in plan.nodes:
+        model = models[node.name]
+        live = {k[1] for k, n in model.neighbours.items() if n.reachable}
+        want = {t.ifname for t in node.tunnels}
+        if live != want:
+            return f"{node.name}: live neighbours on {sorted(live)}, want {sorted(want)}"
+        installed = model.installed_routes()
+        for other in plan.nodes:
+            if other.name == node.name:
+                continue
+            for prefix in other.prefixes:
+                route = installed.get(prefix)
+                if route is None:
+                    return f"{node.name}: no installed route to {prefix} ({other.name})"
+                # Converged means babeld chose its best path, not just any path.
+                best = min(r.metric for r in model.routes_for(prefix))
+                if route.metric > best:
+                    return f"{node.name}: route to {prefix} not on its best path yet"
+    return None
+
+
+def check_converged(plan: LabPlan) -> str | None:
+    """Synchronous wrapper for scripts and tests."""
+    return convergence_problem(plan, asyncio.run(node_models(plan)))

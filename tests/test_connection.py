@@ -1,0 +1,173 @@
+"""The asyncio adapter against a scripted peer on a temporary unix socket.
+
+These check the adapter's own duties (banner, replies, reconnect, resync);
+behaviour against real babeld is in tests/lab/.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from babel import events as ev
+from babel.connection import Backoff, Client, Connection
+from babel.endpoint import Endpoint
+from babel.errors import BabelConnectionError, CommandError
+from meshctl.model import MeshView
+
+BANNER = b"BABEL 1.0\nversion babeld-1.12.1\nhost fake\nmy-id 02:00:00:00:00:00:00:01\nok\n"
+NEIGH = b"add neighbour 1 address fe80::2 if wg1 reach ffff ureach 0000 rxcost 96 txcost 96 cost 96\n"
+ROUTE = (
+    b"add route 2 prefix 10.0.0.2/32 from 0.0.0.0/0 installed yes id 02:00:00:00:00:00:00:02 "
+    b"metric 96 refmetric 0 via fe80::2 if wg1\n"
+)
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@contextlib.asynccontextmanager
+async def fake_babeld(tmp_path, handler: Handler):  # noqa: ANN001, ANN201
+    path = str(tmp_path / "babel.sock")
+    server = await asyncio.start_unix_server(handler, path)
+    try:
+        yield Endpoint("unix", path=path)
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def answer_commands(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, table: bytes) -> None:
+    while line := await reader.readline():
+        cmd = line.decode().strip()
+        if cmd in ("dump", "monitor"):
+            writer.write(table + b"ok\n")
+        elif cmd.startswith("flush interface"):
+            writer.write(b"no No such interface\n")
+        elif cmd == "quit":
+            break
+        else:
+            writer.write(b"bad\n")
+        await writer.drain()
+
+
+async def test_open_dump_and_command_errors(tmp_path) -> None:  # noqa: ANN001
+    async def handler(reader, writer):  # noqa: ANN001, ANN202
+        writer.write(BANNER)
+        await answer_commands(reader, writer, NEIGH + ROUTE)
+        writer.close()
+
+    async with fake_babeld(tmp_path, handler) as endpoint:
+        conn = await Connection.open(endpoint)
+        assert conn.banner.router_id == "02:00:00:00:00:00:00:01"
+        events = await conn.dump()
+        assert [type(e) for e in events] == [ev.NeighbourUpdate, ev.RouteUpdate]
+        with pytest.raises(CommandError, match="No such interface"):
+            await conn.command("flush interface wg9")
+        with pytest.raises(CommandError, match="'bad'"):
+            await conn.command("interface wg9")
+        await conn.wait_closed()
+
+
+async def test_no_listener_is_a_clear_error(tmp_path) -> None:  # noqa: ANN001
+    with pytest.raises(BabelConnectionError, match="No such file"):
+        await Connection.open(Endpoint("unix", path=str(tmp_path / "nothing.sock")))
+
+
+async def test_peer_that_is_not_babeld(tmp_path) -> None:  # noqa: ANN001
+    async def handler(reader, writer):  # noqa: ANN001, ANN202
+        writer.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    async with fake_babeld(tmp_path, handler) as endpoint:
+        with pytest.raises(BabelConnectionError, match="closed"):
+            await Connection.open(endpoint, timeout=2)
+
+
+async def test_silent_peer_times_out(tmp_path) -> None:  # noqa: ANN001
+    async def handler(reader, writer):  # noqa: ANN001, ANN202
+        await asyncio.sleep(5)
+
+    async with fake_babeld(tmp_path, handler) as endpoint:
+        with pytest.raises(BabelConnectionError, match="no banner"):
+            await Connection.open(endpoint, timeout=0.2)
+
+
+async def test_client_reconnects_and_resyncs_without_stale_entries(tmp_path) -> None:  # noqa: ANN001
+    sessions = 0
+
+    async def handler(reader, writer):  # noqa: ANN001, ANN202
+        nonlocal sessions
+        sessions += 1
+        writer.write(BANNER)
+        await reader.readline()  # monitor
+        if sessions == 1:
+            writer.write(NEIGH + ROUTE + b"ok\n")
+            await writer.drain()
+            writer.close()  # babeld dies
+            return
+        writer.write(NEIGH + b"ok\n")  # came back without the route
+        await writer.drain()
+        await reader.read()
+
+    view = MeshView()
+    async with fake_babeld(tmp_path, handler) as endpoint:
+        client = Client(endpoint, view, Backoff(initial=0.01, maximum=0.05))
+        task = asyncio.create_task(client.run())
+        try:
+            for _ in range(200):
+                if view.syncs >= 2:
+                    break
+                await asyncio.sleep(0.01)
+            synced = view.synced
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    assert view.syncs >= 2
+    assert client.stats.reconnects >= 1
+    assert view.model.routes == {}
+    assert len(view.model.neighbours) == 1
+
+
+async def test_malformed_line_triggers_resync(tmp_path) -> None:  # noqa: ANN001
+    sessions = 0
+
+    async def handler(reader, writer):  # noqa: ANN001, ANN202
+        nonlocal sessions
+        sessions += 1
+        writer.write(BANNER)
+        await reader.readline()
+        writer.write(NEIGH + b"ok\n")
+        if sessions == 1:
+            writer.write(b"change route 2 prefix 10.0.0.2/32 from 0.0.0.0/0 installed yes metric oops\n")
+        await writer.drain()
+        await reader.read()
+
+    view = MeshView()
+    async with fake_babeld(tmp_path, handler) as endpoint:
+        client = Client(endpoint, view, Backoff(initial=0.01, maximum=0.05))
+        task = asyncio.create_task(client.run())
+        try:
+            for _ in range(200):
+                if view.syncs >= 2:
+                    break
+                await asyncio.sleep(0.01)
+            synced = view.synced
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    assert client.stats.malformed == 1
+    assert view.syncs >= 2 and synced
+    assert not view.synced  # stopping the client marks the view stale
+
+
+def test_backoff_grows_and_resets() -> None:
+    b = Backoff(initial=0.1, maximum=1.0)
+    assert [b.next_delay() for _ in range(6)] == [0.0, 0.1, 0.2, 0.4, 0.8, 1.0]
+    b.reset()
+    assert b.next_delay() == 0.0
