@@ -13,6 +13,7 @@ Known fields are strict: a missing field, a bad number or a bad address raises
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 from collections.abc import Callable
@@ -46,11 +47,15 @@ def _bool(value: str) -> bool:
     raise ValueError(f"not a boolean: {value!r}")
 
 
+# babeld repeats the same few addresses and prefixes in every change line, and
+# ipaddress parsing dominated the profile: cache it (the objects are immutable).
+@functools.lru_cache(maxsize=1 << 16)
 def _addr(value: str) -> ev.Address:
     # babeld prints v4-mapped addresses as plain IPv4; scope ids never appear.
     return ipaddress.ip_address(value)
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _prefix(value: str) -> ev.Prefix:
     return ipaddress.ip_network(value, strict=False)
 

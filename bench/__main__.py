@@ -1,0 +1,27 @@
+"""Run every benchmark and print one table each."""
+
+from __future__ import annotations
+
+from bench import model_bench
+
+
+def table(title: str, header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
+    print(f"\n{title}")
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
+    print("  ".join("-" * w for w in widths))
+    for row in rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
+
+
+def main() -> None:
+    table(
+        f"parser + model: synthetic dump, {model_bench.NEIGHBOURS} neighbours, {model_bench.ROUTES} routes, "
+        f"{model_bench.CHANGES} change lines",
+        ("stage", "lines", "ms (best of 3)", "lines/s", "peak MiB"),
+        model_bench.run(),
+    )
+
+
+if __name__ == "__main__":
+    main()
