@@ -1,0 +1,144 @@
+"""Gateway choice with hysteresis: pure, the clock is an argument.
+
+Theory of operation
+-------------------
+Each uplink has candidate gateways.  For each, the adapter reports the best
+Babel metric toward it and the age of its WireGuard handshake.  A candidate
+is *eligible* when Babel can reach it (metric < 65535) and its session is
+*warm*: a handshake newer than ``warm_age`` seconds, well inside WireGuard's
+REJECT_AFTER_TIME (180 s), so switching to it needs no handshake.
+
+- No choice yet, or the chosen gateway is unreachable or down: switch at once
+  to the best eligible candidate (lowest metric, then name).
+- Otherwise a better candidate must beat the chosen one by ``margin`` for
+  ``hold`` seconds without interruption (babeld's own rule is "no worse on raw
+  metric and strictly better on smoothed"; the hold also rides out the RTT
+  penalty a re-handshaked tunnel shows for a while).
+- If nothing is eligible, a reachable cold candidate beats a dead chosen one:
+  it will handshake on first use, which is slow but better than nothing.
+
+``select`` returns the new state, the switch (if any) and the next deadline
+at which it wants to be called again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+INFINITY = 0xFFFF
+REKEY_AFTER_TIME = 120.0
+REJECT_AFTER_TIME = 180.0
+
+
+@dataclass(frozen=True, slots=True)
+class Hysteresis:
+    """Tuning for one uplink."""
+
+    margin: int = 32  # metric units: a third of a wired/tunnel hop (96)
+    hold: float = 3.0  # seconds a challenger must stay better
+    warm_age: float = 150.0  # seconds; older handshakes count as cold
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateView:
+    """What the adapter knows about one gateway right now."""
+
+    name: str
+    metric: int
+    handshake_age: float | None  # None: never handshaked
+
+    @property
+    def reachable(self) -> bool:
+        """Babel has a usable route toward the gateway."""
+        return self.metric < INFINITY
+
+    def warm(self, params: Hysteresis) -> bool:
+        """Its session can carry traffic now, without a handshake."""
+        return self.handshake_age is not None and self.handshake_age < params.warm_age
+
+    def state(self, params: Hysteresis) -> str:
+        """``warm``, ``cold`` or ``unreachable``, for status output."""
+        if not self.reachable:
+            return "unreachable"
+        return "warm" if self.warm(params) else "cold"
+
+
+@dataclass(frozen=True, slots=True)
+class Switch:
+    """One decision to move the steered prefixes."""
+
+    old: str | None
+    new: str
+    reason: str
+    at: float
+    old_metric: int | None = None
+    new_metric: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SelectorState:
+    """Everything ``select`` remembers between calls."""
+
+    chosen: str | None = None
+    challenger: str | None = None
+    since: float = 0.0
+    last_switch: Switch | None = None
+    switches: int = 0
+
+
+def _why_leave(c: CandidateView, params: Hysteresis) -> str | None:
+    if not c.reachable:
+        return f"{c.name} unreachable (metric {INFINITY})"
+    if c.handshake_age is None:
+        return f"{c.name} down (no handshake)"
+    if c.handshake_age >= REJECT_AFTER_TIME:
+        return f"{c.name} down (last handshake {c.handshake_age:.0f} s ago)"
+    return None
+
+
+def _best(cands: Sequence[CandidateView]) -> CandidateView | None:
+    return min(cands, key=lambda c: (c.metric, c.name), default=None)
+
+
+def select(
+    state: SelectorState, candidates: Sequence[CandidateView], now: float, params: Hysteresis
+) -> tuple[SelectorState, Switch | None, float | None]:
+    """Decide; see the module docstring."""
+    by_name = {c.name: c for c in candidates}
+    eligible = [c for c in candidates if c.reachable and c.warm(params)]
+    best = _best(eligible)
+    current = by_name.get(state.chosen) if state.chosen else None
+
+    def switch_to(target: CandidateView, reason: str) -> tuple[SelectorState, Switch, None]:
+        sw = Switch(state.chosen, target.name, reason, now, current.metric if current else None, target.metric)
+        return SelectorState(target.name, None, 0.0, sw, state.switches + 1), sw, None
+
+    if current is None:
+        if best is not None:
+            why = "initial choice" if state.chosen is None else f"{state.chosen} is no longer a candidate"
+            return switch_to(best, f"{why}: {best.name} (metric {best.metric})")
+        cold = _best([c for c in candidates if c.reachable])
+        if cold is not None and state.chosen is None:
+            return switch_to(cold, f"initial choice: {cold.name} (metric {cold.metric}, cold: no warm gateway)")
+        return state, None, None
+
+    leave = _why_leave(current, params)
+    if leave is not None:
+        target = best or _best([c for c in candidates if c.reachable and c.name != current.name])
+        if target is None or target.name == current.name:
+            return replace(state, challenger=None), None, None
+        cold = "" if target.warm(params) else ", cold: it will handshake first"
+        return switch_to(target, f"{leave}; {target.name} metric {target.metric}{cold}")
+
+    if best is None or best.name == current.name or best.metric + params.margin > current.metric:
+        return replace(state, challenger=None, since=0.0), None, None
+    if state.challenger != best.name:
+        return replace(state, challenger=best.name, since=now), None, now + params.hold
+    if now - state.since >= params.hold:
+        gain = current.metric - best.metric
+        return switch_to(
+            best,
+            f"{best.name} better by {gain} ({best.metric} vs {current.metric}) for {now - state.since:.1f} s",
+        )
+    return state, None, state.since + params.hold
