@@ -1,0 +1,341 @@
+"""The node config (``/etc/meshctl/node.toml``): loading and validation.
+
+Every problem is reported with its field path (``uplink[0].gateway[1].public_key``)
+and the file; keys and secrets are read from files that only their owner
+can read.  Validation touches nothing: the daemon runs it before it acts.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import stat
+from dataclasses import dataclass
+
+from babel.endpoint import DEFAULT_PORT, Endpoint, parse_endpoint
+from babel.errors import BabelError
+from meshctl.errors import ConfigError
+from meshctl.policy import Hysteresis
+from meshctl.tomlfile import Fields, load_toml
+from meshctl.wireguard.keys import KeyPair, decode_key, read_private_key
+
+DEFAULT_CONFIG = "/etc/meshctl/node.toml"
+DEFAULT_CONTROL_SOCKET = "/run/meshctl/meshctl.sock"
+DEFAULT_CONTROL_PORT = 51901
+
+Prefix = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayCandidate:
+    """One gateway an uplink may use."""
+
+    name: str
+    public_key: str
+    endpoint: str
+    control: ipaddress.IPv4Address | ipaddress.IPv6Address  # its address inside the uplink tunnel
+    mesh: Prefix | None  # prefix whose Babel metric ranks it ...
+    router_id: str | None  # ... or its router id
+
+
+@dataclass(frozen=True, slots=True)
+class UplinkConfig:
+    """A client's uplink interface with its candidate gateways."""
+
+    interface: str
+    keys: KeyPair
+    listen_port: int
+    address: ipaddress.IPv4Interface | ipaddress.IPv6Interface  # this client, inside the tunnel
+    steer: tuple[Prefix, ...]
+    keepalive: int
+    secret: bytes
+    control_port: int
+    probe_interval: float
+    probe_loss: int
+    hysteresis: Hysteresis
+    gateways: tuple[GatewayCandidate, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ClientEntry:
+    """A client a gateway serves."""
+
+    name: str
+    public_key: str
+    endpoint: str | None
+    addresses: tuple[Prefix, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    """This node as a gateway: its uplink server interface and clients."""
+
+    interface: str
+    keys: KeyPair
+    listen_port: int
+    address: ipaddress.IPv4Interface | ipaddress.IPv6Interface
+    secret: bytes
+    control_port: int
+    lease: float
+    route_protocol: int
+    clients: tuple[ClientEntry, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    """The whole node config."""
+
+    name: str
+    babel: Endpoint
+    control_socket: str
+    uplinks: tuple[UplinkConfig, ...]
+    gateway: GatewayConfig | None
+    source: str = ""
+
+
+def read_secret(path: str, field: str, source: str) -> bytes:
+    """A shared secret file (>= 16 bytes), readable by its owner only."""
+    try:
+        st = os.stat(path)
+        if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise ConfigError(
+                f"{path} is accessible by group/others (mode {stat.S_IMODE(st.st_mode):04o}); chmod 600 it",
+                source=source, field=field,
+            )
+        with open(path, "rb") as f:
+            data = f.read().strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}", source=source, field=field) from None
+    if len(data) < 16:
+        raise ConfigError(f"{path}: secret must be at least 16 bytes", source=source, field=field)
+    return data
+
+
+def _keys(f: Fields, source: str, errors: list[ConfigError]) -> KeyPair | None:
+    path = f.take("private_key_file", str, None, required=True)
+    if path is None:
+        return None
+    try:
+        return read_private_key(path, f"{f.path}.private_key_file")
+    except ConfigError as exc:
+        errors.append(ConfigError(exc.message, source=source, field=exc.field))
+        return None
+
+
+def _secret(f: Fields, source: str, errors: list[ConfigError]) -> bytes:
+    path = f.take("secret_file", str, None, required=True)
+    if path is None:
+        return b""
+    try:
+        return read_secret(path, f"{f.path}.secret_file", source)
+    except ConfigError as exc:
+        errors.append(exc)
+        return b""
+
+
+def _public_key(f: Fields, key: str = "public_key") -> str:
+    text = f.take(key, str, "", required=True)
+    if text:
+        try:
+            decode_key(text, key)
+        except ValueError as exc:
+            f.error(key, str(exc))
+    return text
+
+
+def _iface(f: Fields, key: str = "interface") -> str:
+    name = f.take(key, str, "", required=True)
+    if name and (len(name) > 15 or "/" in name or " " in name):
+        f.error(key, "not a valid interface name (at most 15 characters, no '/' or spaces)")
+    return name
+
+
+def _prefixes(f: Fields, key: str, required: bool = True) -> tuple[Prefix, ...]:
+    out: list[Prefix] = []
+    for i, text in enumerate(f.take_list(key, str, [], required)):
+        try:
+            out.append(ipaddress.ip_network(text))
+        except ValueError as exc:
+            f.error(f"{key}[{i}]", f"not a prefix: {exc}")
+    if len(set(out)) != len(out):
+        f.error(key, "duplicate prefixes")
+    return tuple(out)
+
+
+def _interface_addr(f: Fields, key: str) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
+    text = f.take(key, str, "", required=True)
+    try:
+        return ipaddress.ip_interface(text)
+    except ValueError as exc:
+        if text:
+            f.error(key, f"not an address: {exc}")
+        return ipaddress.ip_interface("0.0.0.0/32")
+
+
+def _endpoint(f: Fields, key: str, required: bool) -> str | None:
+    text = f.take(key, str, None, required=required)
+    if text is None:
+        return None
+    host, sep, port = text.rpartition(":")
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        if not sep or not 0 < int(port) < 65536:
+            raise ValueError
+    except ValueError:
+        f.error(key, f"must be ADDRESS:PORT or [V6]:PORT, not {text!r}")
+    return text
+
+
+def _port(f: Fields, key: str, default: int) -> int:
+    port = f.take(key, int, default)
+    if not 0 < port < 65536:
+        f.error(key, "must be 1..65535")
+    return port
+
+
+def _hysteresis(f: Fields) -> Hysteresis:
+    d = Hysteresis()
+    margin = f.take("margin", int, d.margin)
+    hold = f.take("hold", float, d.hold)
+    warm = f.take("warm_age", float, d.warm_age)
+    if margin < 0:
+        f.error("margin", "must be >= 0")
+    if hold < 0:
+        f.error("hold", "must be >= 0 seconds")
+    if not 10 <= warm < 180:
+        f.error("warm_age", "must be 10..180 seconds (WireGuard rejects sessions older than 180 s)")
+    f.finish()
+    return Hysteresis(margin, hold, warm)
+
+
+def _uplink(raw: object, i: int, source: str, errors: list[ConfigError]) -> UplinkConfig | None:
+    f = Fields(raw, f"uplink[{i}]", source, errors)
+    interface = _iface(f)
+    keys = _keys(f, source, errors)
+    listen_port = _port(f, "listen_port", 51900)
+    address = _interface_addr(f, "address")
+    steer = _prefixes(f, "steer")
+    keepalive = f.take("keepalive", int, 10)
+    if not 0 <= keepalive <= 60:
+        f.error("keepalive", "must be 0..60 seconds (<= 60 keeps a session warm)")
+    secret = _secret(f, source, errors)
+    control_port = _port(f, "control_port", DEFAULT_CONTROL_PORT)
+    probe_interval = f.take("probe_interval", float, 0.1)
+    if not 0.01 <= probe_interval <= 10:
+        f.error("probe_interval", "must be 0.01..10 seconds")
+    probe_loss = f.take("probe_loss", int, 3)
+    if not 1 <= probe_loss <= 100:
+        f.error("probe_loss", "must be 1..100")
+    hyst = _hysteresis(Fields(f.take("hysteresis", dict, {}), f"uplink[{i}].hysteresis", source, errors))
+    gateways: list[GatewayCandidate] = []
+    names: set[str] = set()
+    raw_gws = f.take("gateway", list, [], required=True)
+    if not raw_gws and isinstance(raw, dict) and "gateway" in raw:
+        f.error("gateway", "needs at least one gateway")
+    for j, g in enumerate(raw_gws):
+        gf = Fields(g, f"uplink[{i}].gateway[{j}]", source, errors)
+        name = gf.take("name", str, f"gw{j}", required=True)
+        if name in names:
+            gf.error("name", f"duplicate gateway name {name!r}")
+        names.add(name)
+        public_key = _public_key(gf)
+        endpoint = _endpoint(gf, "endpoint", True) or ""
+        control_text = gf.take("control", str, "", required=True)
+        try:
+            control = ipaddress.ip_address(control_text)
+        except ValueError:
+            if control_text:
+                gf.error("control", f"not an address: {control_text!r}")
+            control = ipaddress.ip_address("0.0.0.0")
+        mesh_text = gf.take("mesh", str, None)
+        router_id = gf.take("router_id", str, None)
+        mesh = None
+        if mesh_text is not None:
+            try:
+                mesh = ipaddress.ip_network(mesh_text)
+            except ValueError as exc:
+                gf.error("mesh", f"not a prefix: {exc}")
+        if mesh_text is None and router_id is None:
+            gf.error("mesh", "give mesh (the gateway's mesh prefix) or router_id, to rank it by Babel metric")
+        gf.finish()
+        gateways.append(GatewayCandidate(name, public_key, endpoint, control, mesh, router_id))
+    keys_seen = [g.public_key for g in gateways]
+    if len(set(keys_seen)) != len(keys_seen):
+        f.error("gateway", "two gateways share a public key: each gateway needs its own key")
+    f.finish()
+    if keys is None:
+        return None
+    return UplinkConfig(interface, keys, listen_port, address, steer, keepalive, secret, control_port,
+                        probe_interval, probe_loss, hyst, tuple(gateways))
+
+
+def _gateway(raw: object, source: str, errors: list[ConfigError]) -> GatewayConfig | None:
+    f = Fields(raw, "gateway", source, errors)
+    interface = _iface(f)
+    keys = _keys(f, source, errors)
+    listen_port = _port(f, "listen_port", 51900)
+    address = _interface_addr(f, "address")
+    secret = _secret(f, source, errors)
+    control_port = _port(f, "control_port", DEFAULT_CONTROL_PORT)
+    lease = f.take("lease", float, 2.0)
+    if not 0.1 <= lease <= 600:
+        f.error("lease", "must be 0.1..600 seconds")
+    proto = f.take("route_protocol", int, 152)
+    if not 5 <= proto <= 254:
+        f.error("route_protocol", "must be 5..254 (a kernel route protocol number babeld redistributes)")
+    clients: list[ClientEntry] = []
+    seen: set[Prefix] = set()
+    for j, c in enumerate(f.take("client", list, [], required=True)):
+        cf = Fields(c, f"gateway.client[{j}]", source, errors)
+        name = cf.take("name", str, f"client{j}", required=True)
+        public_key = _public_key(cf)
+        endpoint = _endpoint(cf, "endpoint", False)
+        addresses = _prefixes(cf, "addresses")
+        for a in addresses:
+            if a in seen:
+                cf.error("addresses", f"{a} is given to another client too")
+            seen.add(a)
+        cf.finish()
+        clients.append(ClientEntry(name, public_key, endpoint, addresses))
+    f.finish()
+    if keys is None:
+        return None
+    return GatewayConfig(interface, keys, listen_port, address, secret, control_port, lease, proto, tuple(clients))
+
+
+def parse_config(data: dict, source: str = "<config>") -> NodeConfig:
+    """Validate a parsed config; raise one :class:`ConfigError` listing every problem."""
+    errors: list[ConfigError] = []
+    top = Fields(data, "", source, errors)
+    node = Fields(top.take("node", dict, {}, required=True), "node", source, errors)
+    name = node.take("name", str, "", required=True)
+    babel_text = node.take("babel", str, f"tcp:[::1]:{DEFAULT_PORT}")
+    try:
+        babel = parse_endpoint(babel_text)
+    except BabelError as exc:
+        node.error("babel", str(exc))
+        babel = parse_endpoint(f"tcp:[::1]:{DEFAULT_PORT}")
+    control_socket = node.take("control_socket", str, DEFAULT_CONTROL_SOCKET)
+    node.finish()
+    uplinks = []
+    for i, raw in enumerate(top.take("uplink", list, [])):
+        up = _uplink(raw, i, source, errors)
+        if up is not None:
+            uplinks.append(up)
+    gateway = None
+    if "gateway" in data:
+        gateway = _gateway(top.take("gateway", dict, {}), source, errors)
+    top.finish()
+    ifaces = [u.interface for u in uplinks] + ([gateway.interface] if gateway else [])
+    if len(set(ifaces)) != len(ifaces):
+        errors.append(ConfigError("an interface is used twice", source=source, field="uplink"))
+    if not uplinks and gateway is None and not errors:
+        errors.append(ConfigError("nothing to do: no [[uplink]] and no [gateway]", source=source, field="uplink"))
+    if errors:
+        raise ConfigError.collect(errors)
+    return NodeConfig(name, babel, control_socket, tuple(uplinks), gateway, source)
+
+
+def load_config(path: str) -> NodeConfig:
+    """Load and validate a node config file."""
+    return parse_config(load_toml(path), path)

@@ -1,0 +1,114 @@
+"""Client <-> gateway control datagrams: msgpack, HMAC-SHA256, no I/O.
+
+A client probes each candidate gateway through its uplink tunnel; the probe
+also says whether that gateway is the chosen one, so the gateway's "announce
+my client" state is soft and refreshed on every probe (it lapses when the
+client stops talking).  The gateway answers each probe with an ack.
+
+Wire format: ``msgpack(map) || HMAC-SHA256(secret, msgpack(map))``.  The
+WireGuard tunnel already authenticates the peer; the MAC also covers
+datagrams that reach the control port some other way.  Replays are refused by
+a per-sender sequence number that only goes up (it starts from the wall clock
+in nanoseconds, so a restarted sender continues above its old numbers) and a
+timestamp window.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+
+import msgpack
+
+from meshctl.errors import MeshctlError
+
+MAC_LEN = 32
+MAX_DATAGRAM = 512
+MAX_SKEW = 30.0  # seconds between sender's and receiver's clocks
+KINDS = ("probe", "ack")
+
+
+class ControlError(MeshctlError):
+    """A control datagram was refused; ``reason`` is a short counter label."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        self.reason = reason
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One control message."""
+
+    kind: str  # "probe" or "ack"
+    sender: str
+    seq: int
+    ts: float  # sender's wall clock, seconds
+    chosen: bool = False  # probe: "you carry my traffic"; ack: "I announce you"
+
+
+def encode(message: Message, secret: bytes) -> bytes:
+    """Serialise and authenticate."""
+    body = msgpack.packb(
+        {"v": 1, "k": message.kind, "s": message.sender, "n": message.seq, "t": message.ts, "c": message.chosen},
+        use_bin_type=True,
+    )
+    return body + hmac.new(secret, body, hashlib.sha256).digest()
+
+
+def decode(data: bytes, secret: bytes, now: float) -> Message:
+    """Verify and parse; :class:`ControlError` for anything wrong, nothing else."""
+    if len(data) > MAX_DATAGRAM:
+        raise ControlError("oversized", f"{len(data)} bytes")
+    if len(data) <= MAC_LEN:
+        raise ControlError("truncated", f"{len(data)} bytes")
+    body, mac = data[:-MAC_LEN], data[-MAC_LEN:]
+    if not hmac.compare_digest(mac, hmac.new(secret, body, hashlib.sha256).digest()):
+        raise ControlError("bad-mac")
+    try:
+        obj = msgpack.unpackb(body, raw=False, strict_map_key=True, max_str_len=64, max_map_len=16, max_array_len=0)
+    except Exception as exc:  # msgpack raises several types; all mean "malformed"
+        raise ControlError("malformed", type(exc).__name__) from None
+    if not isinstance(obj, dict) or obj.get("v") != 1:
+        raise ControlError("malformed", "not a version-1 map")
+    kind, sender, seq, ts, chosen = obj.get("k"), obj.get("s"), obj.get("n"), obj.get("t"), obj.get("c")
+    if kind not in KINDS or not isinstance(sender, str) or not sender:
+        raise ControlError("malformed", "bad kind or sender")
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+        raise ControlError("malformed", "bad seq")
+    if not isinstance(ts, float | int) or isinstance(ts, bool) or not isinstance(chosen, bool):
+        raise ControlError("malformed", "bad ts or flag")
+    if abs(float(ts) - now) > MAX_SKEW:
+        raise ControlError("stale", f"timestamp {ts - now:+.0f} s off")
+    return Message(kind, sender, seq, float(ts), chosen)
+
+
+class ReplayGuard:
+    """Per-sender highest sequence number seen (bounded number of senders)."""
+
+    def __init__(self, max_senders: int = 1024) -> None:
+        self._last: dict[str, int] = {}
+        self._max = max_senders
+
+    def accept(self, sender: str, seq: int) -> bool:
+        """True (and remember) if ``seq`` is newer than anything seen from ``sender``."""
+        last = self._last.get(sender)
+        if last is not None and seq <= last:
+            return False
+        if last is None and len(self._last) >= self._max:
+            return False
+        self._last[sender] = seq
+        return True
+
+
+class Sequence:
+    """Sequence numbers that keep growing across restarts."""
+
+    def __init__(self, start_ns: int) -> None:
+        self._next = start_ns
+
+    def next(self) -> int:
+        """The next number."""
+        self._next += 1
+        return self._next
