@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import sys
@@ -102,6 +103,80 @@ def cmd_lab_status(args: argparse.Namespace) -> int:
     return EXIT_OK if not dead else EXIT_FAILURE
 
 
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from meshctl.config import load_config
+
+    config = load_config(args.file)
+    if args.json:
+        print(json.dumps({"file": args.file, "ok": True, "node": config.name}))
+    else:
+        print(f"{args.file}: ok (node {config.name}, {len(config.uplinks)} uplink(s), gateway: {'yes' if config.gateway else 'no'})")
+    return EXIT_OK
+
+
+def cmd_daemon(args: argparse.Namespace) -> int:
+    import signal
+
+    from meshctl.config import load_config
+    from meshctl.daemon import Daemon
+
+    config = load_config(args.config)  # refuses a broken config before touching anything
+
+    async def run() -> None:
+        daemon = Daemon(config)
+        task = asyncio.create_task(daemon.run())
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        log.warning("meshctl daemon for %s stopped", config.name)
+
+    asyncio.run(run())
+    return EXIT_OK
+
+
+def _format_status(status: dict) -> str:
+    lines = [f"node {status['node']}: babeld {'synced' if status['babel']['synced'] else 'NOT SYNCED'}"
+             f" ({status['babel']['address']}, {status['babel']['reconnects']} reconnects)"]
+    for up in status["uplinks"]:
+        lines.append(f"uplink {up['interface']}: chosen {up['chosen'] or 'none'}, steering {', '.join(up['steer'])},"
+                     f" {up['switches']} switch(es), device {up['device']}")
+        for c in up["candidates"]:
+            mark = "*" if c["chosen"] else " "
+            age = f"{c['handshake_age_s']:.0f}s" if c["handshake_age_s"] is not None else "never"
+            metric = c["metric"] if c["metric"] is not None else "unreachable"
+            rtt = f"{c['probe_rtt_ms']:.1f}ms" if c["probe_rtt_ms"] is not None else "-"
+            lines.append(f"  {mark} {c['name']:10} metric {metric!s:>11}  handshake {age:>6}  {c['state']:11} probe rtt {rtt}")
+        last = up["last_switch"]
+        if last:
+            lines.append(f"  last switch {last['ago_s']}s ago: {last['old'] or 'none'} -> {last['new']}, {last['reason']}")
+        r = up["reaction_ms"]
+        if r["count"]:
+            lines.append(f"  reaction (trigger -> WireGuard write): median {r['median']} ms, p99 {r['p99']} ms over {r['count']}")
+    gw = status.get("gateway")
+    if gw:
+        served = ", ".join(f"{c['name']}{' (announced)' if c['announced'] else ''}" for c in gw["clients"])
+        lines.append(f"gateway {gw['interface']}: device {gw['device']}; clients: {served}")
+    rejected = status["counters"]["rejected_datagrams"]
+    if rejected:
+        lines.append("rejected datagrams: " + ", ".join(f"{k} {v}" for k, v in sorted(rejected.items())))
+    return "\n".join(lines)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from meshctl.daemon import query_status
+
+    path = args.socket
+    if path is None:
+        from meshctl.config import DEFAULT_CONTROL_SOCKET, load_config
+
+        path = load_config(args.config).control_socket if args.config else DEFAULT_CONTROL_SOCKET
+    status = asyncio.run(query_status(path))
+    print(json.dumps(status, indent=2) if args.json else _format_status(status))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="meshctl",
@@ -129,6 +204,26 @@ def build_parser() -> argparse.ArgumentParser:
     dump.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for babeld (default: %(default)s)")
     dump.set_defaults(func=cmd_topology_dump)
 
+    daemon = sub.add_parser(
+        "daemon",
+        help="run the controller for this node",
+        description="Follow babeld, keep every gateway's WireGuard session warm, and move the steered "
+        "prefixes to the best gateway in one WireGuard write.",
+    )
+    daemon.add_argument("--config", default="/etc/meshctl/node.toml", help="node config (default: %(default)s)")
+    daemon.set_defaults(func=cmd_daemon)
+
+    status = sub.add_parser("status", help="ask the running daemon what it chose and why")
+    status.add_argument("--socket", help="daemon control socket (default: from --config, else /run/meshctl/meshctl.sock)")
+    status.add_argument("--config", help="node config to read the control socket path from")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(func=cmd_status)
+
+    check = sub.add_parser("check-config", help="validate a node config without touching anything")
+    check.add_argument("file", metavar="FILE")
+    check.add_argument("--json", action="store_true", help="machine-readable output")
+    check.set_defaults(func=cmd_check_config)
+
     lab = sub.add_parser("lab", help="run a topology from topologies/ in network namespaces (root)")
     lab_sub = lab.add_subparsers(dest="lab_command", metavar="SUBCOMMAND", required=True)
     for name, func, text in (
@@ -150,8 +245,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    level = logging.WARNING - 10 * args.verbose
-    logging.basicConfig(level=max(level, logging.DEBUG), format="meshctl: %(levelname)s: %(message)s")
+    default = logging.INFO if args.command == "daemon" else logging.WARNING
+    level = max(default - 10 * args.verbose, logging.DEBUG)
+    fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s" if args.command == "daemon" else "meshctl: %(levelname)s: %(message)s"
+    logging.basicConfig(level=level, format=fmt)
     try:
         return int(args.func(args))
     except MeshctlError as exc:

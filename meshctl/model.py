@@ -22,7 +22,7 @@ resync, so a half-received dump is never visible.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import networkx as nx
@@ -351,6 +351,12 @@ class MeshView:
         self.syncs = 0
         self.last_lost = ""
         self._staging: TopologyModel | None = None
+        #: Called (no arguments) after the live model changed; keep them quick.
+        self.listeners: list[Callable[[], None]] = []
+
+    def _changed(self) -> None:
+        for listener in self.listeners:
+            listener()
 
     def begin_sync(self, banner: ev.Banner) -> None:
         """Start a fresh model for the new session."""
@@ -358,7 +364,11 @@ class MeshView:
 
     def apply(self, event: ev.Event) -> None:
         """Apply to the model being built, or to the live one."""
-        (self._staging or self.model).apply(event)
+        if self._staging is not None:
+            self._staging.apply(event)
+        else:
+            self.model.apply(event)
+            self._changed()
 
     def end_sync(self) -> None:
         """Make the freshly built model the live one."""
@@ -367,6 +377,7 @@ class MeshView:
             self._staging = None
         self.synced = True
         self.syncs += 1
+        self._changed()
 
     def connection_lost(self, reason: str) -> None:
         """Keep the last view but mark it stale."""

@@ -4,7 +4,9 @@ Theory of operation
 -------------------
 Each uplink has candidate gateways.  For each, the adapter reports the best
 Babel metric toward it and the age of its WireGuard handshake.  A candidate
-is *eligible* when Babel can reach it (metric < 65535) and its session is
+is *eligible* when Babel can reach it (metric < 65535), it answers probes
+through its own tunnel (Babel may still show a dead gateway as reachable the
+long way round until the news spreads), and its session is
 *warm*: a handshake newer than ``warm_age`` seconds, well inside WireGuard's
 REJECT_AFTER_TIME (180 s), so switching to it needs no handshake.
 
@@ -47,6 +49,7 @@ class CandidateView:
     name: str
     metric: int
     handshake_age: float | None  # None: never handshaked
+    alive: bool = True  # answers probes through its tunnel
 
     @property
     def reachable(self) -> bool:
@@ -61,6 +64,8 @@ class CandidateView:
         """``warm``, ``cold`` or ``unreachable``, for status output."""
         if not self.reachable:
             return "unreachable"
+        if not self.alive:
+            return "down"
         return "warm" if self.warm(params) else "cold"
 
 
@@ -90,6 +95,8 @@ class SelectorState:
 def _why_leave(c: CandidateView, params: Hysteresis) -> str | None:
     if not c.reachable:
         return f"{c.name} unreachable (metric {INFINITY})"
+    if not c.alive:
+        return f"{c.name} down (not answering probes)"
     if c.handshake_age is None:
         return f"{c.name} down (no handshake)"
     if c.handshake_age >= REJECT_AFTER_TIME:
@@ -106,7 +113,7 @@ def select(
 ) -> tuple[SelectorState, Switch | None, float | None]:
     """Decide; see the module docstring."""
     by_name = {c.name: c for c in candidates}
-    eligible = [c for c in candidates if c.reachable and c.warm(params)]
+    eligible = [c for c in candidates if c.reachable and c.alive and c.warm(params)]
     best = _best(eligible)
     current = by_name.get(state.chosen) if state.chosen else None
 
@@ -118,14 +125,19 @@ def select(
         if best is not None:
             why = "initial choice" if state.chosen is None else f"{state.chosen} is no longer a candidate"
             return switch_to(best, f"{why}: {best.name} (metric {best.metric})")
-        cold = _best([c for c in candidates if c.reachable])
+        cold = _best([c for c in candidates if c.reachable and c.alive])
         if cold is not None and state.chosen is None:
             return switch_to(cold, f"initial choice: {cold.name} (metric {cold.metric}, cold: no warm gateway)")
         return state, None, None
 
     leave = _why_leave(current, params)
     if leave is not None:
-        target = best or _best([c for c in candidates if c.reachable and c.name != current.name])
+        target = best
+        if target is None and not (current.reachable and current.alive):
+            # A hard failure: a cold but live gateway beats a dead one.  For a soft
+            # one (no recent handshake) only a warm target helps; otherwise two
+            # cold gateways would trade places on every call.
+            target = _best([c for c in candidates if c.reachable and c.alive and c.name != current.name])
         if target is None or target.name == current.name:
             return replace(state, challenger=None), None, None
         cold = "" if target.warm(params) else ", cold: it will handshake first"

@@ -89,8 +89,27 @@ def test_dead_current_and_only_cold_alternative() -> None:
     assert sw is not None and sw.new == "gw2" and "cold" in sw.reason
 
 
+def test_gateway_not_answering_probes_is_left_at_once_even_if_babel_still_reaches_it() -> None:
+    state = SelectorState(chosen="gw1")
+    dead = CandidateView("gw1", 416, 5.0, alive=False)  # Babel: reachable the long way round
+    _, sw, _ = select(state, [dead, c("gw2", 160)], 0.0, P)
+    assert sw is not None and sw.new == "gw2" and "gw1 down (not answering probes)" in sw.reason
+    _, sw, _ = select(SelectorState(), [dead, c("gw2", 900)], 0.0, P)
+    assert sw is not None and sw.new == "gw2"
+
+
+def test_two_cold_gateways_do_not_trade_places() -> None:
+    state = SelectorState(chosen="gw1")
+    cands = [c("gw1", 96, None), c("gw2", 160, None)]  # both alive, no handshake seen yet
+    for t in range(10):
+        state, sw, _ = select(state, cands, float(t), P)
+        assert sw is None
+    assert state.chosen == "gw1"
+
+
 def test_candidate_states() -> None:
     assert c("a", 65535).state(P) == "unreachable"
     assert c("a", 1, None).state(P) == "cold"
     assert c("a", 1, 149.0).state(P) == "warm"
     assert c("a", 1, 151.0).state(P) == "cold"
+    assert CandidateView("a", 1, 1.0, alive=False).state(P) == "down"

@@ -19,6 +19,12 @@ from meshctl.lab.spec import LabSpec, NodeSpec
 
 RUN_ROOT = "/run/meshctl/lab"
 BASE_PORT = 51820
+UPLINK_PORT = 51900  # a client's uplink interface
+GATEWAY_PORT = 51901  # a gateway's server interface
+CONTROL_PORT = 51902  # meshctl's probes, inside the uplink tunnels
+CLIENT_NET = ipaddress.ip_network("10.98.0.0/24")  # client N's uplink address: 10.98.0.N
+GATEWAY_NET = ipaddress.ip_network("10.97.0.0/24")  # gateway N's uplink address: 10.97.0.N
+STEER_TABLE = 100  # routing table for steered prefixes on clients
 #: Kernel route protocol number for routes meshctl installs for Babel to
 #: redistribute (e.g. a client's address on the gateway it chose).
 MESHCTL_RTPROTO = 152
@@ -48,6 +54,39 @@ class VethPlan:
 
 
 @dataclass(frozen=True, slots=True)
+class UplinkGatewayPlan:
+    """One gateway as a client's uplink sees it."""
+
+    name: str
+    ifname: str  # the gateway's server interface
+    control: ipaddress.IPv4Address
+    endpoint: str  # gateway's underlay address on the shared link, and its server port
+    mesh: ipaddress.IPv4Network
+
+
+@dataclass(frozen=True, slots=True)
+class UplinkPlan:
+    """A client's uplink interface."""
+
+    ifname: str
+    address: ipaddress.IPv4Interface
+    steer: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+    gateways: tuple[UplinkGatewayPlan, ...]
+    margin: int
+    hold: float
+    probe_interval: float
+
+
+@dataclass(frozen=True, slots=True)
+class ServedClientPlan:
+    """A client a gateway serves."""
+
+    name: str
+    uplink_ifname: str
+    address: ipaddress.IPv4Interface
+
+
+@dataclass(frozen=True, slots=True)
 class NodePlan:
     """Everything about one node."""
 
@@ -63,6 +102,21 @@ class NodePlan:
     veths: tuple[VethPlan, ...]
     run_dir: str
     babeld_conf: str
+    uplink: UplinkPlan | None = None
+    gateway_ifname: str | None = None
+    gateway_address: ipaddress.IPv4Interface | None = None
+    served: tuple[ServedClientPlan, ...] = ()
+    daemon: bool = False
+
+    @property
+    def control_socket(self) -> str:
+        """The node's meshctl daemon control socket."""
+        return os.path.join(self.run_dir, "meshctl.sock")
+
+    @property
+    def config_path(self) -> str:
+        """The node's meshctl config."""
+        return os.path.join(self.run_dir, "node.toml")
 
     @property
     def babel_socket(self) -> str:
@@ -99,7 +153,10 @@ class LabPlan:
     @property
     def wireguard_interfaces(self) -> tuple[str, ...]:
         """Every WireGuard interface (machine-wide unique names)."""
-        return tuple(t.ifname for n in self.nodes for t in n.tunnels)
+        out = [t.ifname for n in self.nodes for t in n.tunnels]
+        out += [n.uplink.ifname for n in self.nodes if n.uplink]
+        out += [n.gateway_ifname for n in self.nodes if n.gateway_ifname]
+        return tuple(out)
 
 
 def router_id(index: int) -> str:
@@ -177,6 +234,21 @@ def make_plan(spec: LabSpec, tag: str | None = None, run_root: str = RUN_ROOT) -
                     rxcost=link.rxcost,
                 )
             )
+    uplinks: dict[str, UplinkPlan] = {}
+    served: dict[str, list[ServedClientPlan]] = {n.name: [] for n in spec.nodes}
+    for up in spec.uplinks:
+        ci = index[up.client]
+        gws = []
+        for gw in up.gateways:
+            gi = index[gw]
+            link = next(k for k, lk in enumerate(spec.links) if {lk.a, lk.b} == {up.client, gw})
+            hosts = list(links[link].hosts())
+            gw_underlay = hosts[0] if spec.links[link].a == gw else hosts[1]
+            gws.append(UplinkGatewayPlan(gw, f"{tag}g{gi}", GATEWAY_NET[gi], f"{gw_underlay}:{GATEWAY_PORT}",
+                                         ipaddress.ip_network(f"{spec.mesh4[gi]}/32")))
+            served[gw].append(ServedClientPlan(up.client, f"{tag}u{ci}", ipaddress.IPv4Interface(f"{CLIENT_NET[ci]}/32")))
+        uplinks[up.client] = UplinkPlan(f"{tag}u{ci}", ipaddress.IPv4Interface(f"{CLIENT_NET[ci]}/32"), up.steer,
+                                        tuple(gws), up.margin, up.hold, up.probe_interval)
     nodes = []
     for n in spec.nodes:
         i = index[n.name]
@@ -187,6 +259,7 @@ def make_plan(spec: LabSpec, tag: str | None = None, run_root: str = RUN_ROOT) -
             "mesh6": ipaddress.IPv6Interface(f"{spec.mesh6[i]}/128"),
             "tunnels": tunnels[n.name],
         }
+        is_gateway = bool(served[n.name])
         nodes.append(
             NodePlan(
                 name=n.name,
@@ -201,6 +274,71 @@ def make_plan(spec: LabSpec, tag: str | None = None, run_root: str = RUN_ROOT) -
                 veths=tuple(veths[n.name]),
                 run_dir=node_dir,
                 babeld_conf=babeld_conf(n, info, node_dir),
+                uplink=uplinks.get(n.name),
+                gateway_ifname=f"{tag}g{i}" if is_gateway else None,
+                gateway_address=ipaddress.IPv4Interface(f"{GATEWAY_NET[i]}/32") if is_gateway else None,
+                served=tuple(served[n.name]),
+                daemon=spec.daemons and (n.name in uplinks or is_gateway),
             )
         )
     return LabPlan(spec.name, tag, run_dir, tuple(nodes))
+
+
+def node_config(node: NodePlan, plan: LabPlan, public_keys: dict[str, str], secret_file: str) -> str:
+    """The meshctl node config for a lab node (keys are files, never inline)."""
+    lines = [
+        f"# meshctl config for lab node {node.name}, written by meshctl lab",
+        "[node]",
+        f'name = "{node.name}"',
+        f'babel = "unix:{node.babel_socket}"',
+        f'control_socket = "{node.control_socket}"',
+    ]
+    if node.uplink:
+        up = node.uplink
+        lines += [
+            "",
+            "[[uplink]]",
+            f'interface = "{up.ifname}"',
+            f'private_key_file = "{os.path.join(node.run_dir, up.ifname + ".key")}"',
+            f"listen_port = {UPLINK_PORT}",
+            f'address = "{up.address}"',
+            "steer = [" + ", ".join(f'"{p}"' for p in up.steer) + "]",
+            f'secret_file = "{secret_file}"',
+            f"control_port = {CONTROL_PORT}",
+            f"probe_interval = {up.probe_interval}",
+            "",
+            "[uplink.hysteresis]",
+            f"margin = {up.margin}",
+            f"hold = {up.hold}",
+        ]
+        for gw in up.gateways:
+            lines += [
+                "",
+                "[[uplink.gateway]]",
+                f'name = "{gw.name}"',
+                f'public_key = "{public_keys[gw.ifname]}"',
+                f'endpoint = "{gw.endpoint}"',
+                f'control = "{gw.control}"',
+                f'mesh = "{gw.mesh}"',
+            ]
+    if node.gateway_ifname and node.gateway_address:
+        lines += [
+            "",
+            "[gateway]",
+            f'interface = "{node.gateway_ifname}"',
+            f'private_key_file = "{os.path.join(node.run_dir, node.gateway_ifname + ".key")}"',
+            f"listen_port = {GATEWAY_PORT}",
+            f'address = "{node.gateway_address}"',
+            f'secret_file = "{secret_file}"',
+            f"control_port = {CONTROL_PORT}",
+            f"route_protocol = {MESHCTL_RTPROTO}",
+        ]
+        for c in node.served:
+            lines += [
+                "",
+                "[[gateway.client]]",
+                f'name = "{c.name}"',
+                f'public_key = "{public_keys[c.uplink_ifname]}"',
+                f'addresses = ["{c.address.network}"]',
+            ]
+    return "\n".join(lines) + "\n"

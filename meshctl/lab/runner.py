@@ -15,14 +15,16 @@ import json
 import logging
 import os
 import shutil
+import secrets
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from meshctl.errors import LabError, PermissionDenied
-from meshctl.lab.plan import LabPlan, NodePlan
+from meshctl.lab.plan import STEER_TABLE, LabPlan, NodePlan, node_config
 from meshctl.wireguard.keys import KeyPair, read_private_key, write_private_key
 from meshctl.wireguard.uapi import SetPeer, SetRequest, UapiError
 from meshctl.wireguard.uapi_client import SOCKET_DIR, socket_path, uapi_set
@@ -217,7 +219,7 @@ class Lab:
                 write_private_key(os.path.join(node.run_dir, f"{t.ifname}.key"), keys[t.ifname])
                 self._spawn(state, node, ["wireguard-go", "-f", t.ifname], f"wireguard-go {t.ifname}", f"{t.ifname}.log")
         self._wait_for(
-            [socket_path(i) for i in plan.wireguard_interfaces], "wireguard-go UAPI sockets", state
+            [socket_path(t.ifname) for n in plan.nodes for t in n.tunnels], "wireguard-go UAPI sockets", state
         )
         asyncio.run(self._configure_tunnels(keys))
         for n, node in enumerate(plan.nodes, 1):
@@ -247,6 +249,50 @@ class Lab:
                 f"{node.mesh4.ip}, babeld pid {pid}"
             )
         self._wait_for([n.babel_socket for n in plan.nodes], "babeld local sockets", state)
+        if any(n.uplink or n.gateway_ifname for n in plan.nodes):
+            self._up_uplinks(state)
+
+    def _up_uplinks(self, state: LabState) -> None:
+        """The uplink plane: one interface per client and per gateway, configured by meshctl daemon."""
+        plan = self.plan
+        secret_file = os.path.join(plan.run_dir, "uplink.secret")
+        fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32) + "\n")
+        public: dict[str, str] = {}
+        for node in plan.nodes:
+            for ifname in [x for x in (node.uplink.ifname if node.uplink else None, node.gateway_ifname) if x]:
+                keys = KeyPair.generate()
+                write_private_key(os.path.join(node.run_dir, f"{ifname}.key"), keys)
+                public[ifname] = keys.public
+                self._spawn(state, node, ["wireguard-go", "-f", ifname], f"wireguard-go {ifname}", f"{ifname}.log")
+        self._wait_for([socket_path(i) for i in public], "uplink wireguard-go sockets", state)
+        for node in plan.nodes:
+            cmds = []
+            if node.uplink:
+                up = node.uplink
+                cmds += [f"link set {up.ifname} addrgenmode none", f"addr add {up.address} dev {up.ifname}",
+                         f"link set {up.ifname} up",
+                         # Traffic from the client's uplink address takes the uplink; the rest follows Babel.
+                         f"rule add from {up.address.ip} lookup {STEER_TABLE} priority 100"]
+                cmds += [f"route add {p} dev {up.ifname} table {STEER_TABLE}" for p in up.steer]
+            if node.gateway_ifname and node.gateway_address:
+                cmds += [f"link set {node.gateway_ifname} addrgenmode none",
+                         f"addr add {node.gateway_address} dev {node.gateway_ifname}",
+                         f"link set {node.gateway_ifname} up"]
+            if cmds:
+                _ip_batch(node.namespace, cmds)
+                # Right after a switch the new gateway forwards for the client before
+                # Babel has moved the return route: strict reverse-path filtering would drop it.
+                _run(["ip", "netns", "exec", node.namespace, "sysctl", "-qw",
+                      "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0"])
+            if node.daemon:
+                with open(node.config_path, "w") as f:
+                    f.write(node_config(node, plan, public, secret_file))
+                pid = self._spawn(state, node, [sys.executable, "-m", "meshctl.cli", "daemon", "--config", node.config_path],
+                                  "meshctl daemon", "meshctl.log")
+                self.progress(f"  {node.name}: meshctl daemon pid {pid}")
+        self._wait_for([n.control_socket for n in plan.nodes if n.daemon], "meshctl daemons", state)
 
     async def _configure_tunnels(self, keys: dict[str, KeyPair]) -> None:
         jobs = []
@@ -275,6 +321,8 @@ class Lab:
     def _spawn(self, state: LabState, node: NodePlan, argv: list[str], what: str, logname: str) -> int:
         logfile = open(os.path.join(node.run_dir, logname), "ab")  # noqa: SIM115 - handed to the child
         env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "LOG_LEVEL": "error"}
+        if "PYTHONPATH" in os.environ:
+            env["PYTHONPATH"] = os.environ["PYTHONPATH"]
         try:
             proc = subprocess.Popen(
                 ["ip", "netns", "exec", node.namespace, *argv],

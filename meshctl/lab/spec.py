@@ -49,6 +49,18 @@ class LinkSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class UplinkSpec:
+    """A client's uplink: one WireGuard interface, one peer per gateway (issue #4)."""
+
+    client: str
+    gateways: tuple[str, ...]
+    steer: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+    margin: int = 32
+    hold: float = 3.0
+    probe_interval: float = 0.1
+
+
+@dataclass(frozen=True, slots=True)
 class LabSpec:
     """A whole topology file."""
 
@@ -61,6 +73,8 @@ class LabSpec:
     nodes: tuple[NodeSpec, ...]
     links: tuple[LinkSpec, ...]
     source: str = ""
+    uplinks: tuple[UplinkSpec, ...] = ()
+    daemons: bool = False
 
     def node(self, name: str) -> NodeSpec:
         """The node called ``name``."""
@@ -115,6 +129,7 @@ def parse_lab(data: dict, source: str = "<topology>") -> LabSpec:
     mesh4 = _network(lab, "mesh4", "10.99.0.0/24", 4)
     mesh6 = _network(lab, "mesh6", "fd99::/64", 6)
     underlay = _network(lab, "underlay", "10.250.0.0/16", 4)
+    daemons = lab.take("daemons", bool, False)
     lab.finish()
 
     babel = _babel(Fields(top.take("babel", dict, {}), "babel", source, errors), BabelOptions())
@@ -171,10 +186,41 @@ def parse_lab(data: dict, source: str = "<topology>") -> LabSpec:
         if rxcost is not None and not 1 <= rxcost < 65535:
             f.error("rxcost", "must be 1..65534")
         links.append(LinkSpec(ends[0], ends[1], rxcost))
+
+    uplinks: list[UplinkSpec] = []
+    clients: set[str] = set()
+    for i, raw in enumerate(top.take("uplink", list, [])):
+        f = Fields(raw, f"uplink[{i}]", source, errors)
+        client = f.take("client", str, "", required=True)
+        gateways = tuple(f.take_list("gateways", str, [], required=True))
+        steer = []
+        for j, text in enumerate(f.take_list("steer", str, [], required=True)):
+            try:
+                steer.append(ipaddress.ip_network(text))
+            except ValueError as exc:
+                f.error(f"steer[{j}]", f"not a prefix: {exc}")
+        margin = f.take("margin", int, 32)
+        hold = f.take("hold", float, 3.0)
+        probe_interval = f.take("probe_interval", float, 0.1)
+        f.finish()
+        if client not in seen:
+            f.error("client", f"unknown node {client!r}")
+        if client in clients:
+            f.error("client", f"{client!r} has two uplinks; the lab supports one per client")
+        clients.add(client)
+        if not gateways:
+            f.error("gateways", "needs at least one gateway")
+        for j, gw in enumerate(gateways):
+            if gw not in seen:
+                f.error(f"gateways[{j}]", f"unknown node {gw!r}")
+            elif frozenset((client, gw)) not in pairs:
+                f.error(f"gateways[{j}]", f"{gw!r} has no link to {client!r}: the uplink's endpoint is that link's underlay address")
+        uplinks.append(UplinkSpec(client, gateways, tuple(steer), margin, hold, probe_interval))
     top.finish()
     if errors:
         raise ConfigError.collect(errors)
-    return LabSpec(name, tag, description, mesh4, mesh6, underlay, tuple(nodes), tuple(links), source)
+    return LabSpec(name, tag, description, mesh4, mesh6, underlay, tuple(nodes), tuple(links), source,
+                   tuple(uplinks), daemons)
 
 
 def load_lab(path: str) -> LabSpec:

@@ -1,0 +1,520 @@
+"""``meshctl daemon``: the asyncio layer that wires babeld, WireGuard and the controllers.
+
+Adapters only: read, feed the pure controllers (``meshctl.uplink``,
+``meshctl.policy``, ``meshctl.wireguard.diff``), carry out what they return,
+re-arm timers.  Anything that goes wrong at the edges (babeld gone,
+wireguard-go restarted, a bad datagram) is logged and counted; the loops go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import statistics
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncio_dgram
+
+from babel.connection import Backoff, Client
+from meshctl.config import ClientEntry, GatewayConfig, NodeConfig, UplinkConfig
+from meshctl.control import ControlError, Message, ReplayGuard, Sequence, decode, encode
+from meshctl.errors import MeshctlError
+from meshctl.model import MeshView
+from meshctl.routes import RouteError, announce, withdraw
+from meshctl.uplink import UplinkController, host_prefix
+from meshctl.wireguard.backend import Backend, choose_backend
+from meshctl.wireguard.diff import apply_to, diff
+from meshctl.wireguard.state import Device, Peer
+from meshctl.wireguard.uapi import UapiError
+
+log = logging.getLogger("meshctl.daemon")
+
+DEVICE_POLL = 1.0  # seconds between WireGuard reads (handshake ages, restarts)
+
+
+@dataclass
+class Counters:
+    """What went wrong, and how often, for status and metrics."""
+
+    rejected: Counter[str] = field(default_factory=Counter)
+    backend_errors: int = 0
+    route_errors: int = 0
+
+
+async def _bind(host: str, port: int, device: str, what: str, stop: asyncio.Event) -> asyncio_dgram.aio.DatagramStream:
+    """A UDP socket on ``host:port`` tied to ``device``, waiting for both to exist.
+
+    Tied to the tunnel device (SO_BINDTODEVICE) so control traffic always goes
+    through this WireGuard interface: a backup gateway has no route to its
+    client (only the chosen one announces it), and the kernel sends out of a
+    bound device even without one.
+    """
+    warned = False
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    while not stop.is_set():
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, device.encode())
+            sock.bind((host, port))
+            sock.setblocking(False)
+            return await asyncio_dgram.from_socket(sock)
+        except OSError as exc:
+            sock.close()
+            if not warned:
+                log.warning("%s: cannot bind %s:%d on %s yet (%s); retrying", what, host, port, device, exc.strerror)
+                warned = True
+            await asyncio.sleep(0.5)
+    raise asyncio.CancelledError
+
+
+class UplinkRunner:
+    """Drives one :class:`UplinkController`."""
+
+    def __init__(self, daemon: Daemon, config: UplinkConfig, backend: Backend) -> None:
+        self.daemon = daemon
+        self.config = config
+        self.backend = backend
+        self.ctl = UplinkController(config, daemon.config.name, time.time_ns())
+        self.device: Device | None = None
+        self.write_lock = asyncio.Lock()
+        self.sock: asyncio_dgram.aio.DatagramStream | None = None
+        self._trigger: float | None = None
+        self._scheduled = False
+        self._timer: asyncio.TimerHandle | None = None
+        self.device_ok = False
+
+    @property
+    def name(self) -> str:
+        return self.config.interface
+
+    async def run(self) -> None:
+        stop = self.daemon.stop
+        self.sock = await _bind(str(self.config.address.ip), 0, self.name, f"uplink {self.name}", stop)
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._device_loop())
+            tg.create_task(self._probe_loop())
+            tg.create_task(self._recv_loop())
+
+    # -- evaluation -----------------------------------------------------
+
+    def poke(self, trigger: float | None = None) -> None:
+        """Something changed: evaluate soon (coalesced), remembering the earliest trigger."""
+        trigger = asyncio.get_running_loop().time() if trigger is None else trigger
+        if self._trigger is None or trigger < self._trigger:
+            self._trigger = trigger
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self._evaluate()))
+
+    async def _evaluate(self) -> None:
+        self._scheduled = False
+        trigger, self._trigger = self._trigger, None
+        loop = asyncio.get_running_loop()
+        switch = self.ctl.decide(self.daemon.view.model, self.device, loop.time(), time.time())
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.ctl.next_deadline is not None:
+            self._timer = loop.call_at(self.ctl.next_deadline, self.poke)
+        if switch is None:
+            return
+        ok = await self.converge()
+        done = loop.time()
+        reaction = done - trigger if trigger is not None else 0.0
+        if ok:
+            self.ctl.reactions.append(reaction)
+        log.warning(
+            "uplink %s: %s -> %s, %s (WireGuard write %s %.1f ms after the trigger)",
+            self.name, switch.old or "none", switch.new, switch.reason,
+            "done" if ok else "FAILED", reaction * 1000,
+        )
+        await self._send_probes()  # tell the new gateway at once, and the old one
+
+    async def converge(self) -> bool:
+        """Bring the device to the desired state in one write; False on failure."""
+        async with self.write_lock:
+            desired = self.ctl.desired()
+            request = diff(desired, self.device)
+            if request is None:
+                return True
+            try:
+                await self.backend.write(self.name, request)
+            except UapiError as exc:
+                self.daemon.counters.backend_errors += 1
+                self.device_ok = False
+                log.error("uplink %s: WireGuard write failed: %s", self.name, exc)
+                return False
+            # What WireGuard now holds, without waiting for the next read.
+            self.device = apply_to(self.device or Device(self.name), request)
+            return True
+
+    # -- loops ----------------------------------------------------------
+
+    async def _device_loop(self) -> None:
+        """Read WireGuard state; re-apply the desired state after a restart or drift."""
+        while True:
+            try:
+                device = await self.backend.read(self.name)
+            except UapiError as exc:
+                if self.device_ok:
+                    log.error("uplink %s: WireGuard device unreadable (%s); will re-apply when it is back", self.name, exc)
+                self.device_ok = False
+                self.device = None
+            else:
+                if not self.device_ok:
+                    log.info("uplink %s: WireGuard device found; applying desired state", self.name)
+                self.device = device
+                self.device_ok = True
+                if diff(self.ctl.desired(), device) is not None:
+                    await self.converge()
+                self.poke()  # handshake ages moved
+            await asyncio.sleep(DEVICE_POLL)
+
+    async def _send_probes(self) -> None:
+        if self.sock is None:
+            return
+        loop = asyncio.get_running_loop()
+        for gw, message in self.ctl.probes_to_send(loop.time(), time.time()):
+            data = encode(message, self.config.secret)
+            try:
+                await self.sock.send(data, (str(gw.control), self.config.control_port))
+            except (OSError, asyncio_dgram.TransportClosed) as exc:
+                log.debug("probe to %s failed: %s", gw.name, exc)
+
+    async def _probe_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        alive: dict[str, bool] = {}
+        while True:
+            await self._send_probes()
+            await asyncio.sleep(self.config.probe_interval)
+            now = loop.time()
+            current = {n: p.alive(now, self.ctl.probe_timeout) for n, p in self.ctl.probes.items()}
+            if current != alive:
+                for name, up in current.items():
+                    if alive.get(name, False) != up:
+                        log.info("uplink %s: gateway %s %s", self.name, name, "answers probes" if up else "stopped answering probes")
+                alive = current
+                self.poke(now)
+
+    async def _recv_loop(self) -> None:
+        assert self.sock is not None
+        by_addr = {str(g.control): g.name for g in self.config.gateways}
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                data, addr = await self.sock.recv()
+            except OSError as exc:  # an ICMP error reported on the socket
+                log.debug("uplink %s: %s", self.name, exc)
+                continue
+            now = loop.time()
+            try:
+                message = decode(data, self.config.secret, time.time())
+            except ControlError as exc:
+                self.daemon.counters.rejected[exc.reason] += 1
+                continue
+            gateway = by_addr.get(addr[0])
+            if gateway is None or message.kind != "ack" or message.sender != gateway:
+                self.daemon.counters.rejected["unexpected"] += 1
+                continue
+            if self.ctl.on_ack(gateway, message, now):
+                self.poke(now)
+
+    def status(self) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        now, wall = loop.time(), time.time()
+        params = self.config.hysteresis
+        cands = []
+        for view in self.ctl.candidates(self.daemon.view.model, self.device, now, wall):
+            probe = self.ctl.probes[view.name]
+            cands.append(
+                {
+                    "name": view.name,
+                    "metric": view.metric if view.reachable else None,
+                    "handshake_age_s": round(view.handshake_age, 1) if view.handshake_age is not None else None,
+                    "state": view.state(params),
+                    "alive": view.alive,
+                    "probe_rtt_ms": round(probe.rtt * 1000, 2) if probe.rtt is not None else None,
+                    "announced": probe.announced,
+                    "chosen": view.name == self.ctl.state.chosen,
+                }
+            )
+        last = self.ctl.state.last_switch
+        reactions = sorted(self.ctl.reactions)
+        return {
+            "interface": self.name,
+            "chosen": self.ctl.state.chosen,
+            "steer": [str(p) for p in self.config.steer],
+            "device": "ok" if self.device_ok else "unreachable",
+            "candidates": cands,
+            "switches": self.ctl.state.switches,
+            "last_switch": None
+            if last is None
+            else {
+                "old": last.old,
+                "new": last.new,
+                "reason": last.reason,
+                "ago_s": round(now - last.at, 1),
+                "at": round(wall - (now - last.at), 3),
+            },
+            "reaction_ms": {
+                "count": len(reactions),
+                "median": round(statistics.median(reactions) * 1000, 3) if reactions else None,
+                "p99": round(reactions[min(len(reactions) - 1, int(len(reactions) * 0.99))] * 1000, 3)
+                if reactions
+                else None,
+            },
+        }
+
+
+class GatewayRunner:
+    """Serves clients: answers probes, announces the clients that chose this gateway."""
+
+    def __init__(self, daemon: Daemon, config: GatewayConfig, backend: Backend) -> None:
+        self.daemon = daemon
+        self.config = config
+        self.backend = backend
+        self.replay = ReplayGuard()
+        self.seq = Sequence(time.time_ns())
+        self.leases: dict[str, float] = {}  # client -> lease end (monotonic)
+        self.announced: set[str] = set()
+        self.clients = {c.name: c for c in config.clients}
+        self.device_ok = False
+
+    def desired(self) -> Device:
+        return Device(
+            name=self.config.interface,
+            listen_port=self.config.listen_port,
+            private_key=self.config.keys.private,
+            peers=tuple(
+                Peer(public_key=c.public_key, endpoint=c.endpoint, allowed_ips=frozenset(c.addresses))
+                for c in self.config.clients
+            ),
+        )
+
+    async def run(self) -> None:
+        sock = await _bind(
+            str(self.config.address.ip), self.config.control_port, self.config.interface,
+            f"gateway {self.config.interface}", self.daemon.stop,
+        )
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._device_loop())
+                tg.create_task(self._lease_loop())
+                tg.create_task(self._serve(sock))
+        finally:
+            sock.close()
+
+    async def _device_loop(self) -> None:
+        while True:
+            try:
+                actual = await self.backend.read(self.config.interface)
+                request = diff(self.desired(), actual)
+                if request is not None:
+                    await self.backend.write(self.config.interface, request)
+                if not self.device_ok:
+                    log.info("gateway %s: WireGuard device configured", self.config.interface)
+                self.device_ok = True
+            except UapiError as exc:
+                if self.device_ok:
+                    log.error("gateway %s: WireGuard device unreachable: %s", self.config.interface, exc)
+                self.daemon.counters.backend_errors += 1 if self.device_ok else 0
+                self.device_ok = False
+            await asyncio.sleep(DEVICE_POLL)
+
+    async def _serve(self, sock: asyncio_dgram.aio.DatagramStream) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                data, addr = await sock.recv()
+            except OSError as exc:
+                log.debug("gateway: %s", exc)
+                continue
+            try:
+                message = decode(data, self.config.secret, time.time())
+            except ControlError as exc:
+                self.daemon.counters.rejected[exc.reason] += 1
+                continue
+            client = self.clients.get(message.sender)
+            if client is None or message.kind != "probe":
+                self.daemon.counters.rejected["unknown-client"] += 1
+                continue
+            if not any(ip_in(addr[0], p) for p in client.addresses):
+                self.daemon.counters.rejected["wrong-source"] += 1
+                continue
+            if not self.replay.accept(message.sender, message.seq):
+                self.daemon.counters.rejected["replay"] += 1
+                continue
+            if message.chosen:
+                self.leases[client.name] = loop.time() + self.config.lease
+                if client.name not in self.announced:
+                    await self._announce(client, "chosen by it")
+            elif client.name in self.announced:
+                await self._withdraw(client, "it chose another gateway")
+            ack = Message("ack", self.daemon.config.name, message.seq, time.time(), client.name in self.announced)
+            with contextlib.suppress(OSError):
+                await sock.send(encode(ack, self.config.secret), addr)
+
+    async def _announce(self, client: ClientEntry, why: str) -> None:
+        try:
+            await announce(client.addresses, self.config.interface, self.config.route_protocol)
+        except RouteError as exc:
+            self.daemon.counters.route_errors += 1
+            log.error("gateway: cannot announce %s: %s", client.name, exc)
+            return
+        self.announced.add(client.name)
+        log.warning("gateway %s: announcing %s (%s) into Babel: %s", self.config.interface, client.name,
+                    ", ".join(map(str, client.addresses)), why)
+
+    async def _withdraw(self, client: ClientEntry, why: str) -> None:
+        self.announced.discard(client.name)
+        self.leases.pop(client.name, None)
+        try:
+            await withdraw(client.addresses, self.config.interface, self.config.route_protocol)
+        except RouteError as exc:
+            self.daemon.counters.route_errors += 1
+            log.error("gateway: cannot withdraw %s: %s", client.name, exc)
+            return
+        log.warning("gateway %s: withdrawing %s: %s", self.config.interface, client.name, why)
+
+    async def _lease_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(min(0.25, self.config.lease / 4))
+            now = loop.time()
+            for name in [n for n, end in self.leases.items() if end < now and n in self.announced]:
+                await self._withdraw(self.clients[name], f"lease expired ({self.config.lease:g} s without a probe)")
+
+    async def withdraw_all(self) -> None:
+        for name in list(self.announced):
+            await self._withdraw(self.clients[name], "meshctl is stopping")
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "interface": self.config.interface,
+            "device": "ok" if self.device_ok else "unreachable",
+            "clients": [
+                {"name": c.name, "addresses": [str(a) for a in c.addresses], "announced": c.name in self.announced}
+                for c in self.config.clients
+            ],
+        }
+
+
+def ip_in(address: str, prefix: Any) -> bool:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(address) in prefix
+    except ValueError:
+        return False
+
+
+class Daemon:
+    """The whole node: one babeld client, its uplinks, its gateway role."""
+
+    def __init__(self, config: NodeConfig, backend: Backend | None = None) -> None:
+        self.config = config
+        self.view = MeshView()
+        self.view.listeners.append(self._model_changed)
+        self.babel = Client(config.babel, self.view, Backoff(initial=0.1, maximum=2.0))
+        self.counters = Counters()
+        self.stop = asyncio.Event()
+        self.started = time.time()
+        self.uplinks = [UplinkRunner(self, u, backend or choose_backend(u.interface)) for u in config.uplinks]
+        self.gateway = (
+            GatewayRunner(self, config.gateway, backend or choose_backend(config.gateway.interface))
+            if config.gateway
+            else None
+        )
+
+    def _model_changed(self) -> None:
+        now = asyncio.get_running_loop().time()
+        for u in self.uplinks:
+            u.poke(now)
+
+    async def run(self) -> None:
+        """Run until cancelled; clean up what must not outlive the daemon."""
+        server = await self._control_server()
+        log.info("meshctl daemon for %s started (%d uplink(s)%s)", self.config.name, len(self.uplinks),
+                 ", gateway" if self.gateway else "")
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self.babel.run())
+                for u in self.uplinks:
+                    tg.create_task(u.run())
+                if self.gateway:
+                    tg.create_task(self.gateway.run())
+        finally:
+            self.stop.set()
+            server.close()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.config.control_socket)
+            if self.gateway:
+                await asyncio.shield(self.gateway.withdraw_all())
+
+    async def _control_server(self) -> asyncio.AbstractServer:
+        path = self.config.control_socket
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                line = await asyncio.wait_for(reader.readline(), 2.0)
+                if line.strip() == b"status":
+                    writer.write(json.dumps(self.status()).encode() + b"\n")
+                else:
+                    writer.write(b'{"error": "unknown request"}\n')
+                await writer.drain()
+            except (TimeoutError, OSError):
+                pass
+            finally:
+                writer.close()
+
+        server = await asyncio.start_unix_server(handle, path)
+        os.chmod(path, 0o660)
+        return server
+
+    def status(self) -> dict[str, Any]:
+        """Everything ``meshctl status`` shows."""
+        stats = self.babel.stats
+        return {
+            "node": self.config.name,
+            "uptime_s": round(time.time() - self.started, 1),
+            "babel": {
+                "address": str(self.config.babel),
+                "synced": self.view.synced,
+                "router_id": self.view.model.me.router_id,
+                "reconnects": stats.reconnects,
+                "malformed_lines": stats.malformed,
+                "last_error": stats.last_error or None,
+            },
+            "uplinks": [u.status() for u in self.uplinks],
+            "gateway": self.gateway.status() if self.gateway else None,
+            "counters": {
+                "rejected_datagrams": dict(self.counters.rejected),
+                "backend_errors": self.counters.backend_errors,
+                "route_errors": self.counters.route_errors,
+            },
+        }
+
+
+async def query_status(path: str, timeout: float = 3.0) -> dict[str, Any]:
+    """Ask a running daemon for its status over its control socket."""
+    try:
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_unix_connection(path)
+            writer.write(b"status\n")
+            await writer.drain()
+            data = await reader.read()
+            writer.close()
+    except (OSError, TimeoutError) as exc:
+        reason = getattr(exc, "strerror", None) or "timed out"
+        raise MeshctlError(f"no meshctl daemon answering at {path}: {reason}") from None
+    return json.loads(data)
