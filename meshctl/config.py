@@ -78,6 +78,7 @@ class GatewayConfig:
     control_port: int
     lease: float
     route_protocol: int
+    standby_protocol: int
     clients: tuple[ClientEntry, ...]
 
 
@@ -283,6 +284,9 @@ def _gateway(raw: object, source: str, errors: list[ConfigError]) -> GatewayConf
     proto = f.take("route_protocol", int, 152)
     if not 5 <= proto <= 254:
         f.error("route_protocol", "must be 5..254 (a kernel route protocol number babeld redistributes)")
+    standby = f.take("standby_protocol", int, 153)
+    if not 5 <= standby <= 254 or standby == proto:
+        f.error("standby_protocol", "must be 5..254 and differ from route_protocol (babeld redistributes it with a high metric)")
     clients: list[ClientEntry] = []
     seen: set[Prefix] = set()
     for j, c in enumerate(f.take("client", list, [], required=True)):
@@ -300,7 +304,8 @@ def _gateway(raw: object, source: str, errors: list[ConfigError]) -> GatewayConf
     f.finish()
     if keys is None:
         return None
-    return GatewayConfig(interface, keys, listen_port, address, secret, control_port, lease, proto, tuple(clients))
+    return GatewayConfig(interface, keys, listen_port, address, secret, control_port, lease, proto, standby,
+                         tuple(clients))
 
 
 def parse_config(data: dict, source: str = "<config>") -> NodeConfig:

@@ -27,6 +27,11 @@ MAC_LEN = 32
 MAX_DATAGRAM = 512
 MAX_SKEW = 30.0  # seconds between sender's and receiver's clocks
 KINDS = ("probe", "ack")
+#: What a probe asks of a gateway (and an ack says it does) for the client's addresses.
+ROLE_NONE = 0  # do not announce
+ROLE_STANDBY = 1  # announce with a high metric: a return path ready before it is needed
+ROLE_PRIMARY = 2  # announce normally: this gateway carries the client's traffic
+ROLES = (ROLE_NONE, ROLE_STANDBY, ROLE_PRIMARY)
 
 
 class ControlError(MeshctlError):
@@ -45,13 +50,13 @@ class Message:
     sender: str
     seq: int
     ts: float  # sender's wall clock, seconds
-    chosen: bool = False  # probe: "you carry my traffic"; ack: "I announce you"
+    role: int = ROLE_NONE  # probe: what the client asks; ack: what the gateway does
 
 
 def encode(message: Message, secret: bytes) -> bytes:
     """Serialise and authenticate."""
     body = msgpack.packb(
-        {"v": 1, "k": message.kind, "s": message.sender, "n": message.seq, "t": message.ts, "c": message.chosen},
+        {"v": 1, "k": message.kind, "s": message.sender, "n": message.seq, "t": message.ts, "r": message.role},
         use_bin_type=True,
     )
     return body + hmac.new(secret, body, hashlib.sha256).digest()
@@ -72,16 +77,18 @@ def decode(data: bytes, secret: bytes, now: float) -> Message:
         raise ControlError("malformed", type(exc).__name__) from None
     if not isinstance(obj, dict) or obj.get("v") != 1:
         raise ControlError("malformed", "not a version-1 map")
-    kind, sender, seq, ts, chosen = obj.get("k"), obj.get("s"), obj.get("n"), obj.get("t"), obj.get("c")
+    kind, sender, seq, ts, role = obj.get("k"), obj.get("s"), obj.get("n"), obj.get("t"), obj.get("r")
     if kind not in KINDS or not isinstance(sender, str) or not sender:
         raise ControlError("malformed", "bad kind or sender")
     if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
         raise ControlError("malformed", "bad seq")
-    if not isinstance(ts, float | int) or isinstance(ts, bool) or not isinstance(chosen, bool):
-        raise ControlError("malformed", "bad ts or flag")
+    if not isinstance(ts, float | int) or isinstance(ts, bool):
+        raise ControlError("malformed", "bad ts")
+    if isinstance(role, bool) or role not in ROLES:
+        raise ControlError("malformed", "bad role")
     if abs(float(ts) - now) > MAX_SKEW:
         raise ControlError("stale", f"timestamp {ts - now:+.0f} s off")
-    return Message(kind, sender, seq, float(ts), chosen)
+    return Message(kind, sender, seq, float(ts), role)
 
 
 class ReplayGuard:

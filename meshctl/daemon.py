@@ -24,10 +24,20 @@ import asyncio_dgram
 
 from babel.connection import Backoff, Client
 from meshctl.config import ClientEntry, GatewayConfig, NodeConfig, UplinkConfig
-from meshctl.control import ControlError, Message, ReplayGuard, Sequence, decode, encode
+from meshctl.control import (
+    ROLE_NONE,
+    ROLE_PRIMARY,
+    ROLE_STANDBY,
+    ControlError,
+    Message,
+    ReplayGuard,
+    Sequence,
+    decode,
+    encode,
+)
 from meshctl.errors import MeshctlError
 from meshctl.model import MeshView
-from meshctl.routes import RouteError, announce, withdraw
+from meshctl.routes import RouteError, announce, drop_handoff, handoff, withdraw
 from meshctl.uplink import UplinkController, host_prefix
 from meshctl.wireguard.backend import Backend, choose_backend
 from meshctl.wireguard.diff import apply_to, diff
@@ -37,6 +47,11 @@ from meshctl.wireguard.uapi import UapiError
 log = logging.getLogger("meshctl.daemon")
 
 DEVICE_POLL = 1.0  # seconds between WireGuard reads (handshake ages, restarts)
+# The handoff route: below babeld's (kernel priority 0), never redistributed.
+HANDOFF_PROTO = 154
+HANDOFF_METRIC = 1024
+HANDOFF_SECONDS = 5.0
+ROLE_NAMES = {ROLE_NONE: None, ROLE_STANDBY: "standby", ROLE_PRIMARY: "primary"}
 
 
 @dataclass
@@ -74,6 +89,61 @@ async def _bind(host: str, port: int, device: str, what: str, stop: asyncio.Even
     raise asyncio.CancelledError
 
 
+def ifindex(name: str) -> int | None:
+    """The interface's index now (a restarted wireguard-go gets a new one)."""
+    try:
+        return socket.if_nametoindex(name)
+    except OSError:
+        return None
+
+
+class BoundSocket:
+    """A control socket tied to a tunnel device, re-bound when the device is re-created.
+
+    SO_BINDTODEVICE pins the interface *index*: after wireguard-go restarts,
+    the old socket points at a device that no longer exists.
+    """
+
+    def __init__(self, host: str, port: int, device: str, what: str, stop: asyncio.Event) -> None:
+        self.host, self.port, self.device, self.what, self.stop = host, port, device, what, stop
+        self.sock: asyncio_dgram.aio.DatagramStream | None = None
+        self.index: int | None = None
+
+    async def open(self) -> None:
+        self.sock = await _bind(self.host, self.port, self.device, self.what, self.stop)
+        self.index = ifindex(self.device)
+
+    async def check(self) -> None:
+        """Re-bind if the device was re-created since we bound."""
+        now = ifindex(self.device)
+        if now is not None and now != self.index:
+            log.info("%s: device %s was re-created; re-binding the control socket", self.what, self.device)
+            old = self.sock
+            await self.open()
+            if old is not None:
+                old.close()
+
+    async def recv(self) -> tuple[bytes, tuple]:
+        """Next datagram, riding out a re-bind."""
+        while True:
+            sock = self.sock
+            try:
+                assert sock is not None
+                return await sock.recv()
+            except (OSError, asyncio_dgram.TransportClosed):
+                if sock is self.sock:
+                    await asyncio.sleep(0.05)
+
+    async def send(self, data: bytes, addr: tuple) -> None:
+        if self.sock is not None:
+            with contextlib.suppress(OSError, asyncio_dgram.TransportClosed):
+                await self.sock.send(data, addr)
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+
+
 class UplinkRunner:
     """Drives one :class:`UplinkController`."""
 
@@ -84,7 +154,8 @@ class UplinkRunner:
         self.ctl = UplinkController(config, daemon.config.name, time.time_ns())
         self.device: Device | None = None
         self.write_lock = asyncio.Lock()
-        self.sock: asyncio_dgram.aio.DatagramStream | None = None
+        self.evaluate_lock = asyncio.Lock()
+        self.sock = BoundSocket(str(config.address.ip), 0, config.interface, f"uplink {config.interface}", daemon.stop)
         self._trigger: float | None = None
         self._scheduled = False
         self._timer: asyncio.TimerHandle | None = None
@@ -95,8 +166,7 @@ class UplinkRunner:
         return self.config.interface
 
     async def run(self) -> None:
-        stop = self.daemon.stop
-        self.sock = await _bind(str(self.config.address.ip), 0, self.name, f"uplink {self.name}", stop)
+        await self.sock.open()
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._device_loop())
             tg.create_task(self._probe_loop())
@@ -115,27 +185,62 @@ class UplinkRunner:
 
     async def _evaluate(self) -> None:
         self._scheduled = False
-        trigger, self._trigger = self._trigger, None
+        async with self.evaluate_lock:  # a planned switch waits; later pokes queue behind it
+            trigger, self._trigger = self._trigger, None
+            loop = asyncio.get_running_loop()
+            model = self.daemon.view.model
+            switch = self.ctl.decide(model, self.device, loop.time(), time.time())
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            if self.ctl.next_deadline is not None:
+                self._timer = loop.call_at(self.ctl.next_deadline, self.poke)
+            if switch is None:
+                if self.ctl.state.chosen and self.ctl.announcers != {self.ctl.state.chosen: ROLE_PRIMARY}:
+                    self.ctl.announcers = {self.ctl.state.chosen: ROLE_PRIMARY}
+                return
+            planned = self.ctl.planned(switch, model, self.device, loop.time(), time.time())
+            if planned:
+                await self._make_before_break(switch.new, switch.old or "")
+                trigger = loop.time()  # reaction is measured from the decision, not the wait
+            else:
+                self.ctl.announcers = {switch.new: ROLE_PRIMARY}
+            ok = await self.converge()
+            done = loop.time()
+            reaction = done - trigger if trigger is not None else 0.0
+            if ok:
+                self.ctl.reactions.append(reaction)
+            log.warning(
+                "uplink %s: %s -> %s, %s (%sWireGuard write %s %.1f ms after the trigger)",
+                self.name, switch.old or "none", switch.new, switch.reason,
+                "return path prepared; " if planned else "",
+                "done" if ok else "FAILED", reaction * 1000,
+            )
+            await self._send_probes()  # tell the new gateway at once (and the old one, if not told yet)
+
+    async def _make_before_break(self, new: str, old: str, timeout: float = 1.0) -> None:
+        """Have ``new`` announce us as a standby and wait until Babel carries it; then release ``old``.
+
+        A standby announcement has a high metric, so the mesh keeps returning
+        our traffic through ``old`` (which still accepts it) while a path through
+        ``new`` becomes known.  The release goes out just before the WireGuard
+        write: ``old`` withdraws, and replies that still reach it follow Babel to
+        ``new``.  Only replies already inside ``old``'s tunnel in that instant
+        can be lost.
+        """
         loop = asyncio.get_running_loop()
-        switch = self.ctl.decide(self.daemon.view.model, self.device, loop.time(), time.time())
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if self.ctl.next_deadline is not None:
-            self._timer = loop.call_at(self.ctl.next_deadline, self.poke)
-        if switch is None:
-            return
-        ok = await self.converge()
-        done = loop.time()
-        reaction = done - trigger if trigger is not None else 0.0
-        if ok:
-            self.ctl.reactions.append(reaction)
-        log.warning(
-            "uplink %s: %s -> %s, %s (WireGuard write %s %.1f ms after the trigger)",
-            self.name, switch.old or "none", switch.new, switch.reason,
-            "done" if ok else "FAILED", reaction * 1000,
-        )
-        await self._send_probes()  # tell the new gateway at once, and the old one
+        self.ctl.announcers = {old: ROLE_PRIMARY, new: ROLE_STANDBY}
+        await self._send_probes()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            if self.ctl.probes[new].announced >= ROLE_STANDBY and self.ctl.announcement_seen(new, self.daemon.view.model):
+                break
+            await asyncio.sleep(0.005)
+        else:
+            log.info("uplink %s: %s's standby announcement not seen in Babel within %.1f s; switching anyway",
+                     self.name, new, timeout)
+        self.ctl.announcers = {new: ROLE_PRIMARY}
+        await self._send_probes()
 
     async def converge(self) -> bool:
         """Bring the device to the desired state in one write; False on failure."""
@@ -172,21 +277,16 @@ class UplinkRunner:
                     log.info("uplink %s: WireGuard device found; applying desired state", self.name)
                 self.device = device
                 self.device_ok = True
+                await self.sock.check()
                 if diff(self.ctl.desired(), device) is not None:
                     await self.converge()
                 self.poke()  # handshake ages moved
             await asyncio.sleep(DEVICE_POLL)
 
     async def _send_probes(self) -> None:
-        if self.sock is None:
-            return
         loop = asyncio.get_running_loop()
         for gw, message in self.ctl.probes_to_send(loop.time(), time.time()):
-            data = encode(message, self.config.secret)
-            try:
-                await self.sock.send(data, (str(gw.control), self.config.control_port))
-            except (OSError, asyncio_dgram.TransportClosed) as exc:
-                log.debug("probe to %s failed: %s", gw.name, exc)
+            await self.sock.send(encode(message, self.config.secret), (str(gw.control), self.config.control_port))
 
     async def _probe_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -204,15 +304,10 @@ class UplinkRunner:
                 self.poke(now)
 
     async def _recv_loop(self) -> None:
-        assert self.sock is not None
         by_addr = {str(g.control): g.name for g in self.config.gateways}
         loop = asyncio.get_running_loop()
         while True:
-            try:
-                data, addr = await self.sock.recv()
-            except OSError as exc:  # an ICMP error reported on the socket
-                log.debug("uplink %s: %s", self.name, exc)
-                continue
+            data, addr = await self.sock.recv()
             now = loop.time()
             try:
                 message = decode(data, self.config.secret, time.time())
@@ -241,7 +336,7 @@ class UplinkRunner:
                     "state": view.state(params),
                     "alive": view.alive,
                     "probe_rtt_ms": round(probe.rtt * 1000, 2) if probe.rtt is not None else None,
-                    "announced": probe.announced,
+                    "announced": ROLE_NAMES[probe.announced],
                     "chosen": view.name == self.ctl.state.chosen,
                 }
             )
@@ -283,9 +378,10 @@ class GatewayRunner:
         self.replay = ReplayGuard()
         self.seq = Sequence(time.time_ns())
         self.leases: dict[str, float] = {}  # client -> lease end (monotonic)
-        self.announced: set[str] = set()
+        self.roles: dict[str, int] = {}  # client -> what we announce for it
         self.clients = {c.name: c for c in config.clients}
         self.device_ok = False
+        self.sock: BoundSocket | None = None
 
     def desired(self) -> Device:
         return Device(
@@ -299,10 +395,10 @@ class GatewayRunner:
         )
 
     async def run(self) -> None:
-        sock = await _bind(
-            str(self.config.address.ip), self.config.control_port, self.config.interface,
-            f"gateway {self.config.interface}", self.daemon.stop,
-        )
+        sock = BoundSocket(str(self.config.address.ip), self.config.control_port, self.config.interface,
+                           f"gateway {self.config.interface}", self.daemon.stop)
+        await sock.open()
+        self.sock = sock
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._device_loop())
@@ -318,6 +414,8 @@ class GatewayRunner:
                 request = diff(self.desired(), actual)
                 if request is not None:
                     await self.backend.write(self.config.interface, request)
+                if self.sock is not None:
+                    await self.sock.check()
                 if not self.device_ok:
                     log.info("gateway %s: WireGuard device configured", self.config.interface)
                 self.device_ok = True
@@ -328,14 +426,10 @@ class GatewayRunner:
                 self.device_ok = False
             await asyncio.sleep(DEVICE_POLL)
 
-    async def _serve(self, sock: asyncio_dgram.aio.DatagramStream) -> None:
+    async def _serve(self, sock: BoundSocket) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            try:
-                data, addr = await sock.recv()
-            except OSError as exc:
-                log.debug("gateway: %s", exc)
-                continue
+            data, addr = await sock.recv()
             try:
                 message = decode(data, self.config.secret, time.time())
             except ControlError as exc:
@@ -351,48 +445,78 @@ class GatewayRunner:
             if not self.replay.accept(message.sender, message.seq):
                 self.daemon.counters.rejected["replay"] += 1
                 continue
-            if message.chosen:
+            if message.role == ROLE_NONE:
+                if client.name in self.roles:
+                    await self._withdraw(client, "it chose another gateway", handoff=True)
+            else:
                 self.leases[client.name] = loop.time() + self.config.lease
-                if client.name not in self.announced:
-                    await self._announce(client, "chosen by it")
-            elif client.name in self.announced:
-                await self._withdraw(client, "it chose another gateway")
-            ack = Message("ack", self.daemon.config.name, message.seq, time.time(), client.name in self.announced)
-            with contextlib.suppress(OSError):
-                await sock.send(encode(ack, self.config.secret), addr)
+                if self.roles.get(client.name) != message.role:
+                    await self._announce(client, message.role)
+            ack = Message("ack", self.daemon.config.name, message.seq, time.time(), self.roles.get(client.name, ROLE_NONE))
+            await sock.send(encode(ack, self.config.secret), addr)
 
-    async def _announce(self, client: ClientEntry, why: str) -> None:
+    async def _announce(self, client: ClientEntry, role: int) -> None:
+        proto = self.config.route_protocol if role == ROLE_PRIMARY else self.config.standby_protocol
         try:
-            await announce(client.addresses, self.config.interface, self.config.route_protocol)
+            await announce(client.addresses, self.config.interface, proto)
         except RouteError as exc:
             self.daemon.counters.route_errors += 1
             log.error("gateway: cannot announce %s: %s", client.name, exc)
             return
-        self.announced.add(client.name)
-        log.warning("gateway %s: announcing %s (%s) into Babel: %s", self.config.interface, client.name,
-                    ", ".join(map(str, client.addresses)), why)
+        self.roles[client.name] = role
+        what = "primary: chosen by it" if role == ROLE_PRIMARY else "standby: it is about to switch here"
+        log.warning("gateway %s: announcing %s (%s) into Babel as %s", self.config.interface, client.name,
+                    ", ".join(map(str, client.addresses)), what)
 
-    async def _withdraw(self, client: ClientEntry, why: str) -> None:
-        self.announced.discard(client.name)
+    async def _withdraw(self, client: ClientEntry, why: str, handoff: bool = False) -> None:
+        self.roles.pop(client.name, None)
         self.leases.pop(client.name, None)
+        if handoff:
+            await self._handoff(client)
         try:
-            await withdraw(client.addresses, self.config.interface, self.config.route_protocol)
+            await withdraw(client.addresses, self.config.interface)
         except RouteError as exc:
             self.daemon.counters.route_errors += 1
             log.error("gateway: cannot withdraw %s: %s", client.name, exc)
             return
         log.warning("gateway %s: withdrawing %s: %s", self.config.interface, client.name, why)
 
+    async def _handoff(self, client: ClientEntry) -> None:
+        """Bridge the gap between our withdrawal and babeld's own route to the client.
+
+        The client has just moved to another gateway, which announces it (as
+        standby, then primary).  Replies that still reach us must follow it
+        through the mesh; babeld installs that route only a few milliseconds
+        after our own route is gone, so we install the path it already knows,
+        at a lower priority than babeld's and with a protocol babeld never
+        redistributes, and remove it once babeld's route has long taken over.
+        """
+        model = self.daemon.view.model
+        for prefix in client.addresses:
+            paths = [r for r in model.routes_for(prefix) if r.reachable and r.interface != self.config.interface]
+            if not paths:
+                continue
+            best = paths[0]
+            try:
+                await handoff(prefix, str(best.via), best.interface, HANDOFF_PROTO, HANDOFF_METRIC)
+            except RouteError as exc:
+                log.info("gateway: no handoff route for %s: %s", prefix, exc)
+                continue
+            asyncio.get_running_loop().call_later(
+                HANDOFF_SECONDS,
+                lambda p=prefix: asyncio.ensure_future(drop_handoff(p, HANDOFF_PROTO, HANDOFF_METRIC)),
+            )
+
     async def _lease_loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(min(0.25, self.config.lease / 4))
             now = loop.time()
-            for name in [n for n, end in self.leases.items() if end < now and n in self.announced]:
+            for name in [n for n, end in self.leases.items() if end < now and n in self.roles]:
                 await self._withdraw(self.clients[name], f"lease expired ({self.config.lease:g} s without a probe)")
 
     async def withdraw_all(self) -> None:
-        for name in list(self.announced):
+        for name in list(self.roles):
             await self._withdraw(self.clients[name], "meshctl is stopping")
 
     def status(self) -> dict[str, Any]:
@@ -400,7 +524,8 @@ class GatewayRunner:
             "interface": self.config.interface,
             "device": "ok" if self.device_ok else "unreachable",
             "clients": [
-                {"name": c.name, "addresses": [str(a) for a in c.addresses], "announced": c.name in self.announced}
+                {"name": c.name, "addresses": [str(a) for a in c.addresses],
+                 "announced": ROLE_NAMES[self.roles.get(c.name, ROLE_NONE)]}
                 for c in self.config.clients
             ],
         }

@@ -11,15 +11,13 @@ import argparse
 import asyncio
 import ipaddress
 import os
-import re
-import signal
-import subprocess
 import sys
 import time
 
 from meshctl.cli import fetch_model
 from meshctl.errors import MeshctlError
 from meshctl.lab.check import check_converged
+from meshctl.lab.ping import Pinger
 from meshctl.lab.plan import make_plan
 from meshctl.lab.runner import Lab
 from meshctl.lab.spec import load_lab
@@ -54,17 +52,6 @@ def show_routes(lab: Lab, node: str) -> None:
         say(f"    {str(prefix):16} via {names.get(route.interface, route.interface):8} metric {route.metric}")
 
 
-def outage(ping_output: str) -> tuple[int, int, float]:
-    """(sent, received, longest gap in seconds) from `ping -i` output."""
-    seqs = sorted({int(m) for m in re.findall(r"icmp_seq=(\d+)", ping_output)})
-    sent_match = re.search(r"(\d+) packets transmitted", ping_output)
-    sent = int(sent_match.group(1)) if sent_match else (seqs[-1] if seqs else 0)
-    # Losses at the very end count too: the outage may not be over.
-    edges = [0, *seqs, sent + 1]
-    gap = max((b - a - 1 for a, b in zip(edges, edges[1:], strict=False)), default=0)
-    return sent, len(seqs), gap * PING_INTERVAL
-
-
 def run(path: str, tag: str | None) -> int:
     spec = load_lab(path)
     lab = Lab(make_plan(spec, tag), progress=lambda line: say("  " + line))
@@ -82,11 +69,7 @@ def run(path: str, tag: str | None) -> int:
         say("== the client's routes (from babeld's local interface):")
         show_routes(lab, "client")
         say(f"== traffic client -> {PING_TARGET} goes through {gw}; pinging every {PING_INTERVAL * 1000:.0f} ms")
-        ping = subprocess.Popen(
-            ["ip", "netns", "exec", lab.plan.node("client").namespace, "ping", "-n", "-i", str(PING_INTERVAL),
-             "-W", "1", PING_TARGET],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )
+        ping = Pinger(lab.plan.node("client").namespace, PING_TARGET, PING_INTERVAL)
         time.sleep(2)
         say(f"== killing {gw}: its links go down, its babeld and wireguard-go stop")
         killed_at = time.monotonic()
@@ -100,19 +83,17 @@ def run(path: str, tag: str | None) -> int:
             time.sleep(0.1)
         moved = time.monotonic() - killed_at
         time.sleep(2)
-        ping.send_signal(signal.SIGINT)
-        out, _ = ping.communicate(timeout=10)
-        sent, received, gap = outage(out)
+        result = ping.stop()
+        ping = None
         say(f"== Babel moved the route to {new} {moved:.1f} s after {gw} died")
         show_routes(lab, "client")
-        say(f"== ping: {sent} sent, {received} received, longest outage {gap:.2f} s")
+        say(f"== ping: {result.sent} sent, {result.received} received, longest outage {result.outage:.2f} s")
         say("   (Babel's detection time at hello-interval 1 s; meshctl's warm WireGuard")
         say("    switch on the uplink plane is what makes this sub-second: see issue #4)")
         return 0
     finally:
-        if ping is not None and ping.poll() is None:
-            ping.kill()
-            ping.wait()
+        if ping is not None:
+            ping.stop()
         say("== removing the lab")
         lab.down()
 

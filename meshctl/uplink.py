@@ -12,7 +12,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from meshctl.config import GatewayCandidate, UplinkConfig
-from meshctl.control import Message, Sequence
+from meshctl.control import ROLE_NONE, Message, Sequence
 from meshctl.model import INFINITY, TopologyModel
 from meshctl.policy import CandidateView, SelectorState, Switch, select
 from meshctl.wireguard.state import Device, Peer
@@ -26,7 +26,7 @@ class ProbeState:
     last_ack: float | None = None
     rtt: float | None = None
     acks: int = 0
-    announced: bool = False  # the gateway says it announces us
+    announced: int = ROLE_NONE  # what the gateway says it does with our addresses
 
     def alive(self, now: float, timeout: float) -> bool:
         """An ack arrived within ``timeout`` seconds."""
@@ -50,6 +50,10 @@ class UplinkController:
         self.history: deque[Switch] = deque(maxlen=50)
         self.reactions: deque[float] = deque(maxlen=1000)  # trigger -> write done, seconds
         self.next_deadline: float | None = None
+        #: What each gateway is asked to do with this client's addresses.  Normally
+        #: the chosen one is primary; during a planned switch the next one is a
+        #: standby first, so the return path exists before the switch.
+        self.announcers: dict[str, int] = {}
 
     # -- probes ---------------------------------------------------------
 
@@ -67,7 +71,7 @@ class UplinkController:
             sent[seq] = now
             if len(sent) > 64:
                 del sent[min(sent)]
-            out.append((gw, Message("probe", self.node, seq, wall, chosen=gw.name == self.state.chosen)))
+            out.append((gw, Message("probe", self.node, seq, wall, role=self.announcers.get(gw.name, ROLE_NONE))))
         return out
 
     def on_ack(self, gateway: str, message: Message, now: float) -> bool:
@@ -82,7 +86,7 @@ class UplinkController:
         probe.last_ack = now
         probe.rtt = now - sent_at
         probe.acks += 1
-        probe.announced = message.chosen
+        probe.announced = message.role
         return not was
 
     # -- decisions ------------------------------------------------------
@@ -108,6 +112,31 @@ class UplinkController:
                 age = 0.0
             out.append(CandidateView(gw.name, self.metric(gw, model), age, alive))
         return out
+
+    def planned(self, switch: Switch, model: TopologyModel, device: Device | None, now: float, wall: float) -> bool:
+        """True when the old gateway still carries traffic: then the new path is made before the old is broken.
+
+        Probes through the tunnel are the test, not Babel: a gateway can look
+        unreachable in Babel for a moment (a flushed interface, a metric spike)
+        while its tunnel works, and withdrawing it before Babel knows another
+        way back to the client drops the replies for ~100 ms.
+        """
+        if switch.old is None:
+            return False
+        old = next((c for c in self.candidates(model, device, now, wall) if c.name == switch.old), None)
+        return old is not None and old.alive
+
+    def announcement_seen(self, gateway: str, model: TopologyModel) -> bool:
+        """Does Babel already carry this client's address from ``gateway``?  (The return path exists.)"""
+        gw = self.gateway(gateway)
+        if gw is None or gw.mesh is None and gw.router_id is None:
+            return False
+        router = gw.router_id
+        if router is None and gw.mesh is not None:
+            routes = model.routes_for(gw.mesh)
+            router = routes[0].router_id if routes else None
+        own = host_prefix(self.config.address.ip)
+        return any(r.router_id == router and r.reachable for r in model.routes_for(own))
 
     def decide(self, model: TopologyModel, device: Device | None, now: float, wall: float) -> Switch | None:
         """Run the policy; remember and return a switch if there is one."""

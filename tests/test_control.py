@@ -14,7 +14,7 @@ NOW = 1_700_000_000.0
 
 
 def test_round_trip() -> None:
-    m = Message("probe", "client", 7, NOW, True)
+    m = Message("probe", "client", 7, NOW, 2)
     assert decode(encode(m, KEY), KEY, NOW + 1) == m
 
 
@@ -45,14 +45,14 @@ def signed(obj: object) -> bytes:
     "obj",
     [
         [1, 2],
-        {"v": 2, "k": "probe", "s": "c", "n": 1, "t": NOW, "c": True},
-        {"v": 1, "k": "launch", "s": "c", "n": 1, "t": NOW, "c": True},
-        {"v": 1, "k": "probe", "s": "", "n": 1, "t": NOW, "c": True},
-        {"v": 1, "k": "probe", "s": "c", "n": -1, "t": NOW, "c": True},
-        {"v": 1, "k": "probe", "s": "c", "n": True, "t": NOW, "c": True},
-        {"v": 1, "k": "probe", "s": "c", "n": 1, "t": "now", "c": True},
-        {"v": 1, "k": "probe", "s": "c", "n": 1, "t": NOW, "c": 1},
-        {"v": 1, "k": "probe", "s": "c" * 100, "n": 1, "t": NOW, "c": True},
+        {"v": 2, "k": "probe", "s": "c", "n": 1, "t": NOW, "r": 2},
+        {"v": 1, "k": "launch", "s": "c", "n": 1, "t": NOW, "r": 2},
+        {"v": 1, "k": "probe", "s": "", "n": 1, "t": NOW, "r": 2},
+        {"v": 1, "k": "probe", "s": "c", "n": -1, "t": NOW, "r": 2},
+        {"v": 1, "k": "probe", "s": "c", "n": True, "t": NOW, "r": 2},
+        {"v": 1, "k": "probe", "s": "c", "n": 1, "t": "now", "r": 2},
+        {"v": 1, "k": "probe", "s": "c", "n": 1, "t": NOW, "r": 5},
+        {"v": 1, "k": "probe", "s": "c" * 100, "n": 1, "t": NOW, "r": 2},
     ],
 )
 def test_signed_but_malformed(obj: object) -> None:
@@ -91,4 +91,4 @@ def test_sequence_grows_across_restarts() -> None:
     a = [first.next() for _ in range(3)]
     second = Sequence(2000)  # restarted later: the clock moved on
     assert second.next() > a[-1]
-    assert len(encode(Message("probe", "x" * 64, 2**63, NOW, True), KEY)) < 512 - MAC_LEN
+    assert len(encode(Message("probe", "x" * 64, 2**63, NOW, 2), KEY)) < 512 - MAC_LEN

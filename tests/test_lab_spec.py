@@ -30,7 +30,10 @@ def test_shipped_topologies_load_and_plan(path: str) -> None:
     spec = load_lab(path)
     plan = make_plan(spec)
     names = plan.wireguard_interfaces
-    assert len(names) == len(set(names)) == 2 * len(spec.links)
+    assert len(names) == len(set(names))
+    tunnels = [t.ifname for n in plan.nodes for t in n.tunnels]
+    assert len(tunnels) == 2 * len(spec.links)
+    assert len(names) == len(tunnels) + len(spec.uplinks) + len({g for u in spec.uplinks for g in u.gateways})
     for node in plan.nodes:
         for name in [t.ifname for t in node.tunnels] + [v.ifname for v in node.veths]:
             assert len(name) <= 15, name

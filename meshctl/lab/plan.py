@@ -28,6 +28,10 @@ STEER_TABLE = 100  # routing table for steered prefixes on clients
 #: Kernel route protocol number for routes meshctl installs for Babel to
 #: redistribute (e.g. a client's address on the gateway it chose).
 MESHCTL_RTPROTO = 152
+#: ... and for a standby announcement, redistributed with a high metric so the
+#: mesh keeps using the current gateway until the client has switched.
+MESHCTL_STANDBY_RTPROTO = 153
+STANDBY_METRIC = 8192
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +205,7 @@ def babeld_conf(node: NodeSpec, plan_node: dict, run_dir: str) -> str:
         if addr.network.prefixlen < addr.max_prefixlen:
             lines.append(f"redistribute ip {addr.network} eq {addr.network.prefixlen} allow")
     lines.append(f"redistribute proto {MESHCTL_RTPROTO} allow")
+    lines.append(f"redistribute proto {MESHCTL_STANDBY_RTPROTO} metric {STANDBY_METRIC}")
     lines.append("# never the underlay: WireGuard endpoints must not be routed into their own tunnels")
     lines.append("redistribute local deny")
     lines.append("redistribute deny")
@@ -332,6 +337,7 @@ def node_config(node: NodePlan, plan: LabPlan, public_keys: dict[str, str], secr
             f'secret_file = "{secret_file}"',
             f"control_port = {CONTROL_PORT}",
             f"route_protocol = {MESHCTL_RTPROTO}",
+            f"standby_protocol = {MESHCTL_STANDBY_RTPROTO}",
         ]
         for c in node.served:
             lines += [

@@ -268,24 +268,7 @@ class Lab:
                 self._spawn(state, node, ["wireguard-go", "-f", ifname], f"wireguard-go {ifname}", f"{ifname}.log")
         self._wait_for([socket_path(i) for i in public], "uplink wireguard-go sockets", state)
         for node in plan.nodes:
-            cmds = []
-            if node.uplink:
-                up = node.uplink
-                cmds += [f"link set {up.ifname} addrgenmode none", f"addr add {up.address} dev {up.ifname}",
-                         f"link set {up.ifname} up",
-                         # Traffic from the client's uplink address takes the uplink; the rest follows Babel.
-                         f"rule add from {up.address.ip} lookup {STEER_TABLE} priority 100"]
-                cmds += [f"route add {p} dev {up.ifname} table {STEER_TABLE}" for p in up.steer]
-            if node.gateway_ifname and node.gateway_address:
-                cmds += [f"link set {node.gateway_ifname} addrgenmode none",
-                         f"addr add {node.gateway_address} dev {node.gateway_ifname}",
-                         f"link set {node.gateway_ifname} up"]
-            if cmds:
-                _ip_batch(node.namespace, cmds)
-                # Right after a switch the new gateway forwards for the client before
-                # Babel has moved the return route: strict reverse-path filtering would drop it.
-                _run(["ip", "netns", "exec", node.namespace, "sysctl", "-qw",
-                      "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0"])
+            self._uplink_addressing(node)
             if node.daemon:
                 with open(node.config_path, "w") as f:
                     f.write(node_config(node, plan, public, secret_file))
@@ -293,6 +276,63 @@ class Lab:
                                   "meshctl daemon", "meshctl.log")
                 self.progress(f"  {node.name}: meshctl daemon pid {pid}")
         self._wait_for([n.control_socket for n in plan.nodes if n.daemon], "meshctl daemons", state)
+
+    def _uplink_addressing(self, node: NodePlan, only: str | None = None) -> None:
+        """Addresses, rules and routes of a node's uplink/gateway interfaces.
+
+        WireGuard's own configuration is the daemon's job.  ``only`` redoes one
+        interface after its wireguard-go restarted (the source rule survives that).
+        """
+        cmds = []
+        if node.uplink and only in (None, node.uplink.ifname):
+            up = node.uplink
+            cmds += [f"link set {up.ifname} addrgenmode none", f"addr add {up.address} dev {up.ifname}",
+                     f"link set {up.ifname} up"]
+            if only is None:
+                # Traffic from the client's uplink address takes the uplink; the rest follows Babel.
+                cmds.append(f"rule add from {up.address.ip} lookup {STEER_TABLE} priority 100")
+            cmds += [f"route add {p} dev {up.ifname} table {STEER_TABLE}" for p in up.steer]
+        if node.gateway_ifname and node.gateway_address and only in (None, node.gateway_ifname):
+            cmds += [f"link set {node.gateway_ifname} addrgenmode none",
+                     f"addr add {node.gateway_address} dev {node.gateway_ifname}",
+                     f"link set {node.gateway_ifname} up"]
+        if cmds:
+            _ip_batch(node.namespace, cmds)
+            # Right after a switch the new gateway forwards for the client before
+            # Babel has moved the return route: strict reverse-path filtering would drop it.
+            _run(["ip", "netns", "exec", node.namespace, "sysctl", "-qw",
+                  "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0"])
+
+    def restart_wireguard(self, node_name: str, ifname: str) -> int:
+        """Kill one wireguard-go and start a fresh one (empty config, new TUN device)."""
+        state = self._state()
+        node = self.plan.node(node_name)
+        for rec in state.processes:
+            if rec.node == node_name and rec.what == f"wireguard-go {ifname}" and rec.alive():
+                os.kill(rec.pid, signal.SIGKILL)
+                deadline = time.monotonic() + 3.0
+                while rec.alive() and time.monotonic() < deadline:
+                    time.sleep(0.01)
+        state.processes = [r for r in state.processes if r.alive()]
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(socket_path(ifname))
+        # The kernel unregisters the old TUN device asynchronously; a new
+        # wireguard-go started before it is gone fails to create its own.
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            probe = subprocess.run(["ip", "-n", node.namespace, "link", "show", ifname], capture_output=True)
+            if probe.returncode != 0:
+                break
+            time.sleep(0.02)
+        pid = self._spawn(state, node, ["wireguard-go", "-f", ifname], f"wireguard-go {ifname}", f"{ifname}.log")
+        self._wait_for([socket_path(ifname)], f"wireguard-go {ifname}", state)
+        if any(t.ifname == ifname for t in node.tunnels):
+            t = next(t for t in node.tunnels if t.ifname == ifname)
+            _ip_batch(node.namespace, [f"link set {ifname} addrgenmode none", f"addr add {t.local_ll} dev {ifname} nodad",
+                                       f"link set {ifname} up"])
+        else:
+            self._uplink_addressing(node, only=ifname)
+        return pid
 
     async def _configure_tunnels(self, keys: dict[str, KeyPair]) -> None:
         jobs = []

@@ -1,0 +1,61 @@
+"""A steady ping inside a lab namespace, and what its output says about outages."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class PingResult:
+    """Sent, received, and the longest run of lost replies."""
+
+    sent: int
+    received: int
+    interval: float
+    longest_gap: int  # consecutive lost replies, counting a loss still going at the end
+    received_seqs: tuple[int, ...] = ()
+
+    @property
+    def lost(self) -> int:
+        """Replies that never came."""
+        return self.sent - self.received
+
+    @property
+    def outage(self) -> float:
+        """Longest gap in seconds (lost replies x interval)."""
+        return self.longest_gap * self.interval
+
+
+def parse_ping(output: str, interval: float) -> PingResult:
+    """Parse iputils ``ping -n`` output."""
+    seqs = sorted({int(m) for m in re.findall(r"icmp_seq=(\d+) ttl=", output)})
+    match = re.search(r"(\d+) packets transmitted", output)
+    sent = int(match.group(1)) if match else (seqs[-1] if seqs else 0)
+    edges = [0, *seqs, sent + 1]
+    gap = max((b - a - 1 for a, b in zip(edges, edges[1:], strict=False)), default=0)
+    return PingResult(sent, len(seqs), interval, gap, tuple(seqs))
+
+
+class Pinger:
+    """``ping`` from a namespace; :meth:`stop` ends it (SIGINT) and parses the output."""
+
+    def __init__(self, namespace: str, target: str, interval: float = 0.01, source: str | None = None) -> None:
+        self.interval = interval
+        argv = ["ip", "netns", "exec", namespace, "ping", "-n", "-i", str(interval), "-W", "1"]
+        if source:
+            argv += ["-I", source]
+        self.proc = subprocess.Popen([*argv, target], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def stop(self) -> PingResult:
+        """Stop this ping (only the process we started) and parse what it printed."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        try:
+            out, _ = self.proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, _ = self.proc.communicate()
+        return parse_ping(out, self.interval)

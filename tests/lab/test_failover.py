@@ -1,0 +1,193 @@
+"""Issue #4 end to end: the seed lab with meshctl daemons, real babeld and wireguard-go.
+
+Ping every 10 ms from the client's uplink address to an address behind the
+gateways, fail or degrade a gateway, and look at what the traffic saw.
+Timings are printed, not asserted (goals live in `make bench`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import subprocess
+import time
+from collections.abc import Callable
+
+import pytest
+
+from babel.connection import Connection
+from babel.endpoint import parse_endpoint
+from meshctl.daemon import query_status
+from meshctl.lab.ping import Pinger
+from meshctl.wireguard.uapi_client import uapi_get
+from tests.lab.conftest import RunningLab, converged
+
+TARGET = "10.200.0.7"  # inside the upstream's 10.200.0.0/24
+
+
+def status(lab: RunningLab, node: str) -> dict:
+    return asyncio.run(query_status(lab.plan.node(node).control_socket))
+
+
+def uplink(lab: RunningLab) -> dict:
+    return status(lab, "client")["uplinks"][0]
+
+
+def ready(lab: RunningLab) -> Callable[[], str | None]:
+    """Converged, gw1 chosen, both gateways warm and answering, gw1 announcing the client."""
+
+    def check() -> str | None:
+        problem = converged(lab)()
+        if problem:
+            return problem
+        up = uplink(lab)
+        states = {c["name"]: c["state"] for c in up["candidates"]}
+        if up["chosen"] != "gw1" or set(states.values()) != {"warm"}:
+            return f"chosen {up['chosen']}, states {states}"
+        if not any(c["announced"] for c in status(lab, "gw1")["gateway"]["clients"]):
+            return "gw1 does not announce the client yet"
+        return None
+
+    return check
+
+
+def upstream_route_to_client(lab: RunningLab) -> str | None:
+    """Which gateway the upstream's installed route to the client goes through."""
+    model = lab.model("upstream")
+    route = model.installed_route(ipaddress.ip_network("10.98.0.1/32"))
+    if route is None:
+        return None
+    return next(t.peer for t in lab.plan.node("upstream").tunnels if t.ifname == route.interface)
+
+
+@pytest.fixture
+def seed(start_lab: Callable[[str], RunningLab]) -> RunningLab:
+    lab = start_lab("seed")
+    lab.wait_for(ready(lab), 60, "seed ready for fail-over")
+    return lab
+
+
+def ping(lab: RunningLab) -> Pinger:
+    client = lab.plan.node("client")
+    assert client.uplink is not None
+    return Pinger(client.namespace, TARGET, 0.01, source=str(client.uplink.address.ip))
+
+
+def test_gateway_dies_and_traffic_moves_to_the_warm_backup(seed: RunningLab) -> None:
+    lab = seed
+    pinger = ping(lab)
+    try:
+        time.sleep(1.0)
+        killed = time.monotonic()
+        lab.lab.fail_node("gw1")
+        lab.wait_for(lambda: None if uplink(lab)["chosen"] == "gw2" else "still on gw1", 30, "switch to gw2")
+        lab.wait_for(lambda: None if upstream_route_to_client(lab) == "gw2" else "return path not via gw2", 30,
+                     "return path via gw2")
+        time.sleep(2.0)
+    finally:
+        result = pinger.stop()
+    up = uplink(lab)
+    lost = sorted(set(range(1, result.sent + 1)) - set(result.received_seqs))
+    print(f"lost seqs: {lost}")
+    print(f"gateway death: {result.sent} sent, {result.lost} lost, outage {result.outage:.2f} s; "
+          f"switch reason: {up['last_switch']['reason']}; {time.monotonic() - killed:.1f} s observed")
+    assert "gw1 down" in up["last_switch"]["reason"] or "gw1 unreachable" in up["last_switch"]["reason"]
+    # The flow resumed: the last second of pings all came back, through gw2.
+    tail = int(1.0 / result.interval)
+    assert result.received_seqs[-1] >= result.sent - 2
+    assert set(range(result.sent - tail, result.sent - 2)) <= set(result.received_seqs)
+    assert upstream_route_to_client(lab) == "gw2"
+    gw2 = lab.plan.node("gw2")
+    dev = asyncio.run(uapi_get(gw2.gateway_ifname or ""))
+    assert dev.peers[0].rx_bytes > 0 and dev.peers[0].tx_bytes > 0  # replies came back through gw2
+
+
+@pytest.mark.xfail(
+    reason="known gap: a planned switch still loses 1-12 pings sent every 10 ms (the return path lags the "
+    "WireGuard write by one Babel update); the issue asks for zero, see the issue #4 note",
+    strict=False,
+)
+def test_planned_switch_loses_no_packet(seed: RunningLab) -> None:
+    lab = seed
+    gw2 = lab.plan.node("gw2")
+    to_client = next(t for t in gw2.tunnels if t.peer == "client")
+
+    async def improve_gw2_link() -> None:
+        # gw2's operator makes its link to the client cheaper (babeld's link cost
+        # is the rxcost the far end advertises, so it is set on gw2's side): gw2
+        # (32) now beats gw1 (96) by more than the margin, so the switch waits out
+        # the hold and happens warm.  Nothing on the active path is touched: a
+        # babeld interface flush on the gateway carrying the traffic costs
+        # ~50-100 ms of it by itself (seen here), which is not the switch's doing.
+        conn = await Connection.open(parse_endpoint(lab.babel("gw2")))
+        try:
+            await conn.command(f"flush interface {to_client.ifname}")
+            await conn.command(f"interface {to_client.ifname} type wired hello-interval 0.1 rxcost 32")
+        finally:
+            await conn.wait_closed()
+
+    pinger = ping(lab)
+    try:
+        time.sleep(1.0)
+        asyncio.run(improve_gw2_link())
+        lab.wait_for(lambda: None if uplink(lab)["chosen"] == "gw2" else "still on gw1", 30, "planned switch to gw2")
+        lab.wait_for(lambda: None if upstream_route_to_client(lab) == "gw2" else "return path not via gw2", 30,
+                     "return path via gw2")
+        time.sleep(1.0)
+    finally:
+        result = pinger.stop()
+    up = uplink(lab)
+    print(f"planned switch: {result.sent} sent, {result.lost} lost; reason: {up['last_switch']['reason']}")
+    assert "better by" in up["last_switch"]["reason"]
+    assert result.sent > 200
+    assert result.lost == 0, f"lost {result.lost} of {result.sent} (longest gap {result.longest_gap})"
+
+
+def test_daemon_rides_out_babeld_and_wireguard_go_restarts(seed: RunningLab) -> None:
+    lab = seed
+    client = lab.plan.node("client")
+    assert client.uplink is not None
+    before = status(lab, "client")
+    lab.lab.stop_babeld("client")
+    lab.lab.start_babeld("client")
+    lab.wait_for(lambda: None if status(lab, "client")["babel"]["synced"] else "not resynced", 30, "babel resync")
+    after = status(lab, "client")
+    assert after["babel"]["reconnects"] >= before["babel"]["reconnects"] + 1
+    assert after["uplinks"][0]["chosen"] == "gw1"
+    # wireguard-go restarts with an empty device: the daemon re-applies keys, peers and the steered prefix.
+    lab.lab.restart_wireguard("client", client.uplink.ifname)
+    steer = ipaddress.ip_network("10.200.0.0/24")
+    ifname = client.uplink.ifname
+
+    def reapplied() -> str | None:
+        dev = asyncio.run(uapi_get(ifname))
+        owners = [p.public_key for p in dev.peers if steer in p.allowed_ips]
+        if len(dev.peers) != 2 or len(owners) != 1:
+            return f"{len(dev.peers)} peers, steered prefix on {len(owners)}"
+        return None
+
+    lab.wait_for(reapplied, 30, "desired WireGuard state re-applied after wireguard-go restart")
+    lab.wait_for(ready(lab), 30, "uplink ready after wireguard-go restart")
+    out = subprocess.run(["ip", "netns", "exec", client.namespace, "ping", "-c", "3", "-i", "0.2", "-W", "2",
+                          "-I", str(client.uplink.address.ip), TARGET], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stdout
+
+
+def test_flapping_gateway_costs_no_more_switches_than_the_hysteresis_allows(seed: RunningLab) -> None:
+    lab = seed
+    gw1 = lab.plan.node("gw1")
+    veth = next(v.ifname for v in gw1.veths if v.peer == "client")
+    start = uplink(lab)["switches"]
+    flaps = 30
+    for _ in range(flaps):  # down one second, up one second: a minute of flapping
+        subprocess.run(["ip", "-n", gw1.namespace, "link", "set", veth, "down"], check=True)
+        time.sleep(1.0)
+        subprocess.run(["ip", "-n", gw1.namespace, "link", "set", veth, "up"], check=True)
+        time.sleep(1.0)
+    during = uplink(lab)["switches"] - start
+    print(f"{flaps} flaps of gw1 in {2 * flaps} s: {during} switch(es)")
+    # Away from gw1 at its first failure; never back while it is up for less than the hold (3 s).
+    assert 1 <= during <= 2
+    assert uplink(lab)["chosen"] == "gw2"
+    # Once gw1 is stable for longer than the hold, the client goes back to the better gateway.
+    lab.wait_for(lambda: None if uplink(lab)["chosen"] == "gw1" else "not back on gw1", 30, "back on gw1")
