@@ -293,10 +293,7 @@ class Client:
             self.synced.set()
             self.backoff.reset()
             done, _ = await asyncio.wait({conn.closed, resync}, return_when=asyncio.FIRST_COMPLETED)
-            if resync in done:
-                reason = f"resync after malformed line ({resync.result()})"
-            else:
-                reason = conn.closed.result()
+            reason = f"resync after malformed line ({resync.result()})" if resync in done else conn.closed.result()
             log.warning("babeld at %s: %s", self.endpoint, reason)
         finally:
             self.synced.clear()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 from bench import model_bench
 
 
@@ -20,6 +23,16 @@ def main() -> None:
         f"{model_bench.CHANGES} change lines",
         ("stage", "lines", "ms (best of 3)", "lines/s", "peak MiB"),
         model_bench.run(),
+    )
+    if os.geteuid() != 0:
+        print("\nfail-over benchmarks skipped: they build network namespaces (run as root)", file=sys.stderr)
+        return
+    from bench import failover_bench
+
+    table(
+        "fail-over in the seed lab: steady ping every 10 ms, client -> 10.200.0.7, gw1 killed",
+        ("scenario", "outage s", "lost/sent"),
+        failover_bench.run(),
     )
 
 

@@ -101,14 +101,18 @@ def measure(fn: Callable[[], object], repeat: int = 3) -> tuple[float, int]:
     return best, peak
 
 
+def _row(stage: str, lines: int, seconds: float, memory: str) -> tuple[str, str, str, str, str]:
+    return (stage, f"{lines}", f"{seconds * 1000:.1f}", f"{lines / seconds:,.0f}", memory)
+
+
 def run() -> list[tuple[str, str, str, str, str]]:
     dump, changes = synthetic_dump(), synthetic_changes()
     dump_lines, change_lines = dump.count(b"\n"), changes.count(b"\n")
     rows = []
     base_t, base_m = measure(lambda: baseline(dump))
     model_t, model_m = measure(lambda: full(dump, b""))
-    rows.append(("split lines+tokens (baseline)", f"{dump_lines}", f"{base_t * 1000:.1f}", f"{dump_lines / base_t:,.0f}", f"{base_m / 2**20:.1f}"))
-    rows.append(("dump -> full model", f"{dump_lines}", f"{model_t * 1000:.1f}", f"{dump_lines / model_t:,.0f}", f"{model_m / 2**20:.1f}"))
+    rows.append(_row("split lines+tokens (baseline)", dump_lines, base_t, f"{base_m / 2**20:.1f}"))
+    rows.append(_row("dump -> full model", dump_lines, model_t, f"{model_m / 2**20:.1f}"))
     view = full(dump, b"")
     assert len(view.model.routes) == ROUTES and len(view.model.neighbours) == NEIGHBOURS
     cbase_t, _ = measure(lambda: baseline(changes))
@@ -124,8 +128,8 @@ def run() -> list[tuple[str, str, str, str, str]]:
         return view
 
     change_t, change_m = measure(replay)
-    rows.append(("split change lines (baseline)", f"{change_lines}", f"{cbase_t * 1000:.1f}", f"{change_lines / cbase_t:,.0f}", "-"))
-    rows.append(("replay change route", f"{change_lines}", f"{change_t * 1000:.1f}", f"{change_lines / change_t:,.0f}", f"{change_m / 2**20:.1f}"))
+    rows.append(_row("split change lines (baseline)", change_lines, cbase_t, "-"))
+    rows.append(_row("replay change route", change_lines, change_t, f"{change_m / 2**20:.1f}"))
     ratio_dump = model_t / base_t
     ratio_change = change_t / cbase_t
     rows.append(("ratio dump/baseline", "", f"{ratio_dump:.1f}x", "", ""))

@@ -38,7 +38,7 @@ from meshctl.control import (
 from meshctl.errors import MeshctlError
 from meshctl.model import MeshView
 from meshctl.routes import RouteError, announce, drop_handoff, handoff, withdraw
-from meshctl.uplink import UplinkController, host_prefix
+from meshctl.uplink import UplinkController
 from meshctl.wireguard.backend import Backend, choose_backend
 from meshctl.wireguard.diff import apply_to, diff
 from meshctl.wireguard.state import Device, Peer
@@ -87,6 +87,17 @@ async def _bind(host: str, port: int, device: str, what: str, stop: asyncio.Even
                 warned = True
             await asyncio.sleep(0.5)
     raise asyncio.CancelledError
+
+
+def _summary(values: Any) -> dict[str, Any]:
+    data = sorted(values)
+    if not data:
+        return {"count": 0, "median": None, "p99": None}
+    return {
+        "count": len(data),
+        "median": round(statistics.median(data) * 1000, 3),
+        "p99": round(data[min(len(data) - 1, int(len(data) * 0.99))] * 1000, 3),
+    }
 
 
 def ifindex(name: str) -> int | None:
@@ -201,8 +212,15 @@ class UplinkRunner:
                 return
             planned = self.ctl.planned(switch, model, self.device, loop.time(), time.time())
             if planned:
+                # The wait for the new return path is protocol, not controller latency:
+                # it is recorded apart, and the reaction counts from trigger to write
+                # without it.
+                waited = loop.time()
                 await self._make_before_break(switch.new, switch.old or "")
-                trigger = loop.time()  # reaction is measured from the decision, not the wait
+                waited = loop.time() - waited
+                self.ctl.prepares.append(waited)
+                if trigger is not None:
+                    trigger += waited
             else:
                 self.ctl.announcers = {switch.new: ROLE_PRIMARY}
             ok = await self.converge()
@@ -341,7 +359,6 @@ class UplinkRunner:
                 }
             )
         last = self.ctl.state.last_switch
-        reactions = sorted(self.ctl.reactions)
         return {
             "interface": self.name,
             "chosen": self.ctl.state.chosen,
@@ -358,13 +375,8 @@ class UplinkRunner:
                 "ago_s": round(now - last.at, 1),
                 "at": round(wall - (now - last.at), 3),
             },
-            "reaction_ms": {
-                "count": len(reactions),
-                "median": round(statistics.median(reactions) * 1000, 3) if reactions else None,
-                "p99": round(reactions[min(len(reactions) - 1, int(len(reactions) * 0.99))] * 1000, 3)
-                if reactions
-                else None,
-            },
+            "prepare_ms": _summary(self.ctl.prepares),
+            "reaction_ms": _summary(self.ctl.reactions),
         }
 
 

@@ -78,7 +78,7 @@ def to_json(model: TopologyModel) -> dict[str, Any]:
             for x in sorted(model.xroutes.values(), key=lambda x: (x.prefix.version, x.prefix, str(x.src_prefix)))
         ],
         "routers": [
-            {"router_id": rid, "prefixes": sorted((str(p) for p in prefixes))}
+            {"router_id": rid, "prefixes": sorted(str(p) for p in prefixes)}
             for rid, prefixes in sorted(model.routers().items())
         ],
     }

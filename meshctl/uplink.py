@@ -49,6 +49,7 @@ class UplinkController:
         self.seq = Sequence(start_ns)
         self.history: deque[Switch] = deque(maxlen=50)
         self.reactions: deque[float] = deque(maxlen=1000)  # trigger -> write done, seconds
+        self.prepares: deque[float] = deque(maxlen=1000)  # make-before-break waits, seconds
         self.next_deadline: float | None = None
         #: What each gateway is asked to do with this client's addresses.  Normally
         #: the chosen one is primary; during a planned switch the next one is a

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import msgpack
 import pytest
 from hypothesis import given, settings
@@ -73,10 +75,8 @@ def test_signed_garbage_never_raises_anything_else(body: bytes) -> None:
     import hashlib
     import hmac
 
-    try:
+    with contextlib.suppress(ControlError):
         decode(body + hmac.new(KEY, body, hashlib.sha256).digest(), KEY, NOW)
-    except ControlError:
-        pass
 
 
 def test_replay_guard() -> None:

@@ -6,8 +6,8 @@ import ipaddress
 
 import pytest
 
-from meshctl.wireguard.keys import KeyPair, decode_key, hex_to_key, key_to_hex, read_private_key, write_private_key
 from meshctl.errors import ConfigError
+from meshctl.wireguard.keys import KeyPair, decode_key, hex_to_key, key_to_hex, read_private_key, write_private_key
 from meshctl.wireguard.uapi import SetPeer, SetRequest, UapiError, encode_get, encode_set, parse_errno, parse_get
 from tests.conftest import read_static
 

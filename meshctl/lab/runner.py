@@ -14,8 +14,8 @@ import contextlib
 import json
 import logging
 import os
-import shutil
 import secrets
+import shutil
 import signal
 import subprocess
 import sys

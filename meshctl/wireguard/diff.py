@@ -87,9 +87,7 @@ def diff(desired: Device, actual: Device | None, *, remove_unknown: bool = True)
     if desired.listen_port and (actual is None or actual.listen_port != desired.listen_port):
         listen_port = desired.listen_port
     fwmark = None
-    if actual is not None and desired.fwmark != actual.fwmark:
-        fwmark = desired.fwmark
-    elif actual is None and desired.fwmark:
+    if actual is not None and desired.fwmark != actual.fwmark or actual is None and desired.fwmark:
         fwmark = desired.fwmark
 
     peers = tuple(gains + losses + removals)
