@@ -59,8 +59,11 @@ def run(path: str, tag: str | None) -> int:
 
         def ready() -> str | None:
             up = client_status(lab)["uplinks"][0]
-            warm = {c["state"] for c in up["candidates"]} == {"warm"}
-            return None if up["chosen"] and warm else "gateways not warm yet"
+            if {c["state"] for c in up["candidates"]} != {"warm"}:
+                return "gateways not warm yet"
+            best = min(up["candidates"], key=lambda c: (c["metric"], c["name"]))["name"]
+            # Wait out the hysteresis: the first gateway to answer may not be the best.
+            return None if up["chosen"] == best else f"on {up['chosen']}, {best} is better"
 
         wait(ready, 60, "warm gateways")
         time.sleep(1.0)
