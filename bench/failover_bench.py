@@ -24,7 +24,7 @@ import time
 from babel.connection import Connection
 from babel.endpoint import parse_endpoint
 from meshctl.daemon import query_status
-from meshctl.lab.check import check_converged
+from meshctl.lab.check import check_converged, wait_until
 from meshctl.lab.ping import Pinger, PingResult
 from meshctl.lab.plan import MESHCTL_RTPROTO, LabPlan, make_plan
 from meshctl.lab.runner import Lab
@@ -44,14 +44,6 @@ def _lab(daemons: bool, **uplink_changes: object) -> Lab:
     uplinks = tuple(dataclasses.replace(u, **uplink_changes) for u in spec.uplinks)  # type: ignore[arg-type]
     spec = dataclasses.replace(spec, daemons=daemons, uplinks=uplinks)
     return Lab(make_plan(spec, "b" + secrets.token_hex(2)))
-
-
-def _wait(check, timeout: float, what: str) -> None:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while (problem := check()) is not None:
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{what}: {problem}")
-        time.sleep(0.2)
 
 
 def _key(plan: LabPlan, node: str, ifname: str):  # noqa: ANN202
@@ -76,7 +68,7 @@ def manual_scenario(shared_key: bool, run_for: float) -> PingResult:
     plan = lab.plan
     lab.up()
     try:
-        _wait(lambda: check_converged(plan), 60, "convergence")
+        wait_until(lambda: check_converged(plan), 60, "convergence")
         client = plan.node("client")
         assert client.uplink is not None
         u = client.uplink.ifname
@@ -99,7 +91,7 @@ def manual_scenario(shared_key: bool, run_for: float) -> PingResult:
 
         asyncio.run(configure())
         _route(plan, "gw1", g1)
-        _wait(lambda: _flowing(plan), 20, "traffic through gw1")
+        wait_until(lambda: _flowing(plan), 20, "traffic through gw1")
         pinger = Pinger(client.namespace, TARGET, 0.01, source="10.98.0.1")
         time.sleep(1.0)
         lab.fail_node("gw1")
@@ -134,7 +126,7 @@ def meshctl_scenario() -> PingResult:
                 return "not ready"
             return _flowing(plan)
 
-        _wait(ready, 60, "meshctl ready")
+        wait_until(ready, 60, "meshctl ready")
         pinger = Pinger(plan.node("client").namespace, TARGET, 0.01, source="10.98.0.1")
         time.sleep(1.0)
         lab.fail_node("gw1")
@@ -150,7 +142,7 @@ def reaction_scenario(switches: int = SWITCHES) -> tuple[dict, dict, int]:
     plan = lab.plan
     lab.up()
     try:
-        _wait(lambda: check_converged(plan) or (None if _status(plan)["chosen"] else "no choice"), 60, "ready")
+        wait_until(lambda: check_converged(plan) or (None if _status(plan)["chosen"] else "no choice"), 60, "ready")
         gw2 = plan.node("gw2")
         ifname = next(t.ifname for t in gw2.tunnels if t.peer == "client")
 

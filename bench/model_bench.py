@@ -68,19 +68,10 @@ def full(dump: bytes, changes: bytes) -> MeshView:
     proto = BabelProtocol()
     proto.send("dump")
     proto.receive_data(dump)
-    from babel.protocol import CommandDone, Ready
-
-    for event in proto.events():
-        if isinstance(event, Ready):
-            view.begin_sync(event.banner)
-        elif isinstance(event, CommandDone):
-            view.end_sync()
-        else:
-            view.apply(event)
+    view.replay(proto.events())
     if changes:
         proto.receive_data(changes)
-        for event in proto.events():
-            view.apply(event)
+        view.replay(proto.events())
     return view
 
 

@@ -18,7 +18,7 @@ import time
 from meshctl.cli import _format_status
 from meshctl.daemon import query_status
 from meshctl.errors import MeshctlError
-from meshctl.lab.check import check_converged
+from meshctl.lab.check import check_converged, wait_until
 from meshctl.lab.ping import Pinger
 from meshctl.lab.plan import make_plan
 from meshctl.lab.runner import Lab
@@ -36,14 +36,6 @@ def client_status(lab: Lab) -> dict:
     return asyncio.run(query_status(lab.plan.node("client").control_socket))
 
 
-def wait(check, timeout: float, what: str) -> None:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while (problem := check()) is not None:
-        if time.monotonic() > deadline:
-            raise MeshctlError(f"{what} not reached within {timeout:g} s: {problem}")
-        time.sleep(0.3)
-
-
 def run(path: str, tag: str | None) -> int:
     spec = load_lab(path)
     lab = Lab(make_plan(spec, tag), progress=lambda line: say("  " + line))
@@ -55,7 +47,7 @@ def run(path: str, tag: str | None) -> int:
     ping = None
     try:
         say("== waiting for Babel to converge and meshctl to warm up both gateways")
-        wait(lambda: check_converged(lab.plan), 60, "convergence")
+        wait_until(lambda: check_converged(lab.plan), 60, "convergence")
 
         def ready() -> str | None:
             up = client_status(lab)["uplinks"][0]
@@ -65,7 +57,7 @@ def run(path: str, tag: str | None) -> int:
             # Wait out the hysteresis: the first gateway to answer may not be the best.
             return None if up["chosen"] == best else f"on {up['chosen']}, {best} is better"
 
-        wait(ready, 60, "warm gateways")
+        wait_until(ready, 60, "warm gateways")
         time.sleep(1.0)
         say("== meshctl status on the client:")
         say("   " + _format_status(client_status(lab)).replace("\n", "\n   "))

@@ -384,3 +384,15 @@ class MeshView:
         self._staging = None
         self.synced = False
         self.last_lost = reason
+
+    def replay(self, events: Iterable[ev.Event]) -> None:
+        """Feed a recorded session (banner, table, replies), as the client would."""
+        from babel.protocol import CommandDone, Ready  # the protocol's own events
+
+        for event in events:
+            if isinstance(event, Ready):
+                self.begin_sync(event.banner)
+            elif isinstance(event, CommandDone):
+                self.end_sync()
+            else:
+                self.apply(event)

@@ -53,6 +53,22 @@ async def answer_commands(reader: asyncio.StreamReader, writer: asyncio.StreamWr
         await writer.drain()
 
 
+async def run_until_second_sync(endpoint: Endpoint, view: MeshView) -> tuple[Client, bool]:
+    """Run a client until the view has synced twice (or 2 s); return it and whether it was synced then."""
+    client = Client(endpoint, view, Backoff(initial=0.01, maximum=0.05))
+    task = asyncio.create_task(client.run())
+    try:
+        for _ in range(200):
+            if view.syncs >= 2:
+                break
+            await asyncio.sleep(0.01)
+        return client, view.synced
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 async def test_open_dump_and_command_errors(tmp_path) -> None:  # noqa: ANN001
     async def handler(reader, writer):  # noqa: ANN001, ANN202
         writer.write(BANNER)
@@ -115,18 +131,7 @@ async def test_client_reconnects_and_resyncs_without_stale_entries(tmp_path) -> 
 
     view = MeshView()
     async with fake_babeld(tmp_path, handler) as endpoint:
-        client = Client(endpoint, view, Backoff(initial=0.01, maximum=0.05))
-        task = asyncio.create_task(client.run())
-        try:
-            for _ in range(200):
-                if view.syncs >= 2:
-                    break
-                await asyncio.sleep(0.01)
-            synced = view.synced
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        client, synced = await run_until_second_sync(endpoint, view)
     assert view.syncs >= 2 and synced
     assert client.stats.reconnects >= 1
     assert view.model.routes == {}
@@ -149,18 +154,7 @@ async def test_malformed_line_triggers_resync(tmp_path) -> None:  # noqa: ANN001
 
     view = MeshView()
     async with fake_babeld(tmp_path, handler) as endpoint:
-        client = Client(endpoint, view, Backoff(initial=0.01, maximum=0.05))
-        task = asyncio.create_task(client.run())
-        try:
-            for _ in range(200):
-                if view.syncs >= 2:
-                    break
-                await asyncio.sleep(0.01)
-            synced = view.synced
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        client, synced = await run_until_second_sync(endpoint, view)
     assert client.stats.malformed == 1
     assert view.syncs >= 2 and synced
     assert not view.synced  # stopping the client marks the view stale

@@ -6,7 +6,7 @@ import ipaddress
 
 from babel import events as ev
 from babel.parser import decode_line, parse_line
-from babel.protocol import BabelProtocol, CommandDone, Ready
+from babel.protocol import BabelProtocol
 from meshctl.model import INFINITY, MeshView, SelfInfo, TopologyModel
 
 ME = "02:6d:63:6c:00:00:00:01"
@@ -144,13 +144,7 @@ def test_meshview_swaps_in_a_fresh_model_after_resync(real_dump: bytes) -> None:
         p = BabelProtocol()
         p.send("monitor")
         p.receive_data(data)
-        for e in p.events():
-            if isinstance(e, Ready):
-                view.begin_sync(e.banner)
-            elif isinstance(e, CommandDone):
-                view.end_sync()
-            else:
-                view.apply(e)
+        view.replay(p.events())
 
     feed(real_dump)
     assert len(view.model.routes) == 16 and view.synced

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 
+from meshctl.errors import MeshctlError
 from meshctl.lab.plan import LabPlan
 from meshctl.model import TopologyModel
 
@@ -42,6 +45,15 @@ def convergence_problem(plan: LabPlan, models: dict[str, TopologyModel], best_pa
                 if best_path and route.metric > best:
                     return f"{node.name}: route to {prefix} not on its best path yet"
     return None
+
+
+def wait_until(check: Callable[[], str | None], timeout: float, what: str, poll: float = 0.3) -> None:
+    """Poll ``check`` (None = done, else what is missing) until ``timeout``, then raise naming both."""
+    deadline = time.monotonic() + timeout
+    while (problem := check()) is not None:
+        if time.monotonic() > deadline:
+            raise MeshctlError(f"{what} not reached within {timeout:g} s: {problem}")
+        time.sleep(poll)
 
 
 def check_converged(plan: LabPlan, best_path: bool = False) -> str | None:
