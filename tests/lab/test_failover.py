@@ -191,3 +191,53 @@ def test_flapping_gateway_costs_no_more_switches_than_the_hysteresis_allows(seed
     assert uplink(lab)["chosen"] == "gw2"
     # Once gw1 is stable for longer than the hold, the client goes back to the better gateway.
     lab.wait_for(lambda: None if uplink(lab)["chosen"] == "gw1" else "not back on gw1", 30, "back on gw1")
+
+
+SENDER = """
+import socket, sys, time
+sys.path[:0] = {path!r}
+import hashlib, hmac
+from meshctl.control import Message, encode
+secret = open({secret!r}, "rb").read().strip()
+signed = lambda body: body + hmac.new(secret, body, hashlib.sha256).digest()
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, {device!r}.encode())
+s.bind(({source!r}, 0))
+dst = ({target!r}, {port})
+now = time.time()
+datagrams = [
+    encode(Message("probe", "client", 2**63, now, 0), b"x" * 32),   # forged: wrong key
+    encode(Message("probe", "client", 1, now, 0), secret),           # replayed: an old sequence number
+    encode(Message("probe", "client", 2**63, now - 3600, 0), secret),  # stale timestamp
+    encode(Message("probe", "mallory", 2**63, now, 2), secret),     # a client the gateway does not serve
+    b"\\x00" * 10,                                                    # truncated
+    b"\\x00" * 4000,                                                  # oversized
+    signed(b"\\x81\\xa1v\\x01\\xc1"),                                   # malformed msgpack, valid MAC
+]
+for d in datagrams:
+    s.sendto(d, dst)
+"""
+
+
+def test_bad_datagrams_are_counted_and_change_nothing(seed: RunningLab) -> None:
+    import sys
+
+    lab = seed
+    client, gw1 = lab.plan.node("client"), lab.plan.node("gw1")
+    assert client.uplink is not None and gw1.gateway_address is not None
+    before = status(lab, "gw1")
+    code = SENDER.format(
+        path=sys.path, secret=f"{lab.plan.run_dir}/uplink.secret", device=client.uplink.ifname,
+        source=str(client.uplink.address.ip), target=str(gw1.gateway_address.ip), port=51902,
+    )
+    subprocess.run(["ip", "netns", "exec", client.namespace, sys.executable, "-c", code], check=True, timeout=30)
+
+    def counted() -> str | None:
+        rejected = status(lab, "gw1")["counters"]["rejected_datagrams"]
+        want = {"bad-mac", "replay", "stale", "unknown-client", "truncated", "oversized", "malformed"}
+        return None if want <= set(rejected) else f"rejected so far: {rejected}"
+
+    lab.wait_for(counted, 10, "every bad datagram counted")
+    after = status(lab, "gw1")
+    assert after["gateway"]["clients"] == before["gateway"]["clients"]  # still announcing the client, as before
+    assert uplink(lab)["chosen"] == "gw1"
