@@ -99,3 +99,36 @@ def test_endpoint_forms(text: str, expected: tuple) -> None:
 def test_endpoint_refusals(text: str) -> None:
     with pytest.raises(BabelError):
         parse_endpoint(text)
+
+
+def test_daemon_refuses_a_broken_config_before_touching_anything(tmp_path) -> None:  # noqa: ANN001
+    path = tmp_path / "node.toml"
+    path.write_text('[node]\nname = "x"\n[[uplink]]\ninterface = "wg-up"\nsteer = "0.0.0.0/0"\n')
+    out = meshctl("daemon", "--config", str(path))
+    assert out.returncode == 2
+    assert "uplink[0].steer" in out.stderr and "uplink[0].private_key_file" in out.stderr
+    assert not (tmp_path / "meshctl.sock").exists()
+
+
+def test_status_without_a_daemon() -> None:
+    out = meshctl("status", "--socket", "/nonexistent/meshctl.sock")
+    assert out.returncode == 1 and "no meshctl daemon answering" in out.stderr
+
+
+def test_lab_up_refuses_when_not_root() -> None:
+    import os
+    import shutil
+
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to drop privileges")
+    topo = os.path.join(os.path.dirname(__file__), "..", "topologies", "seed.toml")
+    out = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m", "meshctl.cli",
+         "lab", "up", os.path.abspath(topo), "--tag", "nobody"],
+        capture_output=True, text=True, timeout=60,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
+    if "Error" in out.stderr and "meshctl:" not in out.stderr:
+        pytest.skip(f"this Python cannot run as nobody here: {out.stderr.strip().splitlines()[-1]}")
+    assert out.returncode == 4, out.stderr
+    assert "run it as root" in out.stderr
