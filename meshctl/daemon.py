@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import os
@@ -31,7 +32,6 @@ from meshctl.control import (
     ControlError,
     Message,
     ReplayGuard,
-    Sequence,
     decode,
     encode,
 )
@@ -39,7 +39,7 @@ from meshctl.errors import MeshctlError
 from meshctl.model import MeshView
 from meshctl.routes import RouteError, announce, drop_handoff, handoff, withdraw
 from meshctl.uplink import UplinkController
-from meshctl.wireguard.backend import Backend, choose_backend
+from meshctl.wireguard.backend import Backend, choose_backend, converge
 from meshctl.wireguard.diff import apply_to, diff
 from meshctl.wireguard.state import Device, Peer
 from meshctl.wireguard.uapi import UapiError
@@ -207,10 +207,8 @@ class UplinkRunner:
             if self.ctl.next_deadline is not None:
                 self._timer = loop.call_at(self.ctl.next_deadline, self.poke)
             if switch is None:
-                if self.ctl.state.chosen and self.ctl.announcers != {self.ctl.state.chosen: ROLE_PRIMARY}:
-                    self.ctl.announcers = {self.ctl.state.chosen: ROLE_PRIMARY}
                 return
-            planned = self.ctl.planned(switch, model, self.device, loop.time(), time.time())
+            planned = self.ctl.planned(switch, loop.time())
             if planned:
                 # The wait for the new return path is protocol, not controller latency:
                 # it is recorded apart, and the reaction counts from trigger to write
@@ -221,8 +219,6 @@ class UplinkRunner:
                 self.ctl.prepares.append(waited)
                 if trigger is not None:
                     trigger += waited
-            else:
-                self.ctl.announcers = {switch.new: ROLE_PRIMARY}
             ok = await self.converge()
             done = loop.time()
             reaction = done - trigger if trigger is not None else 0.0
@@ -247,7 +243,7 @@ class UplinkRunner:
         can be lost.
         """
         loop = asyncio.get_running_loop()
-        self.ctl.announcers = {old: ROLE_PRIMARY, new: ROLE_STANDBY}
+        self.ctl.transition = {old: ROLE_PRIMARY, new: ROLE_STANDBY}
         await self._send_probes()
         deadline = loop.time() + timeout
         while loop.time() < deadline:
@@ -257,7 +253,7 @@ class UplinkRunner:
         else:
             log.info("uplink %s: %s's standby announcement not seen in Babel within %.1f s; switching anyway",
                      self.name, new, timeout)
-        self.ctl.announcers = {new: ROLE_PRIMARY}
+        self.ctl.transition = None  # the choice (new) is primary again; old is released
         await self._send_probes()
 
     async def converge(self) -> bool:
@@ -296,8 +292,7 @@ class UplinkRunner:
                 self.device = device
                 self.device_ok = True
                 await self.sock.check()
-                if diff(self.ctl.desired(), device) is not None:
-                    await self.converge()
+                await self.converge()  # writes only if the device drifted (e.g. wireguard-go restarted)
                 self.poke()  # handshake ages moved
             await asyncio.sleep(DEVICE_POLL)
 
@@ -388,7 +383,6 @@ class GatewayRunner:
         self.config = config
         self.backend = backend
         self.replay = ReplayGuard()
-        self.seq = Sequence(time.time_ns())
         self.leases: dict[str, float] = {}  # client -> lease end (monotonic)
         self.roles: dict[str, int] = {}  # client -> what we announce for it
         self.clients = {c.name: c for c in config.clients}
@@ -422,10 +416,7 @@ class GatewayRunner:
     async def _device_loop(self) -> None:
         while True:
             try:
-                actual = await self.backend.read(self.config.interface)
-                request = diff(self.desired(), actual)
-                if request is not None:
-                    await self.backend.write(self.config.interface, request)
+                await converge(self.backend, self.desired())
                 if self.sock is not None:
                     await self.sock.check()
                 if not self.device_ok:
@@ -544,8 +535,6 @@ class GatewayRunner:
 
 
 def ip_in(address: str, prefix: Any) -> bool:
-    import ipaddress
-
     try:
         return ipaddress.ip_address(address) in prefix
     except ValueError:

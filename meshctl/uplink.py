@@ -12,7 +12,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from meshctl.config import GatewayCandidate, UplinkConfig
-from meshctl.control import ROLE_NONE, Message, Sequence
+from meshctl.control import ROLE_NONE, ROLE_PRIMARY, Message, Sequence
 from meshctl.model import INFINITY, TopologyModel
 from meshctl.policy import CandidateView, SelectorState, Switch, select
 from meshctl.wireguard.state import Device, Peer
@@ -51,10 +51,10 @@ class UplinkController:
         self.reactions: deque[float] = deque(maxlen=1000)  # trigger -> write done, seconds
         self.prepares: deque[float] = deque(maxlen=1000)  # make-before-break waits, seconds
         self.next_deadline: float | None = None
-        #: What each gateway is asked to do with this client's addresses.  Normally
-        #: the chosen one is primary; during a planned switch the next one is a
-        #: standby first, so the return path exists before the switch.
-        self.announcers: dict[str, int] = {}
+        #: During a planned switch, what each gateway is asked to do with this
+        #: client's addresses (the next one is a standby first, so the return
+        #: path exists before the switch); otherwise derived from the choice.
+        self.transition: dict[str, int] | None = None
 
     # -- probes ---------------------------------------------------------
 
@@ -72,8 +72,14 @@ class UplinkController:
             sent[seq] = now
             if len(sent) > 64:
                 del sent[min(sent)]
-            out.append((gw, Message("probe", self.node, seq, wall, role=self.announcers.get(gw.name, ROLE_NONE))))
+            out.append((gw, Message("probe", self.node, seq, wall, role=self.role_for(gw.name))))
         return out
+
+    def role_for(self, gateway: str) -> int:
+        """What ``gateway`` should do with our addresses: primary if chosen, unless a switch is under way."""
+        if self.transition is not None:
+            return self.transition.get(gateway, ROLE_NONE)
+        return ROLE_PRIMARY if gateway == self.state.chosen else ROLE_NONE
 
     def on_ack(self, gateway: str, message: Message, now: float) -> bool:
         """Record an ack; True when this changes the gateway's liveness."""
@@ -114,7 +120,7 @@ class UplinkController:
             out.append(CandidateView(gw.name, self.metric(gw, model), age, alive))
         return out
 
-    def planned(self, switch: Switch, model: TopologyModel, device: Device | None, now: float, wall: float) -> bool:
+    def planned(self, switch: Switch, now: float) -> bool:
         """True when the old gateway still carries traffic: then the new path is made before the old is broken.
 
         Probes through the tunnel are the test, not Babel: a gateway can look
@@ -122,10 +128,8 @@ class UplinkController:
         while its tunnel works, and withdrawing it before Babel knows another
         way back to the client drops the replies for ~100 ms.
         """
-        if switch.old is None:
-            return False
-        old = next((c for c in self.candidates(model, device, now, wall) if c.name == switch.old), None)
-        return old is not None and old.alive
+        probe = self.probes.get(switch.old) if switch.old else None
+        return probe is not None and probe.alive(now, self.probe_timeout)
 
     def announcement_seen(self, gateway: str, model: TopologyModel) -> bool:
         """Does Babel already carry this client's address from ``gateway``?  (The return path exists.)"""

@@ -31,11 +31,7 @@ class Backend(Protocol):
 
 async def converge(backend: Backend, desired: Device) -> SetRequest | None:
     """Read, diff, write once.  Returns what was written (None: already there)."""
-    try:
-        actual: Device | None = await backend.read(desired.name)
-    except UapiError:
-        raise
-    request = diff(desired, actual)
+    request = diff(desired, await backend.read(desired.name))
     if request is not None:
         await backend.write(desired.name, request)
     return request
