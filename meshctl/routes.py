@@ -22,71 +22,56 @@ class RouteError(MeshctlError):
     """A kernel route could not be changed."""
 
 
-def _replace(prefix: Prefix, ifname: str, proto: int) -> None:
+def _replace(prefix: Prefix, ifname: str, what: str, **attrs: object) -> None:
+    """``ip route replace PREFIX dev IFNAME ...attrs``; ``what`` words the error."""
     try:
         with IPRoute() as ipr:
             links = ipr.link_lookup(ifname=ifname)
             if not links:
-                raise RouteError(f"cannot route {prefix}: no interface {ifname}")
-            ipr.route("replace", dst=str(prefix), oif=links[0], proto=proto)
+                raise RouteError(f"{what}: no interface {ifname}")
+            ipr.route("replace", dst=str(prefix), oif=links[0], **attrs)
     except NetlinkError as exc:
-        raise RouteError(f"cannot route {prefix} via {ifname}: {exc}") from None
+        raise RouteError(f"{what}: {exc}") from None
 
 
-def _delete(prefix: Prefix, ifname: str) -> bool:
+def _delete(what: str, ifname: str | None = None, **match: object) -> bool:
+    """``ip route del`` matching ``match`` (and ``dev IFNAME`` while it exists).
+
+    False if there was no such route: deleting twice is fine.
+    """
     try:
         with IPRoute() as ipr:
-            links = ipr.link_lookup(ifname=ifname)
-            kwargs: dict[str, object] = {"dst": str(prefix)}
+            links = ipr.link_lookup(ifname=ifname) if ifname else []
             if links:
-                kwargs["oif"] = links[0]
-            ipr.route("del", **kwargs)
+                match["oif"] = links[0]
+            ipr.route("del", **match)
             return True
     except NetlinkError as exc:
         if exc.code == errno.ESRCH:
-            return False  # already gone: withdrawing twice is fine
-        raise RouteError(f"cannot withdraw {prefix}: {exc}") from None
-
-
-def _handoff(prefix: Prefix, via: str, ifname: str, proto: int, metric: int) -> None:
-    family = socket.AF_INET6 if ":" in via else socket.AF_INET
-    try:
-        with IPRoute() as ipr:
-            links = ipr.link_lookup(ifname=ifname)
-            if not links:
-                raise RouteError(f"cannot hand {prefix} off: no interface {ifname}")
-            ipr.route("replace", dst=str(prefix), oif=links[0], proto=proto, priority=metric,
-                      via={"family": family, "addr": via})
-    except NetlinkError as exc:
-        raise RouteError(f"cannot hand {prefix} off via {via}: {exc}") from None
-
-
-def _drop_handoff(prefix: Prefix, proto: int, metric: int) -> None:
-    try:
-        with IPRoute() as ipr:
-            ipr.route("del", dst=str(prefix), proto=proto, priority=metric)
-    except NetlinkError as exc:
-        if exc.code != errno.ESRCH:
-            raise RouteError(f"cannot remove handoff route {prefix}: {exc}") from None
+            return False
+        raise RouteError(f"{what}: {exc}") from None
 
 
 async def handoff(prefix: Prefix, via: str, ifname: str, proto: int, metric: int) -> None:
     """A low-priority route toward the mesh that bridges the moment before babeld installs its own."""
-    await asyncio.to_thread(_handoff, prefix, via, ifname, proto, metric)
+    family = socket.AF_INET6 if ":" in via else socket.AF_INET
+    await asyncio.to_thread(_replace, prefix, ifname, f"cannot hand {prefix} off via {via}", proto=proto,
+                            priority=metric, via={"family": family, "addr": via})
 
 
 async def drop_handoff(prefix: Prefix, proto: int, metric: int) -> None:
     """Remove a handoff route (missing is fine)."""
-    await asyncio.to_thread(_drop_handoff, prefix, proto, metric)
+    await asyncio.to_thread(_delete, f"cannot remove handoff route {prefix}", dst=str(prefix), proto=proto,
+                            priority=metric)
 
 
 async def announce(prefixes: tuple[Prefix, ...], ifname: str, proto: int) -> None:
     """Route ``prefixes`` into ``ifname`` with ``proto`` (babeld redistributes it)."""
     for p in prefixes:
-        await asyncio.to_thread(_replace, p, ifname, proto)
+        await asyncio.to_thread(_replace, p, ifname, f"cannot route {p} via {ifname}", proto=proto)
 
 
 async def withdraw(prefixes: tuple[Prefix, ...], ifname: str) -> None:
     """Remove our routes for ``prefixes`` through ``ifname`` (missing ones are fine)."""
     for p in prefixes:
-        await asyncio.to_thread(_delete, p, ifname)
+        await asyncio.to_thread(_delete, f"cannot withdraw {p}", ifname, dst=str(p))
