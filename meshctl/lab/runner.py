@@ -119,6 +119,25 @@ class LabState:
         os.replace(tmp, path)
 
 
+def _stop(records: list[ProcessRecord], sig: int = signal.SIGTERM, grace: float = 3.0) -> set[int]:
+    """Signal the live ones, wait up to ``grace`` s, SIGKILL what is left; return the PIDs that needed it."""
+    for rec in records:
+        if rec.alive():
+            os.kill(rec.pid, sig)
+    deadline = time.monotonic() + grace
+    while any(r.alive() for r in records) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    killed = {r.pid for r in records if r.alive()}
+    for pid in killed:
+        os.kill(pid, signal.SIGKILL)
+    return killed
+
+
+def _tunnel_up(ifname: str, local_ll: object) -> list[str]:
+    """ip commands bringing a link tunnel up; addrgenmode none: only the planned fe80::N, so dumps are readable."""
+    return [f"link set {ifname} addrgenmode none", f"addr add {local_ll} dev {ifname} nodad", f"link set {ifname} up"]
+
+
 def require_root() -> None:
     """The lab creates namespaces and interfaces: it needs root."""
     if os.geteuid() != 0:
@@ -223,15 +242,7 @@ class Lab:
         )
         asyncio.run(self._configure_tunnels(keys))
         for n, node in enumerate(plan.nodes, 1):
-            cmds = []
-            for t in node.tunnels:
-                # addrgenmode none: only the planned fe80::N, so dumps are readable.
-                cmds += [
-                    f"link set {t.ifname} addrgenmode none",
-                    f"addr add {t.local_ll} dev {t.ifname} nodad",
-                    f"link set {t.ifname} up",
-                ]
-            _ip_batch(node.namespace, cmds)
+            _ip_batch(node.namespace, [c for t in node.tunnels for c in _tunnel_up(t.ifname, t.local_ll)])
             conf = os.path.join(node.run_dir, "babeld.conf")
             with open(conf, "w") as f:
                 f.write(node.babeld_conf)
@@ -307,12 +318,7 @@ class Lab:
         """Kill one wireguard-go and start a fresh one (empty config, new TUN device)."""
         state = self._state()
         node = self.plan.node(node_name)
-        for rec in state.processes:
-            if rec.node == node_name and rec.what == f"wireguard-go {ifname}" and rec.alive():
-                os.kill(rec.pid, signal.SIGKILL)
-                deadline = time.monotonic() + 3.0
-                while rec.alive() and time.monotonic() < deadline:
-                    time.sleep(0.01)
+        _stop([r for r in state.processes if r.node == node_name and r.what == f"wireguard-go {ifname}"], signal.SIGKILL)
         state.processes = [r for r in state.processes if r.alive()]
         with contextlib.suppress(FileNotFoundError):
             os.unlink(socket_path(ifname))
@@ -326,10 +332,9 @@ class Lab:
             time.sleep(0.02)
         pid = self._spawn(state, node, ["wireguard-go", "-f", ifname], f"wireguard-go {ifname}", f"{ifname}.log")
         self._wait_for([socket_path(ifname)], f"wireguard-go {ifname}", state)
-        if any(t.ifname == ifname for t in node.tunnels):
-            t = next(t for t in node.tunnels if t.ifname == ifname)
-            _ip_batch(node.namespace, [f"link set {ifname} addrgenmode none", f"addr add {t.local_ll} dev {ifname} nodad",
-                                       f"link set {ifname} up"])
+        tunnel = next((t for t in node.tunnels if t.ifname == ifname), None)
+        if tunnel is not None:
+            _ip_batch(node.namespace, _tunnel_up(ifname, tunnel.local_ll))
         else:
             self._uplink_addressing(node, only=ifname)
         return pid
@@ -404,14 +409,7 @@ class Lab:
     def stop_babeld(self, node_name: str) -> None:
         """Stop one node's babeld (SIGTERM, as an operator would)."""
         state = self._state()
-        for rec in state.processes:
-            if rec.node == node_name and rec.what == "babeld" and rec.alive():
-                os.kill(rec.pid, signal.SIGTERM)
-                deadline = time.monotonic() + 3.0
-                while rec.alive() and time.monotonic() < deadline:
-                    time.sleep(0.02)
-                if rec.alive():
-                    os.kill(rec.pid, signal.SIGKILL)
+        _stop([r for r in state.processes if r.node == node_name and r.what == "babeld"])
         # Forget dead babelds: nothing to kill later, and not a failed start.
         state.processes = [r for r in state.processes if r.what != "babeld" or r.node != node_name or r.alive()]
         state.save(self.state_path)
@@ -456,18 +454,10 @@ class Lab:
         state = LabState.load(self.state_path)
         removed: list[str] = []
         records = state.processes if state else []
+        killed = _stop(records)
         for rec in records:
-            if rec.alive():
-                os.kill(rec.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 3.0
-        while any(r.alive() for r in records) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        for rec in records:
-            if rec.alive():
-                os.kill(rec.pid, signal.SIGKILL)
-                removed.append(f"killed {rec.what} (pid {rec.pid}) on {rec.node}")
-            else:
-                removed.append(f"stopped {rec.what} (pid {rec.pid}) on {rec.node}")
+            verb = "killed" if rec.pid in killed else "stopped"
+            removed.append(f"{verb} {rec.what} (pid {rec.pid}) on {rec.node}")
         namespaces = set(self.plan.namespaces) | set(state.namespaces if state else [])
         for ns in sorted(namespaces):
             if os.path.exists(os.path.join(NETNS_DIR, ns)):

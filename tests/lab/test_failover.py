@@ -60,6 +60,13 @@ def upstream_route_to_client(lab: RunningLab) -> str | None:
     return next(t.peer for t in lab.plan.node("upstream").tunnels if t.ifname == route.interface)
 
 
+def wait_moved_to_gw2(lab: RunningLab, what: str) -> None:
+    """Both ends followed: the client sends through gw2, and the upstream returns through it."""
+    lab.wait_for(lambda: None if uplink(lab)["chosen"] == "gw2" else "still on gw1", 30, what)
+    lab.wait_for(lambda: None if upstream_route_to_client(lab) == "gw2" else "return path not via gw2", 30,
+                 "return path via gw2")
+
+
 @pytest.fixture
 def seed(start_lab: Callable[[str], RunningLab]) -> RunningLab:
     lab = start_lab("seed")
@@ -80,9 +87,7 @@ def test_gateway_dies_and_traffic_moves_to_the_warm_backup(seed: RunningLab) -> 
         time.sleep(1.0)
         killed = time.monotonic()
         lab.lab.fail_node("gw1")
-        lab.wait_for(lambda: None if uplink(lab)["chosen"] == "gw2" else "still on gw1", 30, "switch to gw2")
-        lab.wait_for(lambda: None if upstream_route_to_client(lab) == "gw2" else "return path not via gw2", 30,
-                     "return path via gw2")
+        wait_moved_to_gw2(lab, "switch to gw2")
         time.sleep(2.0)
     finally:
         result = pinger.stop()
@@ -130,9 +135,7 @@ def test_planned_switch_loses_no_packet(seed: RunningLab) -> None:
     try:
         time.sleep(1.0)
         asyncio.run(improve_gw2_link())
-        lab.wait_for(lambda: None if uplink(lab)["chosen"] == "gw2" else "still on gw1", 30, "planned switch to gw2")
-        lab.wait_for(lambda: None if upstream_route_to_client(lab) == "gw2" else "return path not via gw2", 30,
-                     "return path via gw2")
+        wait_moved_to_gw2(lab, "planned switch to gw2")
         time.sleep(1.0)
     finally:
         result = pinger.stop()
