@@ -16,36 +16,18 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from babel.connection import Connection
-from babel.endpoint import DEFAULT_PORT, parse_endpoint
+from babel.endpoint import DEFAULT_PORT
 from babel.errors import BabelError
-from babel.protocol import Malformed
 from meshctl import __version__
 from meshctl.errors import MeshctlError
 from meshctl.export import FORMATS, render
-from meshctl.model import SelfInfo, TopologyModel
+from meshctl.snapshot import fetch_model
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
 log = logging.getLogger("meshctl")
-
-
-async def fetch_model(address: str, timeout: float) -> TopologyModel:
-    """Connect to babeld, take one ``dump``, and leave (frees babeld's slot)."""
-    endpoint = parse_endpoint(address)
-    conn = await Connection.open(endpoint, timeout)
-    try:
-        events = await conn.dump(timeout)
-    finally:
-        await conn.wait_closed()
-    bad = [e for e in events if isinstance(e, Malformed)]
-    if bad:
-        log.warning("babeld at %s sent %d malformed line(s); first: %s", endpoint, len(bad), bad[0].error)
-    model = TopologyModel(SelfInfo(conn.banner.router_id, conn.banner.host, conn.banner.version))
-    model.apply_all(events)
-    return model
 
 
 def cmd_topology_dump(args: argparse.Namespace) -> int:
@@ -110,7 +92,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"file": args.file, "ok": True, "node": config.name}))
     else:
-        print(f"{args.file}: ok (node {config.name}, {len(config.uplinks)} uplink(s), gateway: {'yes' if config.gateway else 'no'})")
+        gateway = "yes" if config.gateway else "no"
+        print(f"{args.file}: ok (node {config.name}, {len(config.uplinks)} uplink(s), gateway: {gateway})")
     return EXIT_OK
 
 

@@ -9,12 +9,11 @@ from collections.abc import Callable
 from meshctl.errors import MeshctlError
 from meshctl.lab.plan import LabPlan
 from meshctl.model import TopologyModel
+from meshctl.snapshot import fetch_model
 
 
 async def node_models(plan: LabPlan, timeout: float = 5.0) -> dict[str, TopologyModel]:
     """One fresh dump per node, taken concurrently."""
-    from meshctl.cli import fetch_model
-
     models = await asyncio.gather(*(fetch_model(f"unix:{n.babel_socket}", timeout) for n in plan.nodes))
     return {n.name: m for n, m in zip(plan.nodes, models, strict=True)}
 

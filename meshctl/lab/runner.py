@@ -229,7 +229,8 @@ class Lab:
                      "peer", "name", ov.ifname, "netns", other.namespace]
                 )
         for node in plan.nodes:
-            _ip_batch(node.namespace, [c for v in node.veths for c in (f"addr add {v.address} dev {v.ifname}", f"link set {v.ifname} up")])
+            commands = [c for v in node.veths for c in (f"addr add {v.address} dev {v.ifname}", f"link set {v.ifname} up")]
+            _ip_batch(node.namespace, commands)
         # Tunnels: one wireguard-go per tunnel, keys in 0600 files.
         keys: dict[str, KeyPair] = {}
         for node in plan.nodes:

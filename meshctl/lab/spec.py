@@ -214,7 +214,8 @@ def parse_lab(data: dict, source: str = "<topology>") -> LabSpec:
             if gw not in seen:
                 f.error(f"gateways[{j}]", f"unknown node {gw!r}")
             elif frozenset((client, gw)) not in pairs:
-                f.error(f"gateways[{j}]", f"{gw!r} has no link to {client!r}: the uplink's endpoint is that link's underlay address")
+                why = "the uplink's endpoint is that link's underlay address"
+                f.error(f"gateways[{j}]", f"{gw!r} has no link to {client!r}: {why}")
         uplinks.append(UplinkSpec(client, gateways, tuple(steer), margin, hold, probe_interval))
     top.finish()
     if errors:

@@ -1,0 +1,259 @@
+"""The asyncio side of one uplink: probes, WireGuard reads and writes, make-before-break."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import statistics
+import time
+from typing import TYPE_CHECKING, Any
+
+from meshctl.bound import BoundSocket
+from meshctl.config import UplinkConfig
+from meshctl.control import ROLE_NONE, ROLE_PRIMARY, ROLE_STANDBY, ControlError, decode, encode
+from meshctl.uplink import UplinkController
+from meshctl.wireguard.backend import Backend
+from meshctl.wireguard.diff import apply_to, diff
+from meshctl.wireguard.state import Device
+from meshctl.wireguard.uapi import UapiError
+
+if TYPE_CHECKING:
+    from meshctl.daemon import Daemon
+
+log = logging.getLogger("meshctl.daemon")
+
+DEVICE_POLL = 1.0  # seconds between WireGuard reads (handshake ages, restarts)
+ROLE_NAMES = {ROLE_NONE: None, ROLE_STANDBY: "standby", ROLE_PRIMARY: "primary"}
+
+
+def _summary(values: Any) -> dict[str, Any]:
+    data = sorted(values)
+    if not data:
+        return {"count": 0, "median": None, "p99": None}
+    return {
+        "count": len(data),
+        "median": round(statistics.median(data) * 1000, 3),
+        "p99": round(data[min(len(data) - 1, int(len(data) * 0.99))] * 1000, 3),
+    }
+
+
+class UplinkRunner:
+    """Drives one :class:`UplinkController`."""
+
+    def __init__(self, daemon: Daemon, config: UplinkConfig, backend: Backend) -> None:
+        self.daemon = daemon
+        self.config = config
+        self.backend = backend
+        self.ctl = UplinkController(config, daemon.config.name, time.time_ns())
+        self.device: Device | None = None
+        self.write_lock = asyncio.Lock()
+        self.evaluate_lock = asyncio.Lock()
+        self.sock = BoundSocket(str(config.address.ip), 0, config.interface, f"uplink {config.interface}", daemon.stop)
+        self._trigger: float | None = None
+        self._scheduled = False
+        self._timer: asyncio.TimerHandle | None = None
+        self.device_ok = False
+
+    @property
+    def name(self) -> str:
+        return self.config.interface
+
+    async def run(self) -> None:
+        await self.sock.open()
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._device_loop())
+            tg.create_task(self._probe_loop())
+            tg.create_task(self._recv_loop())
+
+    # -- evaluation -----------------------------------------------------
+
+    def poke(self, trigger: float | None = None) -> None:
+        """Something changed: evaluate soon (coalesced), remembering the earliest trigger."""
+        trigger = asyncio.get_running_loop().time() if trigger is None else trigger
+        if self._trigger is None or trigger < self._trigger:
+            self._trigger = trigger
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self._evaluate()))
+
+    async def _evaluate(self) -> None:
+        self._scheduled = False
+        async with self.evaluate_lock:  # a planned switch waits; later pokes queue behind it
+            trigger, self._trigger = self._trigger, None
+            loop = asyncio.get_running_loop()
+            model = self.daemon.view.model
+            switch = self.ctl.decide(model, self.device, loop.time(), time.time())
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            if self.ctl.next_deadline is not None:
+                self._timer = loop.call_at(self.ctl.next_deadline, self.poke)
+            if switch is None:
+                return
+            planned = self.ctl.planned(switch, loop.time())
+            if planned:
+                # The wait for the new return path is protocol, not controller latency:
+                # it is recorded apart, and the reaction counts from trigger to write
+                # without it.
+                waited = loop.time()
+                await self._make_before_break(switch.new, switch.old or "")
+                waited = loop.time() - waited
+                self.ctl.prepares.append(waited)
+                if trigger is not None:
+                    trigger += waited
+            ok = await self.converge()
+            done = loop.time()
+            reaction = done - trigger if trigger is not None else 0.0
+            if ok:
+                self.ctl.reactions.append(reaction)
+            log.warning(
+                "uplink %s: %s -> %s, %s (%sWireGuard write %s %.1f ms after the trigger)",
+                self.name, switch.old or "none", switch.new, switch.reason,
+                "return path prepared; " if planned else "",
+                "done" if ok else "FAILED", reaction * 1000,
+            )
+            await self._send_probes()  # tell the new gateway at once (and the old one, if not told yet)
+
+    async def _make_before_break(self, new: str, old: str, timeout: float = 1.0) -> None:
+        """Have ``new`` announce us as a standby and wait until Babel carries it; then release ``old``.
+
+        A standby announcement has a high metric, so the mesh keeps returning
+        our traffic through ``old`` (which still accepts it) while a path through
+        ``new`` becomes known.  The release goes out just before the WireGuard
+        write: ``old`` withdraws, and replies that still reach it follow Babel to
+        ``new``.  Only replies already inside ``old``'s tunnel in that instant
+        can be lost.
+        """
+        loop = asyncio.get_running_loop()
+        self.ctl.transition = {old: ROLE_PRIMARY, new: ROLE_STANDBY}
+        await self._send_probes()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            if self.ctl.probes[new].announced >= ROLE_STANDBY and self.ctl.announcement_seen(new, self.daemon.view.model):
+                break
+            await asyncio.sleep(0.005)
+        else:
+            log.info("uplink %s: %s's standby announcement not seen in Babel within %.1f s; switching anyway",
+                     self.name, new, timeout)
+        self.ctl.transition = None  # the choice (new) is primary again; old is released
+        await self._send_probes()
+
+    async def converge(self) -> bool:
+        """Bring the device to the desired state in one write; False on failure."""
+        async with self.write_lock:
+            desired = self.ctl.desired()
+            request = diff(desired, self.device)
+            if request is None:
+                return True
+            try:
+                await self.backend.write(self.name, request)
+            except UapiError as exc:
+                self.daemon.counters.backend_errors += 1
+                self.device_ok = False
+                log.error("uplink %s: WireGuard write failed: %s", self.name, exc)
+                return False
+            # What WireGuard now holds, without waiting for the next read.
+            self.device = apply_to(self.device or Device(self.name), request)
+            return True
+
+    # -- loops ----------------------------------------------------------
+
+    async def _device_loop(self) -> None:
+        """Read WireGuard state; re-apply the desired state after a restart or drift."""
+        while True:
+            try:
+                device = await self.backend.read(self.name)
+            except UapiError as exc:
+                if self.device_ok:
+                    log.error("uplink %s: WireGuard device unreadable (%s); will re-apply when it is back", self.name, exc)
+                self.device_ok = False
+                self.device = None
+            else:
+                if not self.device_ok:
+                    log.info("uplink %s: WireGuard device found; applying desired state", self.name)
+                self.device = device
+                self.device_ok = True
+                await self.sock.check()
+                await self.converge()  # writes only if the device drifted (e.g. wireguard-go restarted)
+                self.poke()  # handshake ages moved
+            await asyncio.sleep(DEVICE_POLL)
+
+    async def _send_probes(self) -> None:
+        loop = asyncio.get_running_loop()
+        for gw, message in self.ctl.probes_to_send(loop.time(), time.time()):
+            await self.sock.send(encode(message, self.config.secret), (str(gw.control), self.config.control_port))
+
+    async def _probe_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        alive: dict[str, bool] = {}
+        while True:
+            await self._send_probes()
+            await asyncio.sleep(self.config.probe_interval)
+            now = loop.time()
+            current = {n: p.alive(now, self.ctl.probe_timeout) for n, p in self.ctl.probes.items()}
+            if current != alive:
+                for name, up in current.items():
+                    if alive.get(name, False) != up:
+                        what = "answers probes" if up else "stopped answering probes"
+                        log.info("uplink %s: gateway %s %s", self.name, name, what)
+                alive = current
+                self.poke(now)
+
+    async def _recv_loop(self) -> None:
+        by_addr = {str(g.control): g.name for g in self.config.gateways}
+        loop = asyncio.get_running_loop()
+        while True:
+            data, addr = await self.sock.recv()
+            now = loop.time()
+            try:
+                message = decode(data, self.config.secret, time.time())
+            except ControlError as exc:
+                self.daemon.counters.rejected[exc.reason] += 1
+                continue
+            gateway = by_addr.get(addr[0])
+            if gateway is None or message.kind != "ack" or message.sender != gateway:
+                self.daemon.counters.rejected["unexpected"] += 1
+                continue
+            if self.ctl.on_ack(gateway, message, now):
+                self.poke(now)
+
+    def status(self) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        now, wall = loop.time(), time.time()
+        params = self.config.hysteresis
+        cands = []
+        for view in self.ctl.candidates(self.daemon.view.model, self.device, now, wall):
+            probe = self.ctl.probes[view.name]
+            cands.append(
+                {
+                    "name": view.name,
+                    "metric": view.metric if view.reachable else None,
+                    "handshake_age_s": round(view.handshake_age, 1) if view.handshake_age is not None else None,
+                    "state": view.state(params),
+                    "alive": view.alive,
+                    "probe_rtt_ms": round(probe.rtt * 1000, 2) if probe.rtt is not None else None,
+                    "announced": ROLE_NAMES[probe.announced],
+                    "chosen": view.name == self.ctl.state.chosen,
+                }
+            )
+        last = self.ctl.state.last_switch
+        return {
+            "interface": self.name,
+            "chosen": self.ctl.state.chosen,
+            "steer": [str(p) for p in self.config.steer],
+            "device": "ok" if self.device_ok else "unreachable",
+            "candidates": cands,
+            "switches": self.ctl.state.switches,
+            "last_switch": None
+            if last is None
+            else {
+                "old": last.old,
+                "new": last.new,
+                "reason": last.reason,
+                "ago_s": round(now - last.at, 1),
+                "at": round(wall - (now - last.at), 3),
+            },
+            "prepare_ms": _summary(self.ctl.prepares),
+            "reaction_ms": _summary(self.ctl.reactions),
+        }
+
