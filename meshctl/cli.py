@@ -19,8 +19,13 @@ from collections.abc import Sequence
 from babel.endpoint import DEFAULT_PORT
 from babel.errors import BabelError
 from meshctl import __version__
-from meshctl.errors import MeshctlError
+from meshctl.config import DEFAULT_CONFIG
+from meshctl.errors import ConfigError, MeshctlError
 from meshctl.export import FORMATS, render
+from meshctl.listen import DEFAULT_METRICS, parse_listen
+from meshctl.logs import FORMATS as LOG_FORMATS
+from meshctl.logs import REDACTOR
+from meshctl.logs import setup as setup_logging
 from meshctl.snapshot import fetch_model
 
 EXIT_OK = 0
@@ -86,11 +91,22 @@ def cmd_lab_status(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    """Every problem on its own line (file:line: field: message) on stdout; exit 2 if any."""
     from meshctl.config import load_config
 
-    config = load_config(args.file)
+    try:
+        config = load_config(args.file)
+    except ConfigError as exc:
+        if args.json:
+            problems = [{"field": p.field or None, "line": p.line, "message": p.message} for p in exc.problems]
+            print(json.dumps({"file": args.file, "ok": False, "problems": problems}, indent=2))
+        else:
+            for p in exc.problems:
+                print(p)
+            print(f"{args.file}: {len(exc.problems)} problem(s); nothing was touched")
+        return exc.exit_code
     if args.json:
-        print(json.dumps({"file": args.file, "ok": True, "node": config.name}))
+        print(json.dumps({"file": args.file, "ok": True, "node": config.name, "problems": []}))
     else:
         gateway = "yes" if config.gateway else "no"
         print(f"{args.file}: ok (node {config.name}, {len(config.uplinks)} uplink(s), gateway: {gateway})")
@@ -104,9 +120,16 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     from meshctl.daemon import Daemon
 
     config = load_config(args.config)  # refuses a broken config before touching anything
+    for key in config.private_keys():
+        REDACTOR.add(key)
+    if args.metrics:
+        try:
+            parse_listen(args.metrics)
+        except ValueError as exc:
+            raise ConfigError(str(exc), field="--metrics") from None
 
     async def run() -> None:
-        daemon = Daemon(config)
+        daemon = Daemon(config, metrics=args.metrics)
         task = asyncio.create_task(daemon.run())
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -168,6 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"meshctl {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (repeatable)")
+    parser.add_argument("--log-format", choices=LOG_FORMATS, default="text",
+                        help="text for people, json (one object per line) for log shippers (default: %(default)s)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     topo = sub.add_parser("topology", help="show the mesh as babeld sees it")
@@ -193,7 +218,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Follow babeld, keep every gateway's WireGuard session warm, and move the steered "
         "prefixes to the best gateway in one WireGuard write.",
     )
-    daemon.add_argument("--config", default="/etc/meshctl/node.toml", help="node config (default: %(default)s)")
+    daemon.add_argument("--config", default=DEFAULT_CONFIG, help="node config (default: %(default)s)")
+    daemon.add_argument(
+        "--metrics",
+        metavar="ADDR:PORT",
+        help=f"serve Prometheus metrics at http://ADDR:PORT/metrics, e.g. {DEFAULT_METRICS} "
+        "(default: the config's node.metrics, else off)",
+    )
     daemon.set_defaults(func=cmd_daemon)
 
     status = sub.add_parser("status", help="ask the running daemon what it chose and why")
@@ -202,7 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(func=cmd_status)
 
-    check = sub.add_parser("check-config", help="validate a node config without touching anything")
+    check = sub.add_parser(
+        "check-config",
+        help="validate a node config without touching anything",
+        description="Validate a node config as the daemon does at start, without touching anything. Prints every "
+        "problem as FILE:LINE: FIELD: MESSAGE; exits 0 if the config is good, 2 if not.",
+    )
     check.add_argument("file", metavar="FILE")
     check.add_argument("--json", action="store_true", help="machine-readable output")
     check.set_defaults(func=cmd_check_config)
@@ -228,10 +264,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    default = logging.INFO if args.command == "daemon" else logging.WARNING
-    level = max(default - 10 * args.verbose, logging.DEBUG)
-    fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s" if args.command == "daemon" else "meshctl: %(levelname)s: %(message)s"
-    logging.basicConfig(level=level, format=fmt)
+    daemon = args.command == "daemon"
+    default = logging.INFO if daemon else logging.WARNING
+    level = min(max(default - 10 * args.verbose, logging.DEBUG), logging.CRITICAL)
+    setup_logging(level, args.log_format, daemon)
     try:
         return int(args.func(args))
     except MeshctlError as exc:

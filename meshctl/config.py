@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from babel.endpoint import DEFAULT_PORT, Endpoint, parse_endpoint
 from babel.errors import BabelError
 from meshctl.errors import ConfigError
+from meshctl.listen import parse_listen
 from meshctl.policy import Hysteresis
-from meshctl.tomlfile import Fields, load_toml
+from meshctl.tomlfile import Fields, load_toml, with_lines
 from meshctl.wireguard.keys import KeyPair, decode_key, read_private_key
 
 DEFAULT_CONFIG = "/etc/meshctl/node.toml"
@@ -92,6 +93,11 @@ class NodeConfig:
     uplinks: tuple[UplinkConfig, ...]
     gateway: GatewayConfig | None
     source: str = ""
+    metrics: str | None = None  # Prometheus listen address, e.g. "[::1]:9474"; None: off
+
+    def private_keys(self) -> list[str]:
+        """Every private key this node holds (for log redaction)."""
+        return [u.keys.private for u in self.uplinks] + ([self.gateway.keys.private] if self.gateway else [])
 
 
 def read_secret(path: str, field: str, source: str) -> bytes:
@@ -177,13 +183,10 @@ def _endpoint(f: Fields, key: str, required: bool) -> str | None:
     text = f.take(key, str, None, required=required)
     if text is None:
         return None
-    host, sep, port = text.rpartition(":")
     try:
-        ipaddress.ip_address(host.strip("[]"))
-        if not sep or not 0 < int(port) < 65536:
-            raise ValueError
-    except ValueError:
-        f.error(key, f"must be ADDRESS:PORT or [V6]:PORT, not {text!r}")
+        parse_listen(text)
+    except ValueError as exc:
+        f.error(key, str(exc))
     return text
 
 
@@ -321,6 +324,12 @@ def parse_config(data: dict, source: str = "<config>") -> NodeConfig:
         node.error("babel", str(exc))
         babel = parse_endpoint(f"tcp:[::1]:{DEFAULT_PORT}")
     control_socket = node.take("control_socket", str, DEFAULT_CONTROL_SOCKET)
+    metrics = node.take("metrics", str, None)
+    if metrics is not None:
+        try:
+            parse_listen(metrics)
+        except ValueError as exc:
+            node.error("metrics", str(exc))
     node.finish()
     uplinks = []
     for i, raw in enumerate(top.take("uplink", list, [])):
@@ -338,9 +347,13 @@ def parse_config(data: dict, source: str = "<config>") -> NodeConfig:
         errors.append(ConfigError("nothing to do: no [[uplink]] and no [gateway]", source=source, field="uplink"))
     if errors:
         raise ConfigError.collect(errors)
-    return NodeConfig(name, babel, control_socket, tuple(uplinks), gateway, source)
+    return NodeConfig(name, babel, control_socket, tuple(uplinks), gateway, source, metrics)
 
 
 def load_config(path: str) -> NodeConfig:
-    """Load and validate a node config file."""
-    return parse_config(load_toml(path), path)
+    """Load and validate a node config file; every problem names its field and, where it can, its line."""
+    data = load_toml(path)
+    try:
+        return parse_config(data, path)
+    except ConfigError as exc:
+        raise with_lines(exc, path) from None

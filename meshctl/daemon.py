@@ -22,6 +22,7 @@ from babel.connection import Backoff, Client
 from meshctl.config import NodeConfig
 from meshctl.errors import MeshctlError
 from meshctl.gateway_runner import GatewayRunner
+from meshctl.metrics import Metrics
 from meshctl.model import MeshView
 from meshctl.uplink_runner import UplinkRunner
 from meshctl.wireguard.backend import Backend, choose_backend
@@ -41,8 +42,9 @@ class Counters:
 class Daemon:
     """The whole node: one babeld client, its uplinks, its gateway role."""
 
-    def __init__(self, config: NodeConfig, backend: Backend | None = None) -> None:
+    def __init__(self, config: NodeConfig, backend: Backend | None = None, metrics: str | None = None) -> None:
         self.config = config
+        self.metrics_listen = metrics or config.metrics
         self.view = MeshView()
         self.view.listeners.append(self._model_changed)
         self.babel = Client(config.babel, self.view, Backoff(initial=0.1, maximum=2.0))
@@ -55,6 +57,7 @@ class Daemon:
             if config.gateway
             else None
         )
+        self.metrics = Metrics(self)
 
     def _model_changed(self) -> None:
         now = asyncio.get_running_loop().time()
@@ -63,6 +66,7 @@ class Daemon:
 
     async def run(self) -> None:
         """Run until cancelled; clean up what must not outlive the daemon."""
+        metrics_server = await self.metrics.serve(self.metrics_listen) if self.metrics_listen else None
         server = await self._control_server()
         log.info("meshctl daemon for %s started (%d uplink(s)%s)", self.config.name, len(self.uplinks),
                  ", gateway" if self.gateway else "")
@@ -76,6 +80,8 @@ class Daemon:
         finally:
             self.stop.set()
             server.close()
+            if metrics_server is not None:
+                metrics_server.close()
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.config.control_socket)
             if self.gateway:

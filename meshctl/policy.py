@@ -79,6 +79,12 @@ class Switch:
     at: float
     old_metric: int | None = None
     new_metric: int | None = None
+    #: One word for metrics and log filters: ``initial``, ``gone``,
+    #: ``unreachable``, ``down`` or ``better``.
+    cause: str = ""
+
+
+CAUSES = ("initial", "gone", "unreachable", "down", "better")
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,15 +98,16 @@ class SelectorState:
     switches: int = 0
 
 
-def _why_leave(c: CandidateView, params: Hysteresis) -> str | None:
+def _why_leave(c: CandidateView, params: Hysteresis) -> tuple[str, str] | None:
+    """(cause, explanation) when the chosen gateway must be left at once."""
     if not c.reachable:
-        return f"{c.name} unreachable (metric {INFINITY})"
+        return "unreachable", f"{c.name} unreachable (metric {INFINITY})"
     if not c.alive:
-        return f"{c.name} down (not answering probes)"
+        return "down", f"{c.name} down (not answering probes)"
     if c.handshake_age is None:
-        return f"{c.name} down (no handshake)"
+        return "down", f"{c.name} down (no handshake)"
     if c.handshake_age >= REJECT_AFTER_TIME:
-        return f"{c.name} down (last handshake {c.handshake_age:.0f} s ago)"
+        return "down", f"{c.name} down (last handshake {c.handshake_age:.0f} s ago)"
     return None
 
 
@@ -117,17 +124,20 @@ def select(
     best = _best(eligible)
     current = by_name.get(state.chosen) if state.chosen else None
 
-    def switch_to(target: CandidateView, reason: str) -> tuple[SelectorState, Switch, None]:
-        sw = Switch(state.chosen, target.name, reason, now, current.metric if current else None, target.metric)
+    def switch_to(target: CandidateView, cause: str, reason: str) -> tuple[SelectorState, Switch, None]:
+        sw = Switch(state.chosen, target.name, reason, now, current.metric if current else None, target.metric, cause)
         return SelectorState(target.name, None, 0.0, sw, state.switches + 1), sw, None
 
     if current is None:
         if best is not None:
-            why = "initial choice" if state.chosen is None else f"{state.chosen} is no longer a candidate"
-            return switch_to(best, f"{why}: {best.name} (metric {best.metric})")
+            if state.chosen is None:
+                cause, why = "initial", "initial choice"
+            else:
+                cause, why = "gone", f"{state.chosen} is no longer a candidate"
+            return switch_to(best, cause, f"{why}: {best.name} (metric {best.metric})")
         cold = _best([c for c in candidates if c.reachable and c.alive])
         if cold is not None and state.chosen is None:
-            return switch_to(cold, f"initial choice: {cold.name} (metric {cold.metric}, cold: no warm gateway)")
+            return switch_to(cold, "initial", f"initial choice: {cold.name} (metric {cold.metric}, cold: no warm gateway)")
         return state, None, None
 
     leave = _why_leave(current, params)
@@ -141,7 +151,7 @@ def select(
         if target is None or target.name == current.name:
             return replace(state, challenger=None), None, None
         cold = "" if target.warm(params) else ", cold: it will handshake first"
-        return switch_to(target, f"{leave}; {target.name} metric {target.metric}{cold}")
+        return switch_to(target, leave[0], f"{leave[1]}; {target.name} metric {target.metric}{cold}")
 
     if best is None or best.name == current.name or best.metric + params.margin > current.metric:
         return replace(state, challenger=None, since=0.0), None, None
@@ -151,6 +161,7 @@ def select(
         gain = current.metric - best.metric
         return switch_to(
             best,
+            "better",
             f"{best.name} better by {gain} ({best.metric} vs {current.metric}) for {now - state.since:.1f} s",
         )
     return state, None, state.since + params.hold

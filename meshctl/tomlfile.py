@@ -9,6 +9,9 @@ from typing import Any
 from meshctl.errors import ConfigError
 
 _LINE = re.compile(r"\(at line (\d+)")
+_HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\- ]+?)\s*\]\]?\s*(#.*)?$")
+_KEY = re.compile(r"^\s*([A-Za-z0-9_\-]+)\s*=")
+_INDEX = re.compile(r"\[\d+\]$")
 
 
 def load_toml(path: str) -> dict[str, Any]:
@@ -25,6 +28,64 @@ def load_toml(path: str) -> dict[str, Any]:
         raise ConfigError(
             f"not valid TOML: {exc}", source=path, line=int(match.group(1)) if match else None
         ) from None
+
+
+def field_lines(text: str) -> dict[str, int]:
+    """Map field paths (``uplink[0].gateway[1].public_key``) to the line that sets them.
+
+    tomllib keeps no positions, so this walks the text: table headers
+    (``[node]``, ``[[uplink]]``, ``[[uplink.gateway]]``, counting array entries
+    per parent) and ``key =`` lines.  Best effort: inline tables and dotted
+    keys are not followed, and a field it cannot place gets its table's line.
+    """
+    lines: dict[str, int] = {}
+    counts: dict[str, int] = {}
+    table = ""
+    for number, line in enumerate(text.splitlines(), 1):
+        header = _HEADER.match(line)
+        if header:
+            parts = [p.strip() for p in header.group(2).split(".")]
+            path = ""
+            for part in parts[:-1]:  # parents: the latest entry of each array
+                path = f"{path}.{part}" if path else part
+                if path in counts:
+                    path = f"{path}[{counts[path] - 1}]"
+            path = f"{path}.{parts[-1]}" if path else parts[-1]
+            if header.group(1) == "[[":
+                counts[path] = counts.get(path, 0) + 1
+                path = f"{path}[{counts[path] - 1}]"
+            table = path
+            lines.setdefault(table, number)
+            continue
+        key = _KEY.match(line)
+        if key:
+            lines.setdefault(f"{table}.{key.group(1)}" if table else key.group(1), number)
+    return lines
+
+
+def locate(field: str, lines: dict[str, int]) -> int | None:
+    """The line for ``field``, else for its closest enclosing key or table."""
+    while field:
+        if field in lines:
+            return lines[field]
+        trimmed = _INDEX.sub("", field)
+        field = trimmed if trimmed != field else field.rpartition(".")[0]
+    return None
+
+
+def with_lines(error: ConfigError, path: str) -> ConfigError:
+    """The same problems, each with the line of ``path`` that its field is on (where one can be found)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            lines = field_lines(f.read())
+    except OSError:
+        return error
+    problems = [
+        p if p.line is not None or not p.field else ConfigError(p.message, source=p.source, field=p.field,
+                                                                  line=locate(p.field, lines))
+        for p in error.problems
+    ]
+    return ConfigError.collect(problems)
 
 
 class Fields:

@@ -8,7 +8,7 @@ carries out what comes back: datagrams to send, a device to converge to.
 from __future__ import annotations
 
 import ipaddress
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 
 from meshctl.config import GatewayCandidate, UplinkConfig
@@ -48,6 +48,7 @@ class UplinkController:
         self.probes: dict[str, ProbeState] = {g.name: ProbeState() for g in config.gateways}
         self.seq = Sequence(start_ns)
         self.history: deque[Switch] = deque(maxlen=50)
+        self.causes: Counter[str] = Counter()  # switches by Switch.cause, for metrics
         self.reactions: deque[float] = deque(maxlen=1000)  # trigger -> write done, seconds
         self.prepares: deque[float] = deque(maxlen=1000)  # make-before-break waits, seconds
         self.next_deadline: float | None = None
@@ -150,6 +151,7 @@ class UplinkController:
         )
         if switch is not None:
             self.history.append(switch)
+            self.causes[switch.cause] += 1
         return switch
 
     # -- desired WireGuard state ----------------------------------------

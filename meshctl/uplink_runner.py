@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from meshctl.bound import BoundSocket
 from meshctl.config import UplinkConfig
 from meshctl.control import ROLE_NONE, ROLE_PRIMARY, ROLE_STANDBY, ControlError, decode, encode
+from meshctl.policy import Switch
 from meshctl.uplink import UplinkController
 from meshctl.wireguard.backend import Backend
 from meshctl.wireguard.diff import apply_to, diff
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("meshctl.daemon")
 
 DEVICE_POLL = 1.0  # seconds between WireGuard reads (handshake ages, restarts)
+FAILURE_CAUSES = frozenset({"unreachable", "down", "gone"})
 ROLE_NAMES = {ROLE_NONE: None, ROLE_STANDBY: "standby", ROLE_PRIMARY: "primary"}
 
 
@@ -106,13 +108,45 @@ class UplinkRunner:
             reaction = done - trigger if trigger is not None else 0.0
             if ok:
                 self.ctl.reactions.append(reaction)
-            log.warning(
-                "uplink %s: %s -> %s, %s (%sWireGuard write %s %.1f ms after the trigger)",
-                self.name, switch.old or "none", switch.new, switch.reason,
-                "return path prepared; " if planned else "",
-                "done" if ok else "FAILED", reaction * 1000,
-            )
+                self.daemon.metrics.observe_reaction(self.name, reaction)
+            self._log_switch(switch, planned, ok, reaction, self._outage(switch, planned, done))
             await self._send_probes()  # tell the new gateway at once (and the old one, if not told yet)
+
+    def _outage(self, switch: Switch, planned: bool, done: float) -> float | None:
+        """For a switch away from a failed gateway: how long traffic may have been lost.
+
+        The old gateway's last probe answer bounds when it failed, so the
+        outage is at most the time from there to the completed write.
+        """
+        if planned or switch.old is None:
+            return None
+        last = self.ctl.probes[switch.old].last_ack
+        return done - last if last is not None else None
+
+    def _log_switch(self, switch: Switch, planned: bool, ok: bool, reaction: float, outage: float | None) -> None:
+        """The decision line: what changed and why, one line, with the same facts as fields for JSON logs.
+
+        WARNING when the old gateway failed (someone may want to know why),
+        INFO for an initial choice or a planned move to a better gateway,
+        ERROR when the write that should carry it out failed.
+        """
+        level = logging.ERROR if not ok else logging.WARNING if switch.cause in FAILURE_CAUSES else logging.INFO
+        how = "make-before-break, " if planned else ""
+        if outage is not None:
+            how += f"outage at most {outage * 1000:.0f} ms since {switch.old}'s last probe answer, "
+        result = "done" if ok else "FAILED"
+        log.log(
+            level,
+            "uplink %s: %s -> %s, %s (%sWireGuard write %s %.1f ms after the trigger)",
+            self.name, switch.old or "none", switch.new, switch.reason, how, result, reaction * 1000,
+            extra={
+                "event": "switch", "uplink": self.name, "old": switch.old, "new": switch.new,
+                "cause": switch.cause, "reason": switch.reason, "old_metric": switch.old_metric,
+                "new_metric": switch.new_metric, "planned": planned, "write_ok": ok,
+                "reaction_ms": round(reaction * 1000, 3),
+                "outage_ms": round(outage * 1000, 1) if outage is not None else None,
+            },
+        )
 
     async def _make_before_break(self, new: str, old: str, timeout: float = 1.0) -> None:
         """Have ``new`` announce us as a standby and wait until Babel carries it; then release ``old``.

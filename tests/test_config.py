@@ -139,6 +139,6 @@ def test_cli_check_config(tmp_path, files: dict) -> None:  # noqa: ANN001
     path.write_text('[node]\nname = "x"\nbabel = "udp:1"\n')
     out = subprocess.run([sys.executable, "-m", "meshctl.cli", "check-config", str(path)], capture_output=True, text=True)
     assert out.returncode == 2
-    assert "node.babel" in out.stderr and str(path) in out.stderr
+    assert f"{path}:3: node.babel" in out.stdout
     with pytest.raises(ConfigError):
         load_config(str(path))

@@ -33,6 +33,8 @@ MESHCTL_RTPROTO = 152
 MESHCTL_STANDBY_RTPROTO = 153
 STANDBY_METRIC = 8192
 
+METRICS_LISTEN = "[::1]:9474"  # every node has its own loopback, so one port serves all
+
 
 @dataclass(frozen=True, slots=True)
 class TunnelPlan:
@@ -116,6 +118,11 @@ class NodePlan:
     def control_socket(self) -> str:
         """The node's meshctl daemon control socket."""
         return os.path.join(self.run_dir, "meshctl.sock")
+
+    @property
+    def metrics(self) -> str:
+        """Where the node's daemon serves Prometheus metrics (inside its own namespace)."""
+        return METRICS_LISTEN
 
     @property
     def config_path(self) -> str:
@@ -297,6 +304,7 @@ def node_config(node: NodePlan, plan: LabPlan, public_keys: dict[str, str], secr
         f'name = "{node.name}"',
         f'babel = "unix:{node.babel_socket}"',
         f'control_socket = "{node.control_socket}"',
+        f'metrics = "{node.metrics}"',
     ]
     if node.uplink:
         up = node.uplink

@@ -8,8 +8,13 @@ Timings are printed, not asserted (goals live in `make bench`).
 from __future__ import annotations
 
 import asyncio
+import base64
+import glob
 import ipaddress
+import os
+import re
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 
@@ -244,3 +249,76 @@ def test_bad_datagrams_are_counted_and_change_nothing(seed: RunningLab) -> None:
     after = status(lab, "gw1")
     assert after["gateway"]["clients"] == before["gateway"]["clients"]  # still announcing the client, as before
     assert uplink(lab)["chosen"] == "gw1"
+
+
+SCRAPE = """
+import sys, urllib.request
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never a proxy: [::1] in this namespace
+sys.stdout.write(opener.open("http://%s/metrics", timeout=5).read().decode())
+"""
+
+
+def scrape(lab: RunningLab, node: str) -> dict[str, dict[tuple, float]]:
+    """The node's Prometheus metrics, fetched inside its namespace and parsed by prometheus_client."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    plan = lab.plan.node(node)
+    out = subprocess.run(["ip", "netns", "exec", plan.namespace, sys.executable, "-c", SCRAPE % plan.metrics],
+                         capture_output=True, text=True, timeout=30, check=True).stdout
+    samples: dict[str, dict[tuple, float]] = {}
+    for family in text_string_to_metric_families(out):
+        for s in family.samples:
+            samples.setdefault(s.name, {})[tuple(sorted(s.labels.items()))] = s.value
+    return samples
+
+
+def test_metrics_and_logs_tell_what_a_failover_did(seed: RunningLab) -> None:
+    """Issue #6: the switch counter, chosen gauge and reaction histogram move; the log says why; no key leaks."""
+    lab = seed
+    uplink_if = lab.plan.node("client").uplink.ifname  # type: ignore[union-attr]
+    g1, g2 = ((("gateway", g), ("uplink", uplink_if)) for g in ("gw1", "gw2"))
+    cause = lambda c: (("cause", c), ("uplink", uplink_if))  # noqa: E731
+    hist = (("uplink", uplink_if),)
+    before = scrape(lab, "client")
+    assert before["meshctl_uplink_candidate_chosen"] == {g1: 1, g2: 0}
+    assert before["meshctl_uplink_candidate_warm"] == {g1: 1, g2: 1}
+    assert before["meshctl_uplink_switches_total"][cause("initial")] == 1
+    assert before["meshctl_babel_synced"] == {(): 1}
+    assert any(v < 65535 for v in before["meshctl_babel_neighbour_cost"].values())
+
+    lab.lab.fail_node("gw1")
+    wait_moved_to_gw2(lab, "switch to gw2")
+    after = scrape(lab, "client")
+    assert after["meshctl_uplink_candidate_chosen"] == {g1: 0, g2: 1}
+    assert after["meshctl_uplink_candidate_up"][g1] == 0
+    failures = sum(after["meshctl_uplink_switches_total"][cause(c)] - before["meshctl_uplink_switches_total"][cause(c)]
+                   for c in ("unreachable", "down"))
+    assert failures == 1
+    assert after["meshctl_uplink_switches_total"][cause("better")] == before["meshctl_uplink_switches_total"][cause("better")]
+    assert after["meshctl_uplink_reaction_seconds_count"][hist] == before["meshctl_uplink_reaction_seconds_count"][hist] + 1
+    assert after["meshctl_uplink_reaction_seconds_sum"][hist] > before["meshctl_uplink_reaction_seconds_sum"][hist]
+    gw2 = scrape(lab, "gw2")
+    assert gw2["meshctl_gateway_client_announced"] == {(("client", "client"),): 2}  # primary
+
+    # The decision line: old gateway, new gateway, reason.
+    client_log = os.path.join(lab.plan.node("client").run_dir, "meshctl.log")
+    with open(client_log) as f:
+        lines = [line for line in f if "uplink " in line and " -> gw2, " in line]
+    assert len(lines) == 1, lines
+    assert re.search(r"WARNING meshctl\.daemon: uplink \S+: gw1 -> gw2, gw1 (down|unreachable) .*outage at most \d+ ms",
+                     lines[0]), lines[0]
+
+    # No private key, in base64 or in UAPI's hex, in any log of any node.
+    keys = []
+    for node in lab.plan.nodes:
+        for path in glob.glob(os.path.join(node.run_dir, "*.key")):
+            with open(path) as f:
+                text = f.read().strip()
+            keys += [text, base64.b64decode(text).hex()]
+    assert len(keys) >= 2 * 4
+    logs = glob.glob(os.path.join(lab.plan.run_dir, "*", "*.log"))
+    assert len(logs) >= 5
+    for path in logs:
+        with open(path, errors="replace") as f:
+            content = f.read()
+        assert not [k for k in keys if k in content], f"a private key is in {path}"
