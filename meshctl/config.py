@@ -65,6 +65,7 @@ class ClientEntry:
     public_key: str
     endpoint: str | None
     addresses: tuple[Prefix, ...]
+    mesh: Prefix | None = None  # the client's own mesh address, for the handoff route
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +170,18 @@ def _prefixes(f: Fields, key: str, required: bool = True) -> tuple[Prefix, ...]:
     return tuple(out)
 
 
+def _prefix(f: Fields, key: str) -> Prefix | None:
+    """An optional prefix."""
+    text = f.take(key, str, None)
+    if text is None:
+        return None
+    try:
+        return ipaddress.ip_network(text)
+    except ValueError as exc:
+        f.error(key, f"not a prefix: {exc}")
+        return None
+
+
 def _interface_addr(f: Fields, key: str) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
     text = f.take(key, str, "", required=True)
     try:
@@ -251,15 +264,9 @@ def _uplink(raw: object, i: int, source: str, errors: list[ConfigError]) -> Upli
             if control_text:
                 gf.error("control", f"not an address: {control_text!r}")
             control = ipaddress.ip_address("0.0.0.0")
-        mesh_text = gf.take("mesh", str, None)
+        mesh = _prefix(gf, "mesh")
         router_id = gf.take("router_id", str, None)
-        mesh = None
-        if mesh_text is not None:
-            try:
-                mesh = ipaddress.ip_network(mesh_text)
-            except ValueError as exc:
-                gf.error("mesh", f"not a prefix: {exc}")
-        if mesh_text is None and router_id is None:
+        if mesh is None and router_id is None and not (isinstance(g, dict) and "mesh" in g):
             gf.error("mesh", "give mesh (the gateway's mesh prefix) or router_id, to rank it by Babel metric")
         gf.finish()
         gateways.append(GatewayCandidate(name, public_key, endpoint, control, mesh, router_id))
@@ -298,12 +305,13 @@ def _gateway(raw: object, source: str, errors: list[ConfigError]) -> GatewayConf
         public_key = _public_key(cf)
         endpoint = _endpoint(cf, "endpoint", False)
         addresses = _prefixes(cf, "addresses")
+        mesh = _prefix(cf, "mesh")
         for a in addresses:
             if a in seen:
                 cf.error("addresses", f"{a} is given to another client too")
             seen.add(a)
         cf.finish()
-        clients.append(ClientEntry(name, public_key, endpoint, addresses))
+        clients.append(ClientEntry(name, public_key, endpoint, addresses, mesh))
     f.finish()
     if keys is None:
         return None

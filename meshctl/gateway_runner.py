@@ -9,8 +9,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from meshctl.bound import BoundSocket
-from meshctl.config import ClientEntry, GatewayConfig
-from meshctl.control import ROLE_NONE, ROLE_PRIMARY, ControlError, Message, ReplayGuard, decode, encode
+from meshctl.config import ClientEntry, GatewayConfig, Prefix
+from meshctl.control import ROLE_NONE, ROLE_PRIMARY, ROLE_STANDBY, ControlError, Message, ReplayGuard, decode, encode
 from meshctl.routes import RouteError, announce, drop_handoff, handoff, withdraw
 from meshctl.uplink_runner import DEVICE_POLL, ROLE_NAMES
 from meshctl.wireguard.backend import Backend, converge
@@ -112,15 +112,37 @@ class GatewayRunner:
             await sock.send(encode(ack, self.config.secret), addr)
 
     async def _announce(self, client: ClientEntry, role: int) -> None:
-        proto = self.config.route_protocol if role == ROLE_PRIMARY else self.config.standby_protocol
+        """Route the client's addresses for babeld to redistribute: into our tunnel when chosen.
+
+        As a standby (the client is about to switch here) the route goes
+        through the mesh to the client's own mesh address, at the normal
+        metric: the mesh may move its return path here at once, and the client
+        takes what arrives over a Babel link whatever its WireGuard says.
+        (Into our tunnel, those replies would be dropped by the client's
+        WireGuard until its switch.  A standby announced at a high metric
+        instead is often not *feasible* in Babel, where this gateway was
+        chosen before, and is then ignored until a seqno request.)  Without a
+        mesh path to the client, the standby goes into the tunnel with
+        ``standby_protocol``, which babeld redistributes with a high metric.
+        """
+        path = self._mesh_path(client) if role == ROLE_STANDBY else None
         try:
-            await announce(client.addresses, self.config.interface, proto)
+            if role == ROLE_PRIMARY:
+                await announce(client.addresses, self.config.interface, self.config.route_protocol)
+                what = "primary: chosen by it"
+            elif path is not None:
+                await announce(client.addresses, path[1], self.config.route_protocol, via=path[0])
+                what = f"standby through the mesh (via {path[0]} on {path[1]}): it is about to switch here"
+            else:
+                await announce(client.addresses, self.config.interface, self.config.standby_protocol)
+                what = "standby (high metric): it is about to switch here"
+            if role == ROLE_PRIMARY or path is not None:  # only one of our routes per prefix at a time
+                await withdraw(client.addresses, (self.config.standby_protocol,))
         except RouteError as exc:
             self.daemon.counters.route_errors += 1
             log.error("gateway: cannot announce %s: %s", client.name, exc)
             return
         self.roles[client.name] = role
-        what = "primary: chosen by it" if role == ROLE_PRIMARY else "standby: it is about to switch here"
         log.warning("gateway %s: announcing %s (%s) into Babel as %s", self.config.interface, client.name,
                     ", ".join(map(str, client.addresses)), what)
 
@@ -130,7 +152,7 @@ class GatewayRunner:
         if handoff:
             await self._handoff(client)
         try:
-            await withdraw(client.addresses, self.config.interface)
+            await withdraw(client.addresses, (self.config.route_protocol, self.config.standby_protocol))
         except RouteError as exc:
             self.daemon.counters.route_errors += 1
             log.error("gateway: cannot withdraw %s: %s", client.name, exc)
@@ -138,23 +160,29 @@ class GatewayRunner:
         log.warning("gateway %s: withdrawing %s: %s", self.config.interface, client.name, why)
 
     async def _handoff(self, client: ClientEntry) -> None:
-        """Bridge the gap between our withdrawal and babeld's own route to the client.
+        """Send replies that still reach us to the client through the mesh, not through our tunnel.
 
-        The client has just moved to another gateway, which announces it (as
-        standby, then primary).  Replies that still reach us must follow it
-        through the mesh; babeld installs that route only a few milliseconds
-        after our own route is gone, so we install the path it already knows,
-        at a lower priority than babeld's and with a protocol babeld never
-        redistributes, and remove it once babeld's route has long taken over.
+        The client is about to give its steered prefixes to another gateway,
+        and WireGuard there will drop anything our tunnel still delivers whose
+        source it no longer assigns to us.  Until the mesh's return path has
+        moved (babeld takes tens to hundreds of milliseconds to spread our
+        withdrawal), replies keep arriving here.  A route toward the client's
+        own mesh address carries them over a Babel link, where no AllowedIPs
+        filter applies, and the client takes them as addressed to itself.
+
+        Without the client's mesh address (``mesh`` in its entry) the best
+        other Babel route to its prefix is used, if babeld knows one: Babel
+        advertises only selected routes, so often it does not.  The route sits
+        below babeld's own (kernel priority 1024 against 0), is never
+        redistributed, and goes after a few seconds.
         """
-        model = self.daemon.view.model
         for prefix in client.addresses:
-            paths = [r for r in model.routes_for(prefix) if r.reachable and r.interface != self.config.interface]
-            if not paths:
+            path = self._mesh_path(client, prefix)
+            if path is None:
+                log.info("gateway: no mesh path to %s to hand its replies to", client.name)
                 continue
-            best = paths[0]
             try:
-                await handoff(prefix, str(best.via), best.interface, HANDOFF_PROTO, HANDOFF_METRIC)
+                await handoff(prefix, path[0], path[1], HANDOFF_PROTO, HANDOFF_METRIC)
             except RouteError as exc:
                 log.info("gateway: no handoff route for %s: %s", prefix, exc)
                 continue
@@ -162,6 +190,19 @@ class GatewayRunner:
                 HANDOFF_SECONDS,
                 lambda p=prefix: asyncio.ensure_future(drop_handoff(p, HANDOFF_PROTO, HANDOFF_METRIC)),
             )
+
+    def _mesh_path(self, client: ClientEntry, prefix: Prefix | None = None) -> tuple[str, str] | None:
+        """(next hop, interface) of the best Babel route to the client's mesh address, not through our tunnel.
+
+        Without a mesh address configured, the best other route to ``prefix``
+        (one of the client's addresses) if one is given and Babel knows it.
+        """
+        target = client.mesh or prefix
+        if target is None:
+            return None
+        model = self.daemon.view.model
+        paths = [r for r in model.routes_for(target) if r.reachable and r.interface != self.config.interface]
+        return (str(paths[0].via), paths[0].interface) if paths else None
 
     async def _lease_loop(self) -> None:
         loop = asyncio.get_running_loop()

@@ -22,14 +22,22 @@ class RouteError(MeshctlError):
     """A kernel route could not be changed."""
 
 
+def _index(ifname: str) -> int | None:
+    """The interface's index (an ioctl; pyroute2's link_lookup dumps every link)."""
+    try:
+        return socket.if_nametoindex(ifname)
+    except OSError:
+        return None
+
+
 def _replace(prefix: Prefix, ifname: str, what: str, **attrs: object) -> None:
     """``ip route replace PREFIX dev IFNAME ...attrs``; ``what`` words the error."""
+    index = _index(ifname)
+    if index is None:
+        raise RouteError(f"{what}: no interface {ifname}")
     try:
         with IPRoute() as ipr:
-            links = ipr.link_lookup(ifname=ifname)
-            if not links:
-                raise RouteError(f"{what}: no interface {ifname}")
-            ipr.route("replace", dst=str(prefix), oif=links[0], **attrs)
+            ipr.route("replace", dst=str(prefix), oif=index, **attrs)
     except NetlinkError as exc:
         raise RouteError(f"{what}: {exc}") from None
 
@@ -39,11 +47,11 @@ def _delete(what: str, ifname: str | None = None, **match: object) -> bool:
 
     False if there was no such route: deleting twice is fine.
     """
+    index = _index(ifname) if ifname else None
+    if index is not None:
+        match["oif"] = index
     try:
         with IPRoute() as ipr:
-            links = ipr.link_lookup(ifname=ifname) if ifname else []
-            if links:
-                match["oif"] = links[0]
             ipr.route("del", **match)
             return True
     except NetlinkError as exc:
@@ -54,9 +62,8 @@ def _delete(what: str, ifname: str | None = None, **match: object) -> bool:
 
 async def handoff(prefix: Prefix, via: str, ifname: str, proto: int, metric: int) -> None:
     """A low-priority route toward the mesh that bridges the moment before babeld installs its own."""
-    family = socket.AF_INET6 if ":" in via else socket.AF_INET
     await asyncio.to_thread(_replace, prefix, ifname, f"cannot hand {prefix} off via {via}", proto=proto,
-                            priority=metric, via={"family": family, "addr": via})
+                            priority=metric, via=_via(via))
 
 
 async def drop_handoff(prefix: Prefix, proto: int, metric: int) -> None:
@@ -65,13 +72,19 @@ async def drop_handoff(prefix: Prefix, proto: int, metric: int) -> None:
                             priority=metric)
 
 
-async def announce(prefixes: tuple[Prefix, ...], ifname: str, proto: int) -> None:
-    """Route ``prefixes`` into ``ifname`` with ``proto`` (babeld redistributes it)."""
-    for p in prefixes:
-        await asyncio.to_thread(_replace, p, ifname, f"cannot route {p} via {ifname}", proto=proto)
+def _via(via: str) -> dict[str, object]:
+    return {"family": socket.AF_INET6 if ":" in via else socket.AF_INET, "addr": via}
 
 
-async def withdraw(prefixes: tuple[Prefix, ...], ifname: str) -> None:
-    """Remove our routes for ``prefixes`` through ``ifname`` (missing ones are fine)."""
+async def announce(prefixes: tuple[Prefix, ...], ifname: str, proto: int, via: str | None = None) -> None:
+    """Route ``prefixes`` into ``ifname`` (through next hop ``via``) with ``proto``: babeld redistributes it."""
+    extra = {"via": _via(via)} if via else {}
     for p in prefixes:
-        await asyncio.to_thread(_delete, f"cannot withdraw {p}", ifname, dst=str(p))
+        await asyncio.to_thread(_replace, p, ifname, f"cannot route {p} via {via or ifname}", proto=proto, **extra)
+
+
+async def withdraw(prefixes: tuple[Prefix, ...], protos: tuple[int, ...]) -> None:
+    """Remove our routes for ``prefixes`` (those with one of our ``protos``; missing ones are fine)."""
+    for p in prefixes:
+        for proto in protos:
+            await asyncio.to_thread(_delete, f"cannot withdraw {p}", dst=str(p), proto=proto)

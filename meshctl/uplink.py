@@ -56,6 +56,9 @@ class UplinkController:
         #: client's addresses (the next one is a standby first, so the return
         #: path exists before the switch); otherwise derived from the choice.
         self.transition: dict[str, int] | None = None
+        #: During a planned switch, the gateway that keeps the steered prefixes
+        #: until the return path is ready (``state.chosen`` is already the new one).
+        self.holder: str | None = None
 
     # -- probes ---------------------------------------------------------
 
@@ -157,11 +160,12 @@ class UplinkController:
     # -- desired WireGuard state ----------------------------------------
 
     def desired(self) -> Device:
-        """Every gateway a peer with its control address; the steered prefixes on the chosen one."""
+        """Every gateway a peer with its control address; the steered prefixes on the chosen one (or the holder)."""
         peers = []
+        holder = self.holder or self.state.chosen
         for gw in self.config.gateways:
             allowed = {host_prefix(gw.control)}
-            if gw.name == self.state.chosen:
+            if gw.name == holder:
                 allowed |= set(self.config.steer)
             peers.append(
                 Peer(

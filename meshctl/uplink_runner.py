@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import statistics
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from meshctl.bound import BoundSocket
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("meshctl.daemon")
 
 DEVICE_POLL = 1.0  # seconds between WireGuard reads (handshake ages, restarts)
+RELEASE_TIMEOUT = 0.25  # seconds to wait for the old gateway to confirm it let go
 FAILURE_CAUSES = frozenset({"unreachable", "down", "gone"})
 ROLE_NAMES = {ROLE_NONE: None, ROLE_STANDBY: "standby", ROLE_PRIMARY: "primary"}
 
@@ -55,6 +58,7 @@ class UplinkRunner:
         self._scheduled = False
         self._timer: asyncio.TimerHandle | None = None
         self.device_ok = False
+        self._changed = asyncio.Event()  # an ack came or Babel changed: waits re-check
 
     @property
     def name(self) -> str:
@@ -71,6 +75,7 @@ class UplinkRunner:
 
     def poke(self, trigger: float | None = None) -> None:
         """Something changed: evaluate soon (coalesced), remembering the earliest trigger."""
+        self._changed.set()
         trigger = asyncio.get_running_loop().time() if trigger is None else trigger
         if self._trigger is None or trigger < self._trigger:
             self._trigger = trigger
@@ -98,12 +103,20 @@ class UplinkRunner:
                 # it is recorded apart, and the reaction counts from trigger to write
                 # without it.
                 waited = loop.time()
-                await self._make_before_break(switch.new, switch.old or "")
+                # Until then the old gateway keeps the prefixes, whoever else writes the device.
+                self.ctl.holder = switch.old
+                try:
+                    await self._make_before_break(switch.new, switch.old or "")
+                finally:
+                    self.ctl.holder = None
                 waited = loop.time() - waited
                 self.ctl.prepares.append(waited)
                 if trigger is not None:
                     trigger += waited
-            ok = await self.converge()
+            try:
+                ok = await self.converge()
+            finally:
+                self.ctl.transition = None  # the choice (new) is primary now; old stays released
             done = loop.time()
             reaction = done - trigger if trigger is not None else 0.0
             if ok:
@@ -149,28 +162,54 @@ class UplinkRunner:
         )
 
     async def _make_before_break(self, new: str, old: str, timeout: float = 1.0) -> None:
-        """Have ``new`` announce us as a standby and wait until Babel carries it; then release ``old``.
+        """Prepare the return path through ``new`` and release ``old``; the caller then writes WireGuard.
 
-        A standby announcement has a high metric, so the mesh keeps returning
-        our traffic through ``old`` (which still accepts it) while a path through
-        ``new`` becomes known.  The release goes out just before the WireGuard
-        write: ``old`` withdraws, and replies that still reach it follow Babel to
-        ``new``.  Only replies already inside ``old``'s tunnel in that instant
-        can be lost.
+        WireGuard drops a packet that arrives from a peer which does not own
+        its source address, so after the write every reply still coming out of
+        ``old``'s tunnel is lost, and before it every reply out of ``new``'s.
+        Hence the order:
+
+        1. ``new`` announces us as a standby (a high metric): the mesh learns a
+           path through ``new`` but keeps sending our replies to ``old``.
+        2. ``old`` is released, and we wait for its ack saying it withdrew.  It
+           hands replies that still reach it to the mesh (its handoff route),
+           not to its tunnel, so they come to us over a Babel link, which no
+           AllowedIPs filter.  Nothing left in ``old``'s tunnel is newer than
+           its ack.
+        3. (The caller) the WireGuard write, then ``new`` becomes primary.
+
+        The mesh moves its return path to ``new`` only when ``old``'s
+        withdrawal has spread, tens of milliseconds after the write.
         """
-        loop = asyncio.get_running_loop()
         self.ctl.transition = {old: ROLE_PRIMARY, new: ROLE_STANDBY}
         await self._send_probes()
-        deadline = loop.time() + timeout
-        while loop.time() < deadline:
-            if self.ctl.probes[new].announced >= ROLE_STANDBY and self.ctl.announcement_seen(new, self.daemon.view.model):
-                break
-            await asyncio.sleep(0.005)
-        else:
+        standby = await self._until(
+            lambda: self.ctl.probes[new].announced >= ROLE_STANDBY
+            and self.ctl.announcement_seen(new, self.daemon.view.model),
+            timeout,
+        )
+        if not standby:
             log.info("uplink %s: %s's standby announcement not seen in Babel within %.1f s; switching anyway",
                      self.name, new, timeout)
-        self.ctl.transition = None  # the choice (new) is primary again; old is released
+        self.ctl.transition = {old: ROLE_NONE, new: ROLE_STANDBY}
         await self._send_probes()
+        released = await self._until(lambda: self.ctl.probes[old].announced == ROLE_NONE, RELEASE_TIMEOUT)
+        if not released:
+            log.info("uplink %s: %s did not confirm its release within %.2f s; switching anyway",
+                     self.name, old, RELEASE_TIMEOUT)
+
+    async def _until(self, ready: Callable[[], bool], timeout: float) -> bool:
+        """Wait until ``ready()``, re-checking at every ack and every Babel change; False on timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not ready():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), remaining)
+        return True
 
     async def converge(self) -> bool:
         """Bring the device to the desired state in one write; False on failure."""
@@ -250,6 +289,7 @@ class UplinkRunner:
                 continue
             if self.ctl.on_ack(gateway, message, now):
                 self.poke(now)
+            self._changed.set()
 
     def status(self) -> dict[str, Any]:
         loop = asyncio.get_running_loop()

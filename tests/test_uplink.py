@@ -74,3 +74,20 @@ def test_desired_device_gives_steer_to_the_chosen_only(files: dict) -> None:  # 
     assert ipaddress.ip_network("10.97.0.3/32") in by_key[GW2.public].allowed_ips
     assert all(p.persistent_keepalive == 10 for p in dev.peers)
     assert dev.private_key == ctl.config.keys.private
+
+
+def test_the_holder_keeps_the_steered_prefixes_during_a_planned_switch(files: dict) -> None:  # noqa: F811
+    """While the return path is prepared, a device re-sync must not move the prefixes early."""
+    ctl = controller(files)
+    probes = ctl.probes_to_send(0.0, 0.0)
+    for gw, message in probes:
+        ack(ctl, gw.name, message.seq, 0.0)
+    ctl.decide(model(), None, 0.01, 0.0)
+    assert ctl.state.chosen == "gw1"
+    ctl.state = type(ctl.state)(chosen="gw2")  # the policy has moved on ...
+    ctl.holder = "gw1"  # ... but the switch is still being prepared
+    owners = {p.public_key for p in ctl.desired().peers if STEER in p.allowed_ips}
+    assert owners == {GW1.public}
+    ctl.holder = None
+    owners = {p.public_key for p in ctl.desired().peers if STEER in p.allowed_ips}
+    assert owners == {GW2.public}

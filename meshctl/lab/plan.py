@@ -90,6 +90,7 @@ class ServedClientPlan:
     name: str
     uplink_ifname: str
     address: ipaddress.IPv4Interface
+    mesh: ipaddress.IPv4Network  # the client's own mesh address: where a released gateway hands replies
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,7 +259,8 @@ def make_plan(spec: LabSpec, tag: str | None = None, run_root: str = RUN_ROOT) -
             gw_underlay = hosts[0] if spec.links[link].a == gw else hosts[1]
             gws.append(UplinkGatewayPlan(gw, f"{tag}g{gi}", GATEWAY_NET[gi], f"{gw_underlay}:{GATEWAY_PORT}",
                                          ipaddress.ip_network(f"{spec.mesh4[gi]}/32")))
-            served[gw].append(ServedClientPlan(up.client, f"{tag}u{ci}", ipaddress.IPv4Interface(f"{CLIENT_NET[ci]}/32")))
+            served[gw].append(ServedClientPlan(up.client, f"{tag}u{ci}", ipaddress.IPv4Interface(f"{CLIENT_NET[ci]}/32"),
+                                               ipaddress.ip_network(f"{spec.mesh4[ci]}/32")))
         uplinks[up.client] = UplinkPlan(f"{tag}u{ci}", ipaddress.IPv4Interface(f"{CLIENT_NET[ci]}/32"), up.steer,
                                         tuple(gws), up.margin, up.hold, up.probe_interval)
     nodes = []
@@ -354,5 +356,6 @@ def node_config(node: NodePlan, plan: LabPlan, public_keys: dict[str, str], secr
                 f'name = "{c.name}"',
                 f'public_key = "{public_keys[c.uplink_ifname]}"',
                 f'addresses = ["{c.address.network}"]',
+                f'mesh = "{c.mesh}"',
             ]
     return "\n".join(lines) + "\n"

@@ -57,6 +57,11 @@ def _ip_batch(namespace: str | None, commands: list[str]) -> None:
     _run(cmd, "\n".join(commands) + "\n")
 
 
+# Uplink and gateway tunnels log at verbose: that is where WireGuard reports
+# "packet with disallowed source address", the drop a fail-over must avoid.
+# (A few lines a minute: handshakes and keepalives.)
+UPLINK_WG_LOG_LEVEL = "verbose"
+
 @dataclass
 class ProcessRecord:
     """A process the lab started."""
@@ -277,7 +282,8 @@ class Lab:
                 keys = KeyPair.generate()
                 write_private_key(os.path.join(node.run_dir, f"{ifname}.key"), keys)
                 public[ifname] = keys.public
-                self._spawn(state, node, ["wireguard-go", "-f", ifname], f"wireguard-go {ifname}", f"{ifname}.log")
+                self._spawn(state, node, ["wireguard-go", "-f", ifname], f"wireguard-go {ifname}", f"{ifname}.log",
+                            UPLINK_WG_LOG_LEVEL)
         self._wait_for([socket_path(i) for i in public], "uplink wireguard-go sockets", state)
         for node in plan.nodes:
             self._uplink_addressing(node)
@@ -331,9 +337,10 @@ class Lab:
             if probe.returncode != 0:
                 break
             time.sleep(0.02)
-        pid = self._spawn(state, node, ["wireguard-go", "-f", ifname], f"wireguard-go {ifname}", f"{ifname}.log")
-        self._wait_for([socket_path(ifname)], f"wireguard-go {ifname}", state)
         tunnel = next((t for t in node.tunnels if t.ifname == ifname), None)
+        level = "error" if tunnel is not None else UPLINK_WG_LOG_LEVEL
+        pid = self._spawn(state, node, ["wireguard-go", "-f", ifname], f"wireguard-go {ifname}", f"{ifname}.log", level)
+        self._wait_for([socket_path(ifname)], f"wireguard-go {ifname}", state)
         if tunnel is not None:
             _ip_batch(node.namespace, _tunnel_up(ifname, tunnel.local_ll))
         else:
@@ -364,9 +371,12 @@ class Lab:
             if isinstance(result, BaseException):
                 raise result
 
-    def _spawn(self, state: LabState, node: NodePlan, argv: list[str], what: str, logname: str) -> int:
+    def _spawn(self, state: LabState, node: NodePlan, argv: list[str], what: str, logname: str,
+               log_level: str = "error") -> int:
         logfile = open(os.path.join(node.run_dir, logname), "ab")  # noqa: SIM115 - handed to the child
-        env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "LOG_LEVEL": "error"}
+        # wireguard-go's LOG_LEVEL (errors by default; MESHCTL_LAB_WG_LOG_LEVEL=verbose for all tunnels).
+        env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+               "LOG_LEVEL": os.environ.get("MESHCTL_LAB_WG_LOG_LEVEL", log_level)}
         if "PYTHONPATH" in os.environ:
             env["PYTHONPATH"] = os.environ["PYTHONPATH"]
         try:
