@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import signal
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,6 +17,19 @@ class PingResult:
     interval: float
     longest_gap: int  # consecutive lost replies, counting a loss still going at the end
     received_seqs: tuple[int, ...] = ()
+    received_at: dict[int, float] = field(default_factory=dict)  # seq -> epoch seconds (ping -D)
+
+    def lost_between(self) -> dict[int, tuple[float | None, float | None]]:
+        """Each lost seq (the last one excepted: ping's stop can cut its reply off) with the
+        arrival times of the replies before and after it, which bracket when it was lost."""
+        got = sorted(self.received_at)
+        out: dict[int, tuple[float | None, float | None]] = {}
+        for seq in sorted(set(range(1, self.sent)) - set(self.received_seqs)):
+            before = max((s for s in got if s < seq), default=None)
+            after = min((s for s in got if s > seq), default=None)
+            out[seq] = (self.received_at.get(before) if before else None,
+                        self.received_at.get(after) if after else None)
+        return out
 
     @property
     def lost(self) -> int:
@@ -30,13 +43,14 @@ class PingResult:
 
 
 def parse_ping(output: str, interval: float) -> PingResult:
-    """Parse iputils ``ping -n`` output."""
+    """Parse iputils ``ping -n [-D]`` output."""
     seqs = sorted({int(m) for m in re.findall(r"icmp_seq=(\d+) ttl=", output)})
+    at = {int(s): float(t) for t, s in re.findall(r"^\[(\d+\.\d+)\].*?icmp_seq=(\d+) ttl=", output, re.M)}
     match = re.search(r"(\d+) packets transmitted", output)
     sent = int(match.group(1)) if match else (seqs[-1] if seqs else 0)
     edges = [0, *seqs, sent + 1]
     gap = max((b - a - 1 for a, b in zip(edges, edges[1:], strict=False)), default=0)
-    return PingResult(sent, len(seqs), interval, gap, tuple(seqs))
+    return PingResult(sent, len(seqs), interval, gap, tuple(seqs), at)
 
 
 class Pinger:
@@ -44,7 +58,7 @@ class Pinger:
 
     def __init__(self, namespace: str, target: str, interval: float = 0.01, source: str | None = None) -> None:
         self.interval = interval
-        argv = ["ip", "netns", "exec", namespace, "ping", "-n", "-i", str(interval), "-W", "1"]
+        argv = ["ip", "netns", "exec", namespace, "ping", "-D", "-n", "-i", str(interval), "-W", "1"]
         if source:
             argv += ["-I", source]
         self.proc = subprocess.Popen([*argv, target], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
