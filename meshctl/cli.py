@@ -41,6 +41,22 @@ def cmd_topology_dump(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_topology_render(args: argparse.Namespace) -> int:
+    from meshctl.render import IMAGE_FORMATS, render_image
+
+    fmt = args.format or (args.output.rsplit(".", 1)[-1].lower() if args.output and "." in args.output else "svg")
+    if fmt not in IMAGE_FORMATS:
+        raise ConfigError(f"cannot draw {fmt!r}: give --format svg or png", field="--format")
+    image = render_image(asyncio.run(fetch_model(args.babel, args.timeout)), fmt)
+    if args.output in (None, "-"):
+        sys.stdout.buffer.write(image)
+    else:
+        with open(args.output, "wb") as f:
+            f.write(image)
+        log.info("wrote %s (%d bytes)", args.output, len(image))
+    return EXIT_OK
+
+
 def _lab(args: argparse.Namespace):  # noqa: ANN202
     from meshctl.lab.plan import make_plan
     from meshctl.lab.runner import Lab
@@ -202,14 +218,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="print this node's view of the mesh",
         description="Connect to babeld's local interface, take one dump, print it.",
     )
-    dump.add_argument(
-        "--babel",
-        default=f"tcp:[::1]:{DEFAULT_PORT}",
-        metavar="ADDR",
-        help="babeld's local interface: tcp:[::1]:PORT or unix:PATH (default: %(default)s)",
+    dump.add_argument("--format", choices=FORMATS, default="json",
+                      help="json (meshctl.topology/1), netjson (NetworkGraph), dot or graphml (default: %(default)s)")
+    draw = topo_sub.add_parser(
+        "render",
+        help="draw this node's view of the mesh (SVG or PNG, with Graphviz)",
+        description="Connect to babeld's local interface, take one dump, and draw it with Graphviz's dot.",
     )
-    dump.add_argument("--format", choices=FORMATS, default="json", help="output format (default: %(default)s)")
-    dump.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for babeld (default: %(default)s)")
+    draw.add_argument("-o", "--output", metavar="FILE", help="image file (default: standard output)")
+    draw.add_argument("--format", choices=("svg", "png"), help="image format (default: from FILE's suffix, else svg)")
+    draw.set_defaults(func=cmd_topology_render)
+    for p in (dump, draw):
+        p.add_argument(
+            "--babel",
+            default=f"tcp:[::1]:{DEFAULT_PORT}",
+            metavar="ADDR",
+            help="babeld's local interface: tcp:[::1]:PORT or unix:PATH (default: %(default)s)",
+        )
+        p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for babeld (default: %(default)s)")
     dump.set_defaults(func=cmd_topology_dump)
 
     daemon = sub.add_parser(

@@ -1,4 +1,4 @@
-"""Render a :class:`~meshctl.model.TopologyModel` as JSON, NetJSON or DOT.
+"""Render a :class:`~meshctl.model.TopologyModel` as JSON, NetJSON, DOT or GraphML.
 
 Pure functions returning plain data or text; output is deterministic (sorted)
 so dumps can be diffed and tested.  The JSON schema is documented in
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 from typing import Any
+
+import networkx as nx
 
 from meshctl.model import INFINITY, TopologyModel, neighbour_label
 
@@ -166,7 +168,25 @@ def to_dot(model: TopologyModel) -> str:
     return "\n".join(lines) + "\n"
 
 
-FORMATS = ("json", "netjson", "dot")
+def to_graphml(model: TopologyModel) -> str:
+    """GraphML (for Gephi, yEd, networkx), from the same nodes and links as NetJSON.
+
+    GraphML attributes are scalars: prefix lists become comma-separated text,
+    and unknown values (no RTT measured) are left out rather than written as 0.
+    """
+    data = to_netjson(model)
+    graph = nx.MultiDiGraph(name=f"babel {data['label']}", protocol="babel", router_id=data["router_id"])
+    for node in data["nodes"]:
+        attrs = {"label": node["label"], "local_addresses": ",".join(node["local_addresses"])}
+        attrs |= {k: v for k, v in node["properties"].items() if v is not None}
+        graph.add_node(node["id"], **attrs)
+    for link in data["links"]:
+        attrs = {"cost": link["cost"]} | {k: v for k, v in link["properties"].items() if v is not None}
+        graph.add_edge(link["source"], link["target"], key=attrs["interface"], **attrs)
+    return "\n".join(nx.generate_graphml(graph, prettyprint=True)) + "\n"
+
+
+FORMATS = ("json", "netjson", "dot", "graphml")
 
 
 def render(model: TopologyModel, fmt: str) -> str:
@@ -177,4 +197,6 @@ def render(model: TopologyModel, fmt: str) -> str:
         return json.dumps(to_netjson(model), indent=2) + "\n"
     if fmt == "dot":
         return to_dot(model)
+    if fmt == "graphml":
+        return to_graphml(model)
     raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")

@@ -8,7 +8,7 @@ import jsonschema
 import pytest
 
 from babel.parser import decode_line
-from meshctl.export import JSON_SCHEMA_ID, render, to_dot, to_json, to_netjson
+from meshctl.export import JSON_SCHEMA_ID, render, to_dot, to_graphml, to_json, to_netjson
 from meshctl.model import SelfInfo, TopologyModel
 from tests.conftest import static_path
 
@@ -92,3 +92,41 @@ def test_dot_escapes_quotes() -> None:
 def test_unknown_format() -> None:
     with pytest.raises(ValueError, match="unknown format"):
         render(TopologyModel(), "yaml")
+
+
+def test_netdiff_parses_our_netjson(model: TopologyModel) -> None:
+    """OpenWISP's netdiff (what network-topology uses) loads the NetworkGraph as it is."""
+    from netdiff import NetJsonParser, diff
+
+    data = to_netjson(model)
+    parsed = NetJsonParser(data=json.dumps(data))
+    assert set(parsed.graph.nodes) == {n["id"] for n in data["nodes"]}
+    assert parsed.graph.number_of_edges() == len({frozenset((lk["source"], lk["target"])) for lk in data["links"]})
+    assert parsed.protocol == "babel" and parsed.metric == "babel"
+    # and netdiff can compare two of our dumps (here: identical, so nothing changed)
+    changes = diff(parsed, NetJsonParser(data=json.dumps(data)))
+    assert changes["added"] is None and changes["removed"] is None
+
+
+def test_graphml_round_trips_through_networkx(model: TopologyModel) -> None:
+    import io
+
+    import networkx as nx
+
+    text = to_graphml(model)
+    graph = nx.read_graphml(io.StringIO(text), force_multigraph=True)
+    data = to_netjson(model)
+    assert set(graph.nodes) == {n["id"] for n in data["nodes"]}
+    assert graph.number_of_edges() == len(data["links"])
+    for _, _, attrs in graph.edges(data=True):
+        assert attrs["cost"] > 0 and attrs["interface"]
+    assert render(model, "graphml") == text
+
+
+@pytest.mark.skipif(__import__("shutil").which("dot") is None, reason="Graphviz is not installed (./bootstrap)")
+def test_render_svg_and_png(model: TopologyModel) -> None:
+    from meshctl.render import render_image
+
+    svg = render_image(model, "svg")
+    assert svg.lstrip().startswith(b"<?xml") and b"<svg" in svg
+    assert render_image(model, "png").startswith(b"\x89PNG\r\n\x1a\n")

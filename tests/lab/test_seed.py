@@ -56,7 +56,9 @@ def test_seed_dump_shows_neighbours_and_routes_on_every_node(start_lab: Callable
     assert ping.returncode == 0, ping.stdout + ping.stderr
 
 
-def test_seed_netjson_and_dot_from_a_live_node(start_lab: Callable[[str], RunningLab]) -> None:
+def test_seed_netjson_dot_graphml_and_drawings_from_a_live_node(
+    start_lab: Callable[[str], RunningLab], tmp_path
+) -> None:  # noqa: ANN001
     lab = start_lab("seed")
     lab.wait_for(converged(lab), 60, "seed convergence")
     out = cli("topology", "dump", "--babel", lab.babel("client"), "--format", "netjson")
@@ -67,6 +69,14 @@ def test_seed_netjson_and_dot_from_a_live_node(start_lab: Callable[[str], Runnin
     assert {link["target"] for link in data["links"]} == {lab.plan.node("gw1").router_id, lab.plan.node("gw2").router_id}
     dot = cli("topology", "dump", "--babel", lab.babel("client"), "--format", "dot")
     assert dot.returncode == 0 and dot.stdout.count(" -> ") == 2
+    graphml = cli("topology", "dump", "--babel", lab.babel("client"), "--format", "graphml")
+    assert graphml.returncode == 0 and graphml.stdout.count("<edge ") == 2
+    svg, png = tmp_path / "mesh.svg", tmp_path / "mesh.png"
+    for path in (svg, png):
+        out = cli("topology", "render", "--babel", lab.babel("client"), "-o", str(path))
+        assert out.returncode == 0, out.stderr
+    assert svg.read_text().count("<g id=\"edge") == 2 and lab.plan.node("gw1").router_id in svg.read_text()
+    assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
 
 def test_client_resyncs_after_babeld_restart_without_stale_entries(start_lab: Callable[[str], RunningLab]) -> None:
