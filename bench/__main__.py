@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-from bench import model_bench
+from bench import gossip_bench, model_bench
 
 
 def table(title: str, header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
@@ -23,6 +23,11 @@ def main() -> None:
         f"{model_bench.CHANGES} change lines",
         ("stage", "lines", "ms (best of 3)", "lines/s", "peak MiB"),
         model_bench.run(),
+    )
+    table(
+        f"gossip: {gossip_bench.NODES}-node simulated mesh, one table takes every node's signed description",
+        ("stage", "nodes", "ms (best of 3)", "peak MiB"),
+        gossip_bench.run(),
     )
     if os.geteuid() != 0:
         print("\nfail-over benchmarks skipped: they build network namespaces (run as root)", file=sys.stderr)

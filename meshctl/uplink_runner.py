@@ -106,7 +106,7 @@ class UplinkRunner:
                 # Until then the old gateway keeps the prefixes, whoever else writes the device.
                 self.ctl.holder = switch.old
                 try:
-                    await self._make_before_break(switch.new, switch.old or "")
+                    planned = await self._make_before_break(switch.new, switch.old or "")
                 finally:
                     self.ctl.holder = None
                 waited = loop.time() - waited
@@ -161,8 +161,10 @@ class UplinkRunner:
             },
         )
 
-    async def _make_before_break(self, new: str, old: str, timeout: float = 1.0) -> None:
+    async def _make_before_break(self, new: str, old: str, timeout: float = 1.0) -> bool:
         """Prepare the return path through ``new`` and release ``old``; the caller then writes WireGuard.
+
+        False if ``old`` died meanwhile: then the switch is a failure's, at once.
 
         WireGuard drops a packet that arrives from a peer which does not own
         its source address, so after the write every reply still coming out of
@@ -181,22 +183,37 @@ class UplinkRunner:
         The mesh moves its return path to ``new`` only when ``old``'s
         withdrawal has spread, tens of milliseconds after the write.
         """
+        loop = asyncio.get_running_loop()
+
+        def old_died() -> bool:
+            # Nothing left to make before breaking: switch at once.
+            return not self.ctl.probes[old].alive(loop.time(), self.ctl.probe_timeout)
+
         self.ctl.transition = {old: ROLE_PRIMARY, new: ROLE_STANDBY}
         await self._send_probes()
         standby = await self._until(
-            lambda: self.ctl.probes[new].announced >= ROLE_STANDBY
+            lambda: old_died()
+            or self.ctl.probes[new].announced >= ROLE_STANDBY
             and self.ctl.announcement_seen(new, self.daemon.view.model),
             timeout,
         )
+        if old_died():
+            log.info("uplink %s: %s stopped answering while the switch was prepared; switching now", self.name, old)
+            return False
         if not standby:
             log.info("uplink %s: %s's standby announcement not seen in Babel within %.1f s; switching anyway",
                      self.name, new, timeout)
         self.ctl.transition = {old: ROLE_NONE, new: ROLE_STANDBY}
         await self._send_probes()
-        released = await self._until(lambda: self.ctl.probes[old].announced == ROLE_NONE, RELEASE_TIMEOUT)
+        released = await self._until(lambda: old_died() or self.ctl.probes[old].announced == ROLE_NONE,
+                                     RELEASE_TIMEOUT)
+        if old_died():
+            log.info("uplink %s: %s stopped answering while it was released; switching now", self.name, old)
+            return False
         if not released:
             log.info("uplink %s: %s did not confirm its release within %.2f s; switching anyway",
                      self.name, old, RELEASE_TIMEOUT)
+        return True
 
     async def _until(self, ready: Callable[[], bool], timeout: float) -> bool:
         """Wait until ``ready()``, re-checking at every ack and every Babel change; False on timeout."""

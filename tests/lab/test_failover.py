@@ -317,6 +317,9 @@ def test_metrics_and_logs_tell_what_a_failover_did(seed: RunningLab) -> None:
 
     lab.lab.fail_node("gw1")
     wait_moved_to_gw2(lab, "switch to gw2")
+    count = before["meshctl_uplink_reaction_seconds_count"][hist]
+    lab.wait_for(lambda: None if scrape(lab, "client")["meshctl_uplink_reaction_seconds_count"][hist] > count
+                 else "no reaction observed yet", 10, "the switch's WireGuard write")
     after = scrape(lab, "client")
     assert after["meshctl_uplink_candidate_chosen"] == {g1: 0, g2: 1}
     assert after["meshctl_uplink_candidate_up"][g1] == 0

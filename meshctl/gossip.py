@@ -1,0 +1,279 @@
+"""Controller gossip, without I/O: signed node descriptions flooded like link-state.
+
+Babel is distance-vector, so one babeld never sees the whole mesh.  Each
+meshctl describes its own node (name, router id, WireGuard keys and
+endpoints, neighbours with costs, announced prefixes, roles), signs it with
+its Ed25519 key and sends it to its neighbours, which relay what is new to
+theirs, as OSPF or OLSR flood link-state: every node ends up holding every
+node's latest description, and can draw the mesh.
+
+Wire format: ``msgpack([body, signature])`` where ``body`` is the msgpack of
+a version-1 map and ``signature`` is Ed25519 over ``body``.  The signer must
+be in the configured set of trusted keys, under the name the body claims, so
+a node can only speak for itself.  Replays are refused by a per-origin
+sequence number that only goes up (wall clock in nanoseconds at the origin,
+so a restart continues above its old numbers), remembered for a while after
+the entry itself has expired.  Each description carries its lifetime; the
+origin refreshes it well before, and a node that stops refreshing drops out
+of everyone's view when it runs out.
+
+The asyncio layer feeds datagrams in with the clock and sends out what comes
+back; this module never touches a socket or reads a clock.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import msgpack
+import networkx as nx
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from meshctl.errors import MeshctlError
+
+VERSION = 1
+MAX_DATAGRAM = 8192  # one description; a node with ~100 neighbours fits
+SIGNATURE_LEN = 64
+MAX_LIFETIME = 3600.0  # seconds; longer claims are refused
+MAX_FUTURE = 60.0  # a description stamped further ahead of our clock is refused
+MAX_ORIGINS = 4096  # bounded state, whatever arrives
+REMEMBER_SEQ = 2 * MAX_LIFETIME  # how long a retired origin's last seq guards against replays
+
+
+class GossipError(MeshctlError):
+    """A gossip datagram was refused; ``reason`` is a short counter label."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        self.reason = reason
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """One Babel neighbour as its node sees it."""
+
+    router_id: str
+    cost: int
+    interface: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeInfo:
+    """What a node says about itself."""
+
+    name: str
+    router_id: str
+    links: tuple[Link, ...] = ()
+    prefixes: tuple[str, ...] = ()
+    wg_keys: tuple[str, ...] = ()  # WireGuard public keys
+    endpoints: tuple[str, ...] = ()  # ADDRESS:PORT where its tunnels listen
+    roles: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Description:
+    """One signed, sequenced description with its lifetime."""
+
+    origin: str
+    seq: int
+    issued: float  # origin's wall clock, seconds
+    lifetime: float
+    node: NodeInfo
+
+
+def _str_list(value: object, what: str, limit: int = 256) -> tuple[str, ...]:
+    if not isinstance(value, list) or len(value) > limit or not all(isinstance(v, str) for v in value):
+        raise GossipError("malformed", f"{what} must be a list of strings")
+    return tuple(value)
+
+
+def _node(obj: dict) -> NodeInfo:
+    links = obj.get("l", [])
+    if not isinstance(links, list) or len(links) > 512:
+        raise GossipError("malformed", "links must be a list")
+    parsed = []
+    for link in links:
+        if (
+            not isinstance(link, list)
+            or len(link) != 3
+            or not isinstance(link[0], str)
+            or not isinstance(link[1], int)
+            or isinstance(link[1], bool)
+            or not 0 <= link[1] <= 0xFFFF
+            or not isinstance(link[2], str)
+        ):
+            raise GossipError("malformed", "a link must be [router_id, cost 0..65535, interface]")
+        parsed.append(Link(link[0], link[1], link[2]))
+    name, router_id = obj.get("n"), obj.get("r")
+    if not isinstance(name, str) or not name or not isinstance(router_id, str):
+        raise GossipError("malformed", "bad name or router id")
+    prefixes = _str_list(obj.get("p", []), "prefixes")
+    for p in prefixes:
+        try:
+            ipaddress.ip_network(p)
+        except ValueError:
+            raise GossipError("malformed", f"not a prefix: {p[:50]!r}") from None
+    return NodeInfo(name, router_id, tuple(parsed), prefixes, _str_list(obj.get("k", []), "keys"),
+                    _str_list(obj.get("e", []), "endpoints"), _str_list(obj.get("o", []), "roles"))
+
+
+def sign(description: Description, key: Ed25519PrivateKey) -> bytes:
+    """The datagram for ``description``, signed with the origin's key."""
+    n = description.node
+    body = msgpack.packb(
+        {
+            "v": VERSION,
+            "g": description.origin,
+            "s": description.seq,
+            "t": description.issued,
+            "x": description.lifetime,
+            "n": n.name,
+            "r": n.router_id,
+            "l": [[lk.router_id, lk.cost, lk.interface] for lk in n.links],
+            "p": list(n.prefixes),
+            "k": list(n.wg_keys),
+            "e": list(n.endpoints),
+            "o": list(n.roles),
+        },
+        use_bin_type=True,
+    )
+    return msgpack.packb([body, key.sign(body)], use_bin_type=True)
+
+
+def verify(data: bytes, trusted: dict[str, Ed25519PublicKey], wall: float) -> Description:
+    """Check and parse one datagram; :class:`GossipError` for anything wrong, nothing else."""
+    if len(data) > MAX_DATAGRAM:
+        raise GossipError("oversized", f"{len(data)} bytes")
+    try:
+        outer = msgpack.unpackb(data, raw=False, max_bin_len=MAX_DATAGRAM, max_array_len=2, max_map_len=0,
+                                max_str_len=0)
+    except Exception as exc:  # msgpack raises several types; all mean the same here
+        raise GossipError("malformed", type(exc).__name__) from None
+    if not isinstance(outer, list) or len(outer) != 2 or not all(isinstance(x, bytes) for x in outer):
+        raise GossipError("malformed", "not [body, signature]")
+    body, signature = outer
+    if len(signature) != SIGNATURE_LEN:
+        raise GossipError("malformed", "signature length")
+    try:
+        obj = msgpack.unpackb(body, raw=False, strict_map_key=True, max_str_len=512, max_map_len=16,
+                              max_array_len=512, max_bin_len=0)
+    except Exception as exc:
+        raise GossipError("malformed", type(exc).__name__) from None
+    if not isinstance(obj, dict) or obj.get("v") != VERSION:
+        raise GossipError("malformed", "not a version-1 map")
+    origin = obj.get("g")
+    key = trusted.get(origin) if isinstance(origin, str) else None
+    if key is None:
+        raise GossipError("unknown-signer", str(origin)[:50])
+    try:
+        key.verify(signature, body)
+    except InvalidSignature:
+        raise GossipError("bad-signature", origin) from None
+    seq, issued, lifetime = obj.get("s"), obj.get("t"), obj.get("x")
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+        raise GossipError("malformed", "bad seq")
+    if not isinstance(issued, int | float) or isinstance(issued, bool):
+        raise GossipError("malformed", "bad time")
+    if not isinstance(lifetime, int | float) or isinstance(lifetime, bool) or not 0 < lifetime <= MAX_LIFETIME:
+        raise GossipError("malformed", "bad lifetime")
+    if issued - wall > MAX_FUTURE:
+        raise GossipError("stale", f"issued {issued - wall:+.0f} s in the future")
+    if issued + lifetime < wall:
+        raise GossipError("stale", "expired")
+    node = _node(obj)
+    if node.name != origin:
+        raise GossipError("malformed", "a node may only describe itself")
+    return Description(origin, seq, float(issued), float(lifetime), node)
+
+
+@dataclass
+class Entry:
+    """What we hold for one origin."""
+
+    description: Description
+    datagram: bytes  # as received: relayed unchanged, so the signature still holds
+    expires: float  # our monotonic clock
+
+
+@dataclass
+class GossipTable:
+    """Every origin's latest description; decides what to keep and what to relay.
+
+    ``now`` is a monotonic clock (expiry), ``wall`` the wall clock (the
+    origin's timestamps).  Lifetimes are counted from when we accept a
+    description, capped by what the origin's timestamp leaves, so clock skew
+    between nodes cannot keep a dead node alive.
+    """
+
+    me: str
+    trusted: dict[str, Ed25519PublicKey]
+    entries: dict[str, Entry] = field(default_factory=dict)
+    last_seq: dict[str, tuple[int, float]] = field(default_factory=dict)  # origin -> (seq, forget at)
+    rejected: Counter[str] = field(default_factory=Counter)
+    accepted: int = 0
+
+    def receive(self, data: bytes, now: float, wall: float) -> bytes | None:
+        """Take one datagram; return it for relaying if it was new, else None (and count why)."""
+        try:
+            d = verify(data, self.trusted, wall)
+        except GossipError as exc:
+            self.rejected[exc.reason] += 1
+            return None
+        if d.origin == self.me:
+            self.rejected["own"] += 1  # our own description coming back round: nothing new
+            return None
+        known = self.last_seq.get(d.origin)
+        if known is not None and d.seq <= known[0]:
+            self.rejected["duplicate" if d.seq == known[0] else "replay"] += 1
+            return None
+        if known is None and len(self.last_seq) >= MAX_ORIGINS:
+            self.rejected["full"] += 1
+            return None
+        remaining = min(d.lifetime, d.issued + d.lifetime - wall)
+        self.entries[d.origin] = Entry(d, data, now + remaining)
+        self.last_seq[d.origin] = (d.seq, now + REMEMBER_SEQ)
+        self.accepted += 1
+        return data
+
+    def expire(self, now: float) -> list[str]:
+        """Drop descriptions past their lifetime; return their origins."""
+        gone = [o for o, e in self.entries.items() if e.expires <= now]
+        for origin in gone:
+            del self.entries[origin]
+        for origin in [o for o, (_, forget) in self.last_seq.items() if forget <= now and o not in self.entries]:
+            del self.last_seq[origin]
+        return gone
+
+    def descriptions(self) -> list[Description]:
+        """Everything held, sorted by origin."""
+        return [self.entries[o].description for o in sorted(self.entries)]
+
+
+def mesh_graph(nodes: Iterable[NodeInfo]) -> nx.MultiDiGraph:
+    """The whole mesh: routers by router id, each link as its node reports it.
+
+    A link reported by only one end still shows (the other end may not have
+    spoken yet, or be a plain babeld); both ends' reports become two directed
+    edges, with each end's own cost, as Babel's costs are per direction.
+    """
+    nodes = list(nodes)
+    graph = nx.MultiDiGraph()
+    for node in nodes:
+        graph.add_node(node.router_id, name=node.name, prefixes=node.prefixes, roles=node.roles,
+                       wg_keys=node.wg_keys, endpoints=node.endpoints, reported=True)
+    for node in nodes:
+        for link in node.links:
+            if not graph.has_node(link.router_id):
+                graph.add_node(link.router_id, name=link.router_id, prefixes=(), roles=(), wg_keys=(), endpoints=(),
+                               reported=False)
+            graph.add_edge(node.router_id, link.router_id, key=link.interface, cost=link.cost)
+    return graph
+
+
+def public_key_from_bytes(raw: bytes) -> Ed25519PublicKey:
+    """An Ed25519 public key from its 32 raw bytes (ValueError if not)."""
+    return Ed25519PublicKey.from_public_bytes(raw)

@@ -1,0 +1,145 @@
+"""Controller gossip without I/O: signing, refusing, relaying, expiring, merging."""
+
+from __future__ import annotations
+
+import msgpack
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from meshctl.gossip import (
+    MAX_DATAGRAM,
+    Description,
+    GossipTable,
+    Link,
+    NodeInfo,
+    mesh_graph,
+    sign,
+)
+
+KEYS = {name: Ed25519PrivateKey.generate() for name in ("a", "b", "c", "mallory")}
+TRUSTED = {name: k.public_key() for name, k in KEYS.items() if name != "mallory"}
+WALL = 1_800_000_000.0
+
+
+def describe(name: str, seq: int = 1, issued: float = WALL, lifetime: float = 60.0, **node: object) -> Description:
+    info = NodeInfo(name=str(node.pop("as_name", name)), router_id=f"rid-{name}",
+                    links=(Link(f"rid-{'b' if name == 'a' else 'a'}", 96, "wg0"),), prefixes=("10.99.0.1/32",))
+    return Description(name, seq, issued, lifetime, info)
+
+
+def table(me: str = "c") -> GossipTable:
+    return GossipTable(me, TRUSTED)
+
+
+def test_a_new_description_is_kept_and_relayed_unchanged() -> None:
+    t = table()
+    data = sign(describe("a"), KEYS["a"])
+    assert t.receive(data, 0.0, WALL) == data
+    (d,) = t.descriptions()
+    assert d.origin == "a" and d.node.links == (Link("rid-b", 96, "wg0"),) and d.node.prefixes == ("10.99.0.1/32",)
+    assert t.accepted == 1 and not t.rejected
+
+
+def test_newer_replaces_older_and_older_is_a_replay() -> None:
+    t = table()
+    old, new = sign(describe("a", seq=1), KEYS["a"]), sign(describe("a", seq=2), KEYS["a"])
+    assert t.receive(old, 0.0, WALL) is not None
+    assert t.receive(new, 1.0, WALL) is not None
+    assert t.receive(new, 2.0, WALL) is None and t.rejected["duplicate"] == 1
+    assert t.receive(old, 3.0, WALL) is None and t.rejected["replay"] == 1
+    assert t.descriptions()[0].seq == 2
+
+
+def test_bad_datagrams_are_counted_and_change_nothing() -> None:
+    t = table()
+    t.receive(sign(describe("a"), KEYS["a"]), 0.0, WALL)
+    before = {o: (e.description, e.expires) for o, e in t.entries.items()}
+    good = sign(describe("b", seq=5), KEYS["b"])
+    body, signature = msgpack.unpackb(good)
+    tampered = bytearray(body)
+    tampered[-3] ^= 0x01
+    cases = {
+        "bad-signature": sign(describe("b", seq=9), KEYS["mallory"]),  # mallory speaks for b
+        "unknown-signer": sign(describe("mallory"), KEYS["mallory"]),
+        "malformed": good[:-10],  # truncated
+        "oversized": good + b"\0" * MAX_DATAGRAM,
+        "stale": sign(describe("b", seq=6, issued=WALL - 120, lifetime=60), KEYS["b"]),
+    }
+    for reason, data in cases.items():
+        assert t.receive(data, 1.0, WALL) is None, reason
+        assert t.rejected[reason] >= 1, (reason, t.rejected)
+    assert t.receive(msgpack.packb([bytes(tampered), signature]), 1.0, WALL) is None
+    assert t.receive(b"\xc1garbage", 1.0, WALL) is None
+    assert t.receive(msgpack.packb([body, signature[:10]]), 1.0, WALL) is None
+    assert t.receive(sign(describe("b", seq=7, issued=WALL + 600), KEYS["b"]), 1.0, WALL) is None  # from the future
+    assert t.receive(sign(describe("b", seq=8, as_name="a"), KEYS["b"]), 1.0, WALL) is None  # b describing a
+    assert {o: (e.description, e.expires) for o, e in t.entries.items()} == before
+    assert t.accepted == 1
+
+
+def test_our_own_description_coming_back_is_ignored() -> None:
+    t = table("a")
+    assert t.receive(sign(describe("a"), KEYS["a"]), 0.0, WALL) is None
+    assert t.rejected["own"] == 1 and not t.entries
+
+
+def test_expiry_and_no_replay_after_it() -> None:
+    t = table()
+    data = sign(describe("a", lifetime=30), KEYS["a"])
+    t.receive(data, 100.0, WALL)
+    assert t.expire(129.0) == []
+    assert t.expire(130.5) == ["a"] and not t.entries
+    assert t.receive(data, 131.0, WALL + 10) is None  # the same datagram again: still refused
+    assert t.rejected["duplicate"] == 1
+
+
+def test_lifetime_counts_from_the_origin_clock_too() -> None:
+    """A description issued 50 s ago with a 60 s lifetime has 10 s left, whatever our clock says."""
+    t = table()
+    t.receive(sign(describe("a", issued=WALL - 50, lifetime=60), KEYS["a"]), 0.0, WALL)
+    assert t.entries["a"].expires == 10.0
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_no_input_makes_receive_raise(data: bytes) -> None:
+    t = table()
+    assert t.receive(data, 0.0, WALL) is None
+    assert not t.entries
+
+
+def test_flooding_reaches_every_node_of_a_grid() -> None:
+    """Pure simulation of the flood on a 4x4 grid: each node relays what is new to its neighbours."""
+    names = [f"r{i}{j}" for i in range(4) for j in range(4)]
+    keys = {n: Ed25519PrivateKey.generate() for n in names}
+    trusted = {n: k.public_key() for n, k in keys.items()}
+    tables = {n: GossipTable(n, trusted) for n in names}
+
+    def neighbours(n: str) -> list[str]:
+        i, j = int(n[1]), int(n[2])
+        return [f"r{a}{b}" for a, b in ((i - 1, j), (i + 1, j), (i, j - 1), (i, j + 1)) if 0 <= a < 4 and 0 <= b < 4]
+
+    queue = []
+    for n in names:
+        links = tuple(Link(f"rid-{m}", 96, f"wg-{m}") for m in neighbours(n))
+        data = sign(Description(n, 1, WALL, 60.0, NodeInfo(n, f"rid-{n}", links)), keys[n])
+        queue += [(m, n, data) for m in neighbours(n)]
+    sent = len(queue)
+    while queue:
+        to, came_from, data = queue.pop(0)
+        if tables[to].receive(data, 0.0, WALL) is not None:
+            fresh = [(m, to, data) for m in neighbours(to) if m != came_from]
+            sent += len(fresh)
+            queue += fresh
+    for n, t in tables.items():
+        assert len(t.entries) == 15, n  # everyone but itself
+    graph = mesh_graph([d.node for d in tables["r00"].descriptions()])
+    assert graph.number_of_nodes() == 16  # r00 itself appears through its neighbours' links
+    assert graph.number_of_edges() == 2 * 24 - 2  # 24 grid links, both directions, minus r00's own two reports
+    assert sent < 16 * 16 * 4  # each description crosses each link at most twice
+
+
+def test_mesh_graph_keeps_unreported_neighbours() -> None:
+    g = mesh_graph([NodeInfo("a", "rid-a", (Link("rid-x", 96, "wg0"),))])
+    assert g.nodes["rid-x"]["reported"] is False and g["rid-a"]["rid-x"]["wg0"]["cost"] == 96
