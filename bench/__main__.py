@@ -39,6 +39,7 @@ def main() -> None:
         ("scenario", "outage s", "lost/sent"),
         failover_bench.run(),
     )
+    table("gossip in the 4x4 grid lab (meshctl on all 16 nodes)", ("measure", "value", ""), gossip_bench.grid_run())
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from babel.errors import BabelError
 from meshctl import __version__
 from meshctl.config import DEFAULT_CONFIG
 from meshctl.errors import ConfigError, MeshctlError
-from meshctl.export import FORMATS, render
+from meshctl.export import FORMATS, render, render_mesh
 from meshctl.listen import DEFAULT_METRICS, parse_listen
 from meshctl.logs import FORMATS as LOG_FORMATS
 from meshctl.logs import REDACTOR
@@ -35,19 +35,42 @@ EXIT_USAGE = 2
 log = logging.getLogger("meshctl")
 
 
+def _daemon_socket(args: argparse.Namespace) -> str:
+    """The control socket named by --socket, else by --config, else the default."""
+    from meshctl.config import DEFAULT_CONTROL_SOCKET, load_config
+
+    if args.socket:
+        return args.socket
+    return load_config(args.config).control_socket if args.config else DEFAULT_CONTROL_SOCKET
+
+
+def _mesh(args: argparse.Namespace) -> dict:
+    from meshctl.daemon import query
+
+    return asyncio.run(query(_daemon_socket(args), "mesh", args.timeout))
+
+
 def cmd_topology_dump(args: argparse.Namespace) -> int:
+    if args.mesh:
+        sys.stdout.write(render_mesh(_mesh(args), args.format))
+        return EXIT_OK
     model = asyncio.run(fetch_model(args.babel, args.timeout))
     sys.stdout.write(render(model, args.format))
     return EXIT_OK
 
 
 def cmd_topology_render(args: argparse.Namespace) -> int:
-    from meshctl.render import IMAGE_FORMATS, render_image
+    from meshctl.export import mesh_to_netjson, netjson_to_dot, to_dot
+    from meshctl.render import IMAGE_FORMATS, render_dot
 
     fmt = args.format or (args.output.rsplit(".", 1)[-1].lower() if args.output and "." in args.output else "svg")
     if fmt not in IMAGE_FORMATS:
         raise ConfigError(f"cannot draw {fmt!r}: give --format svg or png", field="--format")
-    image = render_image(asyncio.run(fetch_model(args.babel, args.timeout)), fmt)
+    if args.mesh:
+        dot = netjson_to_dot(mesh_to_netjson(_mesh(args)))
+    else:
+        dot = to_dot(asyncio.run(fetch_model(args.babel, args.timeout)))
+    image = render_dot(dot, fmt)
     if args.output in (None, "-"):
         sys.stdout.buffer.write(image)
     else:
@@ -189,12 +212,7 @@ def _format_status(status: dict) -> str:
 def cmd_status(args: argparse.Namespace) -> int:
     from meshctl.daemon import query_status
 
-    path = args.socket
-    if path is None:
-        from meshctl.config import DEFAULT_CONTROL_SOCKET, load_config
-
-        path = load_config(args.config).control_socket if args.config else DEFAULT_CONTROL_SOCKET
-    status = asyncio.run(query_status(path))
+    status = asyncio.run(query_status(_daemon_socket(args)))
     print(json.dumps(status, indent=2) if args.json else _format_status(status))
     return EXIT_OK
 
@@ -236,6 +254,11 @@ def build_parser() -> argparse.ArgumentParser:
             help="babeld's local interface: tcp:[::1]:PORT or unix:PATH (default: %(default)s)",
         )
         p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for babeld (default: %(default)s)")
+        p.add_argument("--mesh", action="store_true",
+                       help="the whole mesh, from the running daemon's gossip, instead of this babeld's view")
+        p.add_argument("--socket", help="with --mesh: the daemon's control socket (default: from --config, else "
+                       "/run/meshctl/meshctl.sock)")
+        p.add_argument("--config", help="with --mesh: node config to read the control socket path from")
     dump.set_defaults(func=cmd_topology_dump)
 
     daemon = sub.add_parser(

@@ -17,12 +17,14 @@ from babel.errors import BabelError
 from meshctl.errors import ConfigError
 from meshctl.listen import parse_listen
 from meshctl.policy import Hysteresis
+from meshctl.signing import SigningKey, parse_public, read_signing_key
 from meshctl.tomlfile import Fields, load_toml, with_lines
 from meshctl.wireguard.keys import KeyPair, decode_key, read_private_key
 
 DEFAULT_CONFIG = "/etc/meshctl/node.toml"
 DEFAULT_CONTROL_SOCKET = "/run/meshctl/meshctl.sock"
 DEFAULT_CONTROL_PORT = 51901
+DEFAULT_GOSSIP_PORT = 51903
 
 Prefix = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -85,6 +87,16 @@ class GatewayConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class GossipConfig:
+    """Controller gossip: this node's signing key and the nodes it trusts."""
+
+    key: SigningKey
+    port: int
+    lifetime: float  # seconds a description lives unless refreshed
+    trusted: tuple[tuple[str, str], ...]  # (node name, Ed25519 public key in base64)
+
+
+@dataclass(frozen=True, slots=True)
 class NodeConfig:
     """The whole node config."""
 
@@ -95,6 +107,7 @@ class NodeConfig:
     gateway: GatewayConfig | None
     source: str = ""
     metrics: str | None = None  # Prometheus listen address, e.g. "[::1]:9474"; None: off
+    gossip: GossipConfig | None = None
 
     def private_keys(self) -> list[str]:
         """Every private key this node holds (for log redaction)."""
@@ -319,6 +332,39 @@ def _gateway(raw: object, source: str, errors: list[ConfigError]) -> GatewayConf
                          tuple(clients))
 
 
+def _gossip(raw: object, source: str, errors: list[ConfigError]) -> GossipConfig | None:
+    f = Fields(raw, "gossip", source, errors)
+    path = f.take("private_key_file", str, None, required=True)
+    key = None
+    if path is not None:
+        try:
+            key = read_signing_key(path, "gossip.private_key_file")
+        except ConfigError as exc:
+            errors.append(ConfigError(exc.message, source=source, field=exc.field))
+    port = _port(f, "port", DEFAULT_GOSSIP_PORT)
+    lifetime = f.take("lifetime", float, 60.0)
+    if not 3 <= lifetime <= 3600:
+        f.error("lifetime", "must be 3..3600 seconds")
+    trusted: list[tuple[str, str]] = []
+    for j, entry in enumerate(f.take("trust", list, [], required=True)):
+        tf = Fields(entry, f"gossip.trust[{j}]", source, errors)
+        name = tf.take("name", str, "", required=True)
+        text = tf.take("public_key", str, "", required=True)
+        if text:
+            try:
+                parse_public(text)
+            except ValueError as exc:
+                tf.error("public_key", str(exc))
+        if name in {n for n, _ in trusted}:
+            tf.error("name", f"{name!r} is trusted twice")
+        tf.finish()
+        trusted.append((name, text))
+    f.finish()
+    if key is None:
+        return None
+    return GossipConfig(key, port, lifetime, tuple(trusted))
+
+
 def parse_config(data: dict, source: str = "<config>") -> NodeConfig:
     """Validate a parsed config; raise one :class:`ConfigError` listing every problem."""
     errors: list[ConfigError] = []
@@ -347,15 +393,16 @@ def parse_config(data: dict, source: str = "<config>") -> NodeConfig:
     gateway = None
     if "gateway" in data:
         gateway = _gateway(top.take("gateway", dict, {}), source, errors)
+    gossip = _gossip(top.take("gossip", dict, {}), source, errors) if "gossip" in data else None
     top.finish()
     ifaces = [u.interface for u in uplinks] + ([gateway.interface] if gateway else [])
     if len(set(ifaces)) != len(ifaces):
         errors.append(ConfigError("an interface is used twice", source=source, field="uplink"))
-    if not uplinks and gateway is None and not errors:
-        errors.append(ConfigError("nothing to do: no [[uplink]] and no [gateway]", source=source, field="uplink"))
+    if not uplinks and gateway is None and "gossip" not in data and not errors:
+        errors.append(ConfigError("nothing to do: no [[uplink]], no [gateway], no [gossip]", source=source, field="uplink"))
     if errors:
         raise ConfigError.collect(errors)
-    return NodeConfig(name, babel, control_socket, tuple(uplinks), gateway, source, metrics)
+    return NodeConfig(name, babel, control_socket, tuple(uplinks), gateway, source, metrics, gossip)
 
 
 def load_config(path: str) -> NodeConfig:

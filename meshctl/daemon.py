@@ -21,7 +21,10 @@ from typing import Any
 from babel.connection import Backoff, Client
 from meshctl.config import NodeConfig
 from meshctl.errors import MeshctlError
+from meshctl.export import mesh_json
 from meshctl.gateway_runner import GatewayRunner
+from meshctl.gossip import mesh_graph
+from meshctl.gossip_runner import GossipRunner
 from meshctl.metrics import Metrics
 from meshctl.model import MeshView
 from meshctl.uplink_runner import UplinkRunner
@@ -57,6 +60,7 @@ class Daemon:
             if config.gateway
             else None
         )
+        self.gossip = GossipRunner(self, config.gossip) if config.gossip else None
         self.metrics = Metrics(self)
 
     def _model_changed(self) -> None:
@@ -77,6 +81,8 @@ class Daemon:
                     tg.create_task(u.run())
                 if self.gateway:
                     tg.create_task(self.gateway.run())
+                if self.gossip:
+                    tg.create_task(self.gossip.run())
         finally:
             self.stop.set()
             server.close()
@@ -98,6 +104,8 @@ class Daemon:
                 line = await asyncio.wait_for(reader.readline(), 2.0)
                 if line.strip() == b"status":
                     writer.write(json.dumps(self.status()).encode() + b"\n")
+                elif line.strip() == b"mesh":
+                    writer.write(json.dumps(self.mesh()).encode() + b"\n")
                 else:
                     writer.write(b'{"error": "unknown request"}\n')
                 await writer.drain()
@@ -109,6 +117,16 @@ class Daemon:
         server = await asyncio.start_unix_server(handle, path)
         os.chmod(path, 0o660)
         return server
+
+    def mesh(self) -> dict[str, Any]:
+        """The whole mesh as gossip shows it (this node alone without gossip)."""
+        me = self.view.model.me
+        if self.gossip is not None:
+            graph = self.gossip.graph()
+        else:
+            own = GossipRunner.describe_model(self)
+            graph = mesh_graph([own] if own else [])
+        return mesh_json(graph, me.router_id, self.config.name)
 
     def status(self) -> dict[str, Any]:
         """Everything ``meshctl status`` shows."""
@@ -126,6 +144,7 @@ class Daemon:
             },
             "uplinks": [u.status() for u in self.uplinks],
             "gateway": self.gateway.status() if self.gateway else None,
+            "gossip": self.gossip.status() if self.gossip else None,
             "counters": {
                 "rejected_datagrams": dict(self.counters.rejected),
                 "backend_errors": self.counters.backend_errors,
@@ -136,10 +155,15 @@ class Daemon:
 
 async def query_status(path: str, timeout: float = 3.0) -> dict[str, Any]:
     """Ask a running daemon for its status over its control socket."""
+    return await query(path, "status", timeout)
+
+
+async def query(path: str, request: str, timeout: float = 3.0) -> dict[str, Any]:
+    """Ask a running daemon over its control socket: ``status`` or ``mesh``."""
     try:
         async with asyncio.timeout(timeout):
             reader, writer = await asyncio.open_unix_connection(path)
-            writer.write(b"status\n")
+            writer.write(request.encode() + b"\n")
             await writer.drain()
             data = await reader.read()
             writer.close()

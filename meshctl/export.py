@@ -154,7 +154,11 @@ def _dot_id(*lines: str) -> str:
 
 def to_dot(model: TopologyModel) -> str:
     """Graphviz DOT: routers as boxes with their prefixes, links with cost."""
-    data = to_netjson(model)
+    return netjson_to_dot(to_netjson(model))
+
+
+def netjson_to_dot(data: dict[str, Any]) -> str:
+    """DOT from a NetworkGraph (ours: this node's view, or the whole mesh)."""
     lines = [f"digraph {_dot_id('babel ' + data['label'])} {{", "  node [shape=box, fontname=monospace];"]
     for node in data["nodes"]:
         style = ", style=bold" if node["properties"].get("local") else ""
@@ -162,7 +166,7 @@ def to_dot(model: TopologyModel) -> str:
         lines.append(f"  {_dot_id(node['id'])} [label={label}{style}];")
     for link in data["links"]:
         props = link["properties"]
-        label = _dot_id(props["interface"], f"cost {int(link['cost'])}")
+        label = _dot_id(props.get("interface", ""), f"cost {int(link['cost'])}")
         lines.append(f"  {_dot_id(link['source'])} -> {_dot_id(link['target'])} [label={label}];")
     lines.append("}")
     return "\n".join(lines) + "\n"
@@ -174,16 +178,87 @@ def to_graphml(model: TopologyModel) -> str:
     GraphML attributes are scalars: prefix lists become comma-separated text,
     and unknown values (no RTT measured) are left out rather than written as 0.
     """
-    data = to_netjson(model)
+    return netjson_to_graphml(to_netjson(model))
+
+
+def netjson_to_graphml(data: dict[str, Any]) -> str:
+    """GraphML from a NetworkGraph (ours: this node's view, or the whole mesh)."""
     graph = nx.MultiDiGraph(name=f"babel {data['label']}", protocol="babel", router_id=data["router_id"])
     for node in data["nodes"]:
         attrs = {"label": node["label"], "local_addresses": ",".join(node["local_addresses"])}
-        attrs |= {k: v for k, v in node["properties"].items() if v is not None}
+        attrs |= {k: (",".join(v) if isinstance(v, list) else v) for k, v in node["properties"].items() if v is not None}
         graph.add_node(node["id"], **attrs)
     for link in data["links"]:
         attrs = {"cost": link["cost"]} | {k: v for k, v in link["properties"].items() if v is not None}
-        graph.add_edge(link["source"], link["target"], key=attrs["interface"], **attrs)
+        graph.add_edge(link["source"], link["target"], key=attrs.get("interface", ""), **attrs)
     return "\n".join(nx.generate_graphml(graph, prettyprint=True)) + "\n"
+
+
+MESH_SCHEMA_ID = "meshctl.mesh/1"
+
+
+def mesh_json(graph: nx.MultiDiGraph, router_id: str, label: str) -> dict[str, Any]:
+    """The whole mesh from gossip (see :func:`meshctl.gossip.mesh_graph`) in meshctl's schema."""
+    return {
+        "schema": MESH_SCHEMA_ID,
+        "router_id": router_id,
+        "label": label,
+        "nodes": [
+            {
+                "router_id": rid,
+                "name": attrs.get("name", rid),
+                "prefixes": list(attrs.get("prefixes", ())),
+                "roles": list(attrs.get("roles", ())),
+                "wg_keys": list(attrs.get("wg_keys", ())),
+                "reported": bool(attrs.get("reported", False)),
+            }
+            for rid, attrs in sorted(graph.nodes(data=True))
+        ],
+        "links": [
+            {"from": u, "to": v, "interface": key, "cost": _num(attrs["cost"])}
+            for u, v, key, attrs in sorted(graph.edges(keys=True, data=True))
+        ],
+    }
+
+
+def mesh_to_netjson(doc: dict[str, Any]) -> dict[str, Any]:
+    """A NetworkGraph of the whole mesh; links as each end reports them, dead ones left out."""
+    return {
+        "type": "NetworkGraph",
+        "protocol": "babel",
+        "version": "meshctl-gossip",
+        "metric": "babel",
+        "router_id": doc["router_id"],
+        "label": doc["label"],
+        "nodes": [
+            {
+                "id": n["router_id"],
+                "label": n["name"],
+                "local_addresses": n["prefixes"],
+                "properties": {"roles": n["roles"], "reported": n["reported"], "local": n["router_id"] == doc["router_id"]},
+            }
+            for n in doc["nodes"]
+        ],
+        "links": [
+            {"source": lk["from"], "target": lk["to"], "cost": float(lk["cost"]), "properties": {"interface": lk["interface"]}}
+            for lk in doc["links"]
+            if lk["cost"] is not None
+        ],
+    }
+
+
+def render_mesh(doc: dict[str, Any], fmt: str) -> str:
+    """The whole mesh in one of :data:`FORMATS`."""
+    if fmt == "json":
+        return json.dumps(doc, indent=2) + "\n"
+    data = mesh_to_netjson(doc)
+    if fmt == "netjson":
+        return json.dumps(data, indent=2) + "\n"
+    if fmt == "dot":
+        return netjson_to_dot(data)
+    if fmt == "graphml":
+        return netjson_to_graphml(data)
+    raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
 
 
 FORMATS = ("json", "netjson", "dot", "graphml")

@@ -64,6 +64,7 @@ class DaemonCollector(Collector):
         yield from self._neighbours()
         yield from self._uplinks()
         yield from self._gateway()
+        yield from self._gossip()
         yield from self._counters()
 
     def _neighbours(self) -> Iterator[Metric]:
@@ -128,6 +129,24 @@ class DaemonCollector(Collector):
         for name in gw.clients:
             role.add_metric([name], gw.roles.get(name, ROLE_NONE))
         yield role
+
+    def _gossip(self) -> Iterator[Metric]:
+        g = self.daemon.gossip
+        if g is None:
+            return
+        origins = GaugeMetricFamily("meshctl_gossip_origins", "Other nodes whose description this node holds")
+        origins.add_metric([], len(g.table.entries))
+        yield origins
+        yield CounterMetricFamily("meshctl_gossip_accepted", "Gossip descriptions accepted (new)", value=g.table.accepted)
+        rejected = CounterMetricFamily("meshctl_gossip_rejected_datagrams", "Gossip datagrams dropped, by reason",
+                                       labels=["reason"])
+        for reason, count in sorted(g.table.rejected.items()):
+            rejected.add_metric([reason], count)
+        yield rejected
+        traffic = CounterMetricFamily("meshctl_gossip", "Gossip traffic", labels=["direction"], unit="bytes")
+        traffic.add_metric(["in"], g.bytes_in)
+        traffic.add_metric(["out"], g.bytes_out)
+        yield traffic
 
     def _counters(self) -> Iterator[Metric]:
         d = self.daemon

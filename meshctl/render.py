@@ -18,13 +18,18 @@ IMAGE_FORMATS = ("svg", "png")
 
 def render_image(model: TopologyModel, fmt: str, timeout: float = 60.0) -> bytes:
     """The mesh as an SVG or PNG image."""
+    return render_dot(to_dot(model), fmt, timeout)
+
+
+def render_dot(dot_text: str, fmt: str, timeout: float = 60.0) -> bytes:
+    """A DOT graph as an SVG or PNG image."""
     if fmt not in IMAGE_FORMATS:
         raise MeshctlError(f"unknown image format {fmt!r}; choose one of {', '.join(IMAGE_FORMATS)}")
     dot = shutil.which("dot")
     if dot is None:
         raise MeshctlError("Graphviz's dot is not installed (apt-get install graphviz)")
     try:
-        out = subprocess.run([dot, f"-T{fmt}"], input=to_dot(model).encode(), capture_output=True,
+        out = subprocess.run([dot, f"-T{fmt}"], input=dot_text.encode(), capture_output=True,
                              timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         raise MeshctlError(f"dot took longer than {timeout:g} s") from None

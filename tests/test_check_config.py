@@ -160,3 +160,45 @@ def test_line_locator_follows_nested_arrays_of_tables() -> None:
     assert locate("uplink[1].gateway[0].endpoint", lines) == 7  # missing: its table's line
     assert locate("uplink[0].steer[3]", lines) == 3
     assert locate("nowhere", lines) is None
+
+
+def gossip_config(tmp_path: Path, trust: str) -> Path:
+    from meshctl.signing import SigningKey, write_signing_key
+
+    key = tmp_path / "gossip.key"
+    write_signing_key(str(key), SigningKey.generate())
+    other = SigningKey.generate().public
+    path = tmp_path / "node.toml"
+    path.write_text(f'[node]\nname = "r1"\n\n[gossip]\nprivate_key_file = "{key}"\nlifetime = 30\n'
+                    + trust.format(other=other))
+    return path
+
+
+def test_a_gossip_only_node_is_something_to_do(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = gossip_config(tmp_path, '\n[[gossip.trust]]\nname = "r2"\npublic_key = "{other}"\n')
+    code, out = check(path, capsys)
+    assert code == 0, out
+
+
+@pytest.mark.parametrize(
+    ("trust", "field", "message"),
+    [
+        ('\n[[gossip.trust]]\nname = "r2"\npublic_key = "AAAA"\n', "gossip.trust[0].public_key", "32 bytes"),
+        ('\n[[gossip.trust]]\nname = "r2"\npublic_key = "{other}"\n[[gossip.trust]]\nname = "r2"\npublic_key = "{other}"\n',
+         "gossip.trust[1].name", "trusted twice"),
+        ("", "gossip.trust", "missing"),
+        ('lifetime2 = 3\n[[gossip.trust]]\nname = "r2"\npublic_key = "{other}"\n', "gossip.lifetime2", "unknown key"),
+    ],
+)
+def test_gossip_problems_name_their_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], trust: str, field: str, message: str
+) -> None:
+    code, out = check(gossip_config(tmp_path, trust), capsys)
+    assert code == 2 and any(f": {field}: " in line and message in line for line in out.splitlines()), out
+
+
+def test_world_readable_signing_key_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = gossip_config(tmp_path, '\n[[gossip.trust]]\nname = "r2"\npublic_key = "{other}"\n')
+    os.chmod(tmp_path / "gossip.key", 0o640)
+    code, out = check(path, capsys)
+    assert code == 2 and "gossip.private_key_file: signing key file is accessible by group/others" in out

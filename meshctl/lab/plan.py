@@ -33,6 +33,7 @@ MESHCTL_RTPROTO = 152
 MESHCTL_STANDBY_RTPROTO = 153
 STANDBY_METRIC = 8192
 
+GOSSIP_LIFETIME = 10.0  # seconds: a stopped lab node leaves every view within this
 METRICS_LISTEN = "[::1]:9474"  # every node has its own loopback, so one port serves all
 
 
@@ -292,13 +293,14 @@ def make_plan(spec: LabSpec, tag: str | None = None, run_root: str = RUN_ROOT) -
                 gateway_ifname=f"{tag}g{i}" if is_gateway else None,
                 gateway_address=ipaddress.IPv4Interface(f"{GATEWAY_NET[i]}/32") if is_gateway else None,
                 served=tuple(served[n.name]),
-                daemon=spec.daemons and (n.name in uplinks or is_gateway),
+                daemon=spec.daemons,
             )
         )
     return LabPlan(spec.name, tag, run_dir, tuple(nodes))
 
 
-def node_config(node: NodePlan, plan: LabPlan, public_keys: dict[str, str], secret_file: str) -> str:
+def node_config(node: NodePlan, plan: LabPlan, public_keys: dict[str, str], secret_file: str,
+                gossip_keys: dict[str, str] | None = None) -> str:
     """The meshctl node config for a lab node (keys are files, never inline)."""
     lines = [
         f"# meshctl config for lab node {node.name}, written by meshctl lab",
@@ -358,4 +360,13 @@ def node_config(node: NodePlan, plan: LabPlan, public_keys: dict[str, str], secr
                 f'addresses = ["{c.address.network}"]',
                 f'mesh = "{c.mesh}"',
             ]
+    if gossip_keys:
+        lines += [
+            "",
+            "[gossip]",
+            f'private_key_file = "{os.path.join(node.run_dir, "gossip.key")}"',
+            f"lifetime = {GOSSIP_LIFETIME}",
+        ]
+        for name, key in sorted(gossip_keys.items()):
+            lines += ["", "[[gossip.trust]]", f'name = "{name}"', f'public_key = "{key}"']
     return "\n".join(lines) + "\n"

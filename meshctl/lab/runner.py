@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 from meshctl.errors import LabError, PermissionDenied
 from meshctl.lab.plan import STEER_TABLE, LabPlan, NodePlan, node_config
+from meshctl.signing import SigningKey, write_signing_key
 from meshctl.wireguard.keys import KeyPair, read_private_key, write_private_key
 from meshctl.wireguard.uapi import SetPeer, SetRequest, UapiError
 from meshctl.wireguard.uapi_client import SOCKET_DIR, socket_path, uapi_set
@@ -266,12 +267,19 @@ class Lab:
                 f"{node.mesh4.ip}, babeld pid {pid}"
             )
         self._wait_for([n.babel_socket for n in plan.nodes], "babeld local sockets", state)
-        if any(n.uplink or n.gateway_ifname for n in plan.nodes):
-            self._up_uplinks(state)
+        if any(n.daemon for n in plan.nodes):
+            self._up_daemons(state)
 
-    def _up_uplinks(self, state: LabState) -> None:
-        """The uplink plane: one interface per client and per gateway, configured by meshctl daemon."""
+    def _up_daemons(self, state: LabState) -> None:
+        """The uplink plane (one interface per client and per gateway, configured by meshctl
+        daemon), gossip keys, and a meshctl daemon on every node that has one."""
         plan = self.plan
+        gossip: dict[str, str] = {}  # node -> Ed25519 public key
+        for node in plan.nodes:
+            if node.daemon:
+                key = SigningKey.generate()
+                write_signing_key(os.path.join(node.run_dir, "gossip.key"), key)
+                gossip[node.name] = key.public
         secret_file = os.path.join(plan.run_dir, "uplink.secret")
         fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
@@ -289,7 +297,7 @@ class Lab:
             self._uplink_addressing(node)
             if node.daemon:
                 with open(node.config_path, "w") as f:
-                    f.write(node_config(node, plan, public, secret_file))
+                    f.write(node_config(node, plan, public, secret_file, gossip))
                 pid = self._spawn(state, node, [sys.executable, "-m", "meshctl.cli", "daemon", "--config", node.config_path],
                                   "meshctl daemon", "meshctl.log")
                 self.progress(f"  {node.name}: meshctl daemon pid {pid}")

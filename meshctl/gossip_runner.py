@@ -1,0 +1,172 @@
+"""The asyncio side of controller gossip: describe this node, flood, relay, expire.
+
+Datagrams go to Babel's own neighbours, at their link-local addresses on the
+interfaces babeld runs on, so gossip follows the mesh's links and needs no
+addresses of its own.  What to keep and relay is decided by
+:class:`meshctl.gossip.GossipTable`; this layer only moves bytes and keeps time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from typing import TYPE_CHECKING, Any
+
+import asyncio_dgram
+import networkx as nx
+
+from meshctl.gossip import Description, GossipTable, Link, NodeInfo, mesh_graph, sign
+from meshctl.signing import parse_public
+
+if TYPE_CHECKING:
+    from meshctl.config import GossipConfig
+    from meshctl.daemon import Daemon
+
+log = logging.getLogger("meshctl.gossip")
+
+Address = tuple[str, str]  # (link-local address, interface)
+
+
+class GossipRunner:
+    """One node's gossip: its own description, the table, the socket."""
+
+    def __init__(self, daemon: Daemon, config: GossipConfig) -> None:
+        self.daemon = daemon
+        self.config = config
+        self.name = daemon.config.name
+        self.table = GossipTable(self.name, {n: parse_public(k) for n, k in config.trusted})
+        self.sock: asyncio_dgram.aio.DatagramStream | None = None
+        self.own: NodeInfo | None = None
+        self.own_seq = time.time_ns()
+        self.own_sent = 0.0
+        self.known_neighbours: set[Address] = set()
+        self.bytes_out = 0
+        self.bytes_in = 0
+
+    # -- what we say ------------------------------------------------------
+
+    def describe(self) -> NodeInfo | None:
+        """This node as babeld and the config show it; None until babeld is synced."""
+        return self.describe_model(self.daemon)
+
+    @staticmethod
+    def describe_model(daemon: Daemon) -> NodeInfo | None:
+        """What :meth:`describe` says, for any daemon (also one without gossip)."""
+        view = daemon.view
+        model = view.model
+        if not view.synced or not model.me.router_id:
+            return None
+        links = []
+        for key, n in sorted(model.neighbours.items(), key=lambda kv: (kv[0][1], str(kv[0][0]))):
+            rid = model.neighbour_router_id(key)
+            if n.reachable and rid:
+                links.append(Link(rid, n.cost, key[1]))
+        config = daemon.config
+        keys = [u.keys.public for u in config.uplinks] + ([config.gateway.keys.public] if config.gateway else [])
+        roles = (["client"] if config.uplinks else []) + (["gateway"] if config.gateway else [])
+        prefixes = sorted({str(x.prefix) for x in model.xroutes.values()})
+        return NodeInfo(config.name, model.me.router_id, tuple(links), tuple(prefixes), tuple(keys), (), tuple(roles))
+
+    def neighbours(self) -> set[Address]:
+        model = self.daemon.view.model
+        return {(str(addr), ifname) for (addr, ifname), n in model.neighbours.items() if n.reachable}
+
+    # -- loops --------------------------------------------------------------
+
+    async def run(self) -> None:
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(("::", self.config.port))
+        sock.setblocking(False)
+        self.sock = await asyncio_dgram.from_socket(sock)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._recv_loop())
+                tg.create_task(self._tick_loop())
+        finally:
+            self.sock.close()
+
+    async def _tick_loop(self) -> None:
+        """Every second: expire, greet new neighbours, re-describe ourselves when needed."""
+        loop = asyncio.get_running_loop()
+        while True:
+            now, wall = loop.time(), time.time()
+            for origin in self.table.expire(now):
+                log.info("gossip: %s's description expired; it leaves the mesh view", origin)
+            own = self.describe()
+            refresh = now - self.own_sent >= self.config.lifetime / 3
+            if own is not None and (own != self.own or refresh):
+                await self._originate(own, now, wall)
+            neighbours = self.neighbours()
+            for new in neighbours - self.known_neighbours:
+                await self._sync(new)  # a neighbour that just appeared gets everything we hold
+            self.known_neighbours = neighbours
+            await asyncio.sleep(1.0)
+
+    async def _originate(self, own: NodeInfo, now: float, wall: float) -> None:
+        self.own_seq = max(self.own_seq + 1, time.time_ns())
+        description = Description(self.name, self.own_seq, wall, self.config.lifetime, own)
+        data = sign(description, self.config.key.private)
+        self.own, self.own_sent, self.own_datagram = own, now, data
+        await self._flood(data, exclude=None)
+
+    async def _sync(self, to: Address) -> None:
+        datagrams = [e.datagram for e in self.table.entries.values()]
+        if self.own is not None:
+            datagrams.append(self.own_datagram)
+        for data in datagrams:
+            await self._send(data, to)
+
+    async def _flood(self, data: bytes, exclude: str | None) -> None:
+        for addr, ifname in self.neighbours():
+            if addr != exclude:
+                await self._send(data, (addr, ifname))
+
+    async def _send(self, data: bytes, to: Address) -> None:
+        addr, ifname = to
+        try:
+            index = socket.if_nametoindex(ifname)
+        except OSError:
+            return  # the interface went away; the neighbour with it
+        if self.sock is not None:
+            with contextlib.suppress(OSError, asyncio_dgram.TransportClosed):
+                await self.sock.send(data, (addr, self.config.port, 0, index))
+                self.bytes_out += len(data)
+
+    async def _recv_loop(self) -> None:
+        assert self.sock is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                data, addr = await self.sock.recv()
+            except (OSError, asyncio_dgram.TransportClosed):
+                await asyncio.sleep(0.1)
+                continue
+            self.bytes_in += len(data)
+            relay = self.table.receive(data, loop.time(), time.time())
+            if relay is not None:
+                sender = str(addr[0]).split("%", 1)[0]
+                await self._flood(relay, exclude=sender)
+
+    # -- views --------------------------------------------------------------
+
+    def graph(self) -> nx.MultiDiGraph:
+        """The whole mesh: our description and everyone else's."""
+        nodes = [d.node for d in self.table.descriptions()]
+        if self.own is not None:
+            nodes.append(self.own)
+        return mesh_graph(nodes)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "port": self.config.port,
+            "origins": len(self.table.entries),
+            "accepted": self.table.accepted,
+            "rejected": dict(self.table.rejected),
+            "neighbours": len(self.known_neighbours),
+            "bytes_in": self.bytes_in,
+            "bytes_out": self.bytes_out,
+        }

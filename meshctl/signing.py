@@ -1,0 +1,70 @@
+"""Ed25519 keys for signing gossip: base64 files like WireGuard's, readable by their owner only."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import stat
+from dataclasses import dataclass, field
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
+
+from meshctl.errors import ConfigError
+
+
+def public_text(key: Ed25519PublicKey) -> str:
+    return base64.b64encode(key.public_bytes(Encoding.Raw, PublicFormat.Raw)).decode("ascii")
+
+
+def parse_public(text: str) -> Ed25519PublicKey:
+    """Base64 of 32 raw bytes; ValueError if not."""
+    try:
+        raw = base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("not valid base64") from None
+    if len(raw) != 32:
+        raise ValueError(f"must be 32 bytes, got {len(raw)}")
+    return Ed25519PublicKey.from_public_bytes(raw)
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKey:
+    """An Ed25519 private key (never in repr) and its public key in base64."""
+
+    private: Ed25519PrivateKey = field(repr=False)
+    public: str
+
+    @classmethod
+    def generate(cls) -> SigningKey:
+        key = Ed25519PrivateKey.generate()
+        return cls(key, public_text(key.public_key()))
+
+
+def write_signing_key(path: str, key: SigningKey) -> None:
+    """Write the private key, base64, in a file created 0600."""
+    raw = key.private.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        os.fchmod(f.fileno(), 0o600)
+        f.write(base64.b64encode(raw).decode("ascii") + "\n")
+
+
+def read_signing_key(path: str, field_name: str) -> SigningKey:
+    """Read a private key file, refusing one that group or others can read."""
+    try:
+        st = os.stat(path)
+        if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise ConfigError(f"signing key file is accessible by group/others (mode {stat.S_IMODE(st.st_mode):04o}); "
+                              "chmod 600 it", field=field_name)
+        with open(path, encoding="ascii") as f:
+            raw = base64.b64decode(f.read().strip(), validate=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot read signing key file: {exc.strerror}", field=field_name) from None
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise ConfigError("signing key file is not base64", field=field_name) from None
+    if len(raw) != 32:
+        raise ConfigError(f"signing key must be 32 bytes, got {len(raw)}", field=field_name)
+    key = Ed25519PrivateKey.from_private_bytes(raw)
+    return SigningKey(key, public_text(key.public_key()))
