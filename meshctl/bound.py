@@ -12,7 +12,14 @@ import asyncio_dgram
 log = logging.getLogger("meshctl.daemon")
 
 
-async def _bind(host: str, port: int, device: str, what: str, stop: asyncio.Event) -> asyncio_dgram.aio.DatagramStream:
+async def datagram_server(sock: socket.socket) -> asyncio_dgram.aio.DatagramServer:
+    """asyncio-dgram's stream over a bound, unconnected UDP socket."""
+    stream = await asyncio_dgram.from_socket(sock)
+    assert isinstance(stream, asyncio_dgram.aio.DatagramServer)  # unconnected: a server
+    return stream
+
+
+async def _bind(host: str, port: int, device: str, what: str, stop: asyncio.Event) -> asyncio_dgram.aio.DatagramServer:
     """A UDP socket on ``host:port`` tied to ``device``, waiting for both to exist.
 
     Tied to the tunnel device (SO_BINDTODEVICE) so control traffic always goes
@@ -28,7 +35,7 @@ async def _bind(host: str, port: int, device: str, what: str, stop: asyncio.Even
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, device.encode())
             sock.bind((host, port))
             sock.setblocking(False)
-            return await asyncio_dgram.from_socket(sock)
+            return await datagram_server(sock)
         except OSError as exc:
             sock.close()
             if not warned:
@@ -55,7 +62,7 @@ class BoundSocket:
 
     def __init__(self, host: str, port: int, device: str, what: str, stop: asyncio.Event) -> None:
         self.host, self.port, self.device, self.what, self.stop = host, port, device, what, stop
-        self.sock: asyncio_dgram.aio.DatagramStream | None = None
+        self.sock: asyncio_dgram.aio.DatagramServer | None = None
         self.index: int | None = None
 
     async def open(self) -> None:
@@ -78,7 +85,8 @@ class BoundSocket:
             sock = self.sock
             try:
                 assert sock is not None
-                return await sock.recv()
+                data, addr = await sock.recv()
+                return data, addr  # type: ignore[return-value]  # an (address, port, ...) tuple for UDP
             except (OSError, asyncio_dgram.TransportClosed):
                 if sock is self.sock:
                     await asyncio.sleep(0.05)

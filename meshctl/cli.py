@@ -203,6 +203,11 @@ def _format_status(status: dict) -> str:
     if gw:
         served = ", ".join(f"{c['name']}{' (announced)' if c['announced'] else ''}" for c in gw["clients"])
         lines.append(f"gateway {gw['interface']}: device {gw['device']}; clients: {served}")
+    gossip = status.get("gossip")
+    if gossip:
+        bad = ", ".join(f"{k} {v}" for k, v in sorted(gossip["rejected"].items()) if k not in ("duplicate", "own"))
+        lines.append(f"gossip: {gossip['origins']} other node(s) described, {gossip['neighbours']} neighbour(s), "
+                     f"{gossip['accepted']} accepted" + (f"; rejected: {bad}" if bad else ""))
     rejected = status["counters"]["rejected_datagrams"]
     if rejected:
         lines.append("rejected datagrams: " + ", ".join(f"{k} {v}" for k, v in sorted(rejected.items())))

@@ -186,10 +186,11 @@ class GatewayRunner:
             except RouteError as exc:
                 log.info("gateway: no handoff route for %s: %s", prefix, exc)
                 continue
-            asyncio.get_running_loop().call_later(
-                HANDOFF_SECONDS,
-                lambda p=prefix: asyncio.ensure_future(drop_handoff(p, HANDOFF_PROTO, HANDOFF_METRIC)),
-            )
+            asyncio.get_running_loop().call_later(HANDOFF_SECONDS, self._drop_handoff_later, prefix)
+
+    @staticmethod
+    def _drop_handoff_later(prefix: Prefix) -> None:
+        asyncio.ensure_future(drop_handoff(prefix, HANDOFF_PROTO, HANDOFF_METRIC))
 
     def _mesh_path(self, client: ClientEntry, prefix: Prefix | None = None) -> tuple[str, str] | None:
         """(next hop, interface) of the best Babel route to the client's mesh address, not through our tunnel.

@@ -169,6 +169,7 @@ def verify(data: bytes, trusted: dict[str, Ed25519PublicKey], wall: float) -> De
     key = trusted.get(origin) if isinstance(origin, str) else None
     if key is None:
         raise GossipError("unknown-signer", str(origin)[:50])
+    assert isinstance(origin, str)
     try:
         key.verify(signature, body)
     except InvalidSignature:

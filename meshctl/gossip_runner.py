@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import asyncio_dgram
 import networkx as nx
 
+from meshctl.bound import datagram_server
 from meshctl.gossip import Description, GossipTable, Link, NodeInfo, mesh_graph, sign
 from meshctl.signing import parse_public
 
@@ -38,7 +39,7 @@ class GossipRunner:
         self.config = config
         self.name = daemon.config.name
         self.table = GossipTable(self.name, {n: parse_public(k) for n, k in config.trusted})
-        self.sock: asyncio_dgram.aio.DatagramStream | None = None
+        self.sock: asyncio_dgram.aio.DatagramServer | None = None
         self.own: NodeInfo | None = None
         self.own_seq = time.time_ns()
         self.own_sent = 0.0
@@ -81,13 +82,13 @@ class GossipRunner:
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind(("::", self.config.port))
         sock.setblocking(False)
-        self.sock = await asyncio_dgram.from_socket(sock)
+        self.sock = stream = await datagram_server(sock)
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._recv_loop())
                 tg.create_task(self._tick_loop())
         finally:
-            self.sock.close()
+            stream.close()
 
     async def _tick_loop(self) -> None:
         """Every second: expire, greet new neighbours, re-describe ourselves when needed."""
@@ -148,7 +149,7 @@ class GossipRunner:
             self.bytes_in += len(data)
             relay = self.table.receive(data, loop.time(), time.time())
             if relay is not None:
-                sender = str(addr[0]).split("%", 1)[0]
+                sender = str(addr[0]).split("%", 1)[0]  # type: ignore[index]  # (address, port, flow, scope)
                 await self._flood(relay, exclude=sender)
 
     # -- views --------------------------------------------------------------

@@ -150,8 +150,8 @@ def select(
             target = _best([c for c in candidates if c.reachable and c.alive and c.name != current.name])
         if target is None or target.name == current.name:
             return replace(state, challenger=None), None, None
-        cold = "" if target.warm(params) else ", cold: it will handshake first"
-        return switch_to(target, leave[0], f"{leave[1]}; {target.name} metric {target.metric}{cold}")
+        note = "" if target.warm(params) else ", cold: it will handshake first"
+        return switch_to(target, leave[0], f"{leave[1]}; {target.name} metric {target.metric}{note}")
 
     if best is None or best.name == current.name or best.metric + params.margin > current.metric:
         return replace(state, challenger=None, since=0.0), None, None

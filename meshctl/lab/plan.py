@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from dataclasses import dataclass
+from typing import Any
 
 from meshctl.lab.spec import LabSpec, NodeSpec
 
@@ -22,8 +23,8 @@ BASE_PORT = 51820
 UPLINK_PORT = 51900  # a client's uplink interface
 GATEWAY_PORT = 51901  # a gateway's server interface
 CONTROL_PORT = 51902  # meshctl's probes, inside the uplink tunnels
-CLIENT_NET = ipaddress.ip_network("10.98.0.0/24")  # client N's uplink address: 10.98.0.N
-GATEWAY_NET = ipaddress.ip_network("10.97.0.0/24")  # gateway N's uplink address: 10.97.0.N
+CLIENT_NET = ipaddress.IPv4Network("10.98.0.0/24")  # client N's uplink address: 10.98.0.N
+GATEWAY_NET = ipaddress.IPv4Network("10.97.0.0/24")  # gateway N's uplink address: 10.97.0.N
 STEER_TABLE = 100  # routing table for steered prefixes on clients
 #: Kernel route protocol number for routes meshctl installs for Babel to
 #: redistribute (e.g. a client's address on the gateway it chose).
@@ -255,20 +256,20 @@ def make_plan(spec: LabSpec, tag: str | None = None, run_root: str = RUN_ROOT) -
         gws = []
         for gw in up.gateways:
             gi = index[gw]
-            link = next(k for k, lk in enumerate(spec.links) if {lk.a, lk.b} == {up.client, gw})
-            hosts = list(links[link].hosts())
-            gw_underlay = hosts[0] if spec.links[link].a == gw else hosts[1]
+            k = next(k for k, lk in enumerate(spec.links) if {lk.a, lk.b} == {up.client, gw})
+            hosts = list(links[k].hosts())
+            gw_underlay = hosts[0] if spec.links[k].a == gw else hosts[1]
             gws.append(UplinkGatewayPlan(gw, f"{tag}g{gi}", GATEWAY_NET[gi], f"{gw_underlay}:{GATEWAY_PORT}",
-                                         ipaddress.ip_network(f"{spec.mesh4[gi]}/32")))
+                                         ipaddress.IPv4Network(f"{spec.mesh4[gi]}/32")))
             served[gw].append(ServedClientPlan(up.client, f"{tag}u{ci}", ipaddress.IPv4Interface(f"{CLIENT_NET[ci]}/32"),
-                                               ipaddress.ip_network(f"{spec.mesh4[ci]}/32")))
+                                               ipaddress.IPv4Network(f"{spec.mesh4[ci]}/32")))
         uplinks[up.client] = UplinkPlan(f"{tag}u{ci}", ipaddress.IPv4Interface(f"{CLIENT_NET[ci]}/32"), up.steer,
                                         tuple(gws), up.margin, up.hold, up.probe_interval)
     nodes = []
     for n in spec.nodes:
         i = index[n.name]
         node_dir = os.path.join(run_dir, n.name)
-        info = {
+        info: dict[str, Any] = {
             "router_id": router_id(i),
             "mesh4": ipaddress.IPv4Interface(f"{spec.mesh4[i]}/32"),
             "mesh6": ipaddress.IPv6Interface(f"{spec.mesh6[i]}/128"),

@@ -126,9 +126,9 @@ def parse_lab(data: dict, source: str = "<topology>") -> LabSpec:
     if not _TAG.match(tag):
         lab.error("tag", "must be 1-6 lowercase letters/digits, starting with a letter (it prefixes interface names)")
     description = lab.take("description", str, "")
-    mesh4 = _network(lab, "mesh4", "10.99.0.0/24", 4)
-    mesh6 = _network(lab, "mesh6", "fd99::/64", 6)
-    underlay = _network(lab, "underlay", "10.250.0.0/16", 4)
+    mesh4 = ipaddress.IPv4Network(_network(lab, "mesh4", "10.99.0.0/24", 4))
+    mesh6 = ipaddress.IPv6Network(_network(lab, "mesh6", "fd99::/64", 6))
+    underlay = ipaddress.IPv4Network(_network(lab, "underlay", "10.250.0.0/16", 4))
     daemons = lab.take("daemons", bool, False)
     lab.finish()
 
