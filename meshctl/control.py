@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import msgpack
 
-from meshctl.errors import MeshctlError
+from meshctl.errors import Refused
 
 MAC_LEN = 32
 MAX_DATAGRAM = 512
@@ -34,12 +34,8 @@ ROLE_PRIMARY = 2  # announce normally: this gateway carries the client's traffic
 ROLES = (ROLE_NONE, ROLE_STANDBY, ROLE_PRIMARY)
 
 
-class ControlError(MeshctlError):
+class ControlError(Refused):
     """A control datagram was refused; ``reason`` is a short counter label."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        self.reason = reason
-        super().__init__(f"{reason}: {detail}" if detail else reason)
 
 
 @dataclass(frozen=True, slots=True)

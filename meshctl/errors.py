@@ -41,6 +41,14 @@ class ConfigError(MeshctlError):
         return combined
 
 
+class Refused(MeshctlError):
+    """A datagram was refused; ``reason`` is a short label to count it under."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        self.reason = reason
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
 class LabError(MeshctlError):
     """The lab could not be brought up or down."""
 

@@ -33,7 +33,7 @@ import networkx as nx
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from meshctl.errors import MeshctlError
+from meshctl.errors import Refused
 
 VERSION = 1
 MAX_DATAGRAM = 8192  # one description; a node with ~100 neighbours fits
@@ -44,12 +44,8 @@ MAX_ORIGINS = 4096  # bounded state, whatever arrives
 REMEMBER_SEQ = 2 * MAX_LIFETIME  # how long a retired origin's last seq guards against replays
 
 
-class GossipError(MeshctlError):
+class GossipError(Refused):
     """A gossip datagram was refused; ``reason`` is a short counter label."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        self.reason = reason
-        super().__init__(f"{reason}: {detail}" if detail else reason)
 
 
 @dataclass(frozen=True, slots=True)

@@ -65,11 +65,16 @@ class Pinger:
 
     def stop(self) -> PingResult:
         """Stop this ping (only the process we started) and parse what it printed."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-        try:
-            out, _ = self.proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            out, _ = self.proc.communicate()
-        return parse_ping(out, self.interval)
+        return parse_ping(interrupt(self.proc, 10.0), self.interval)
+
+
+def interrupt(proc: subprocess.Popen[str], timeout: float) -> str:
+    """SIGINT one process we started (it prints its summary), then its whole output; SIGKILL if it hangs."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+    return out

@@ -9,9 +9,10 @@ that must tell such a loss from one of meshctl's use these gaps.
 from __future__ import annotations
 
 import re
-import signal
 import subprocess
 from datetime import datetime
+
+from meshctl.lab.ping import interrupt
 
 _LINE = re.compile(r"^\[(?P<ts>[0-9T:.\-]+)\]\s+(?P<deleted>Deleted\s+)?(?P<kind>unreachable\s+)?(?P<dst>\S+)")
 
@@ -55,11 +56,4 @@ class RouteWatch:
 
     def stop(self) -> list[str]:
         """Stop this watch (only the process we started) and return its lines."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-        try:
-            out, _ = self.proc.communicate(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            out, _ = self.proc.communicate()
-        return out.splitlines()
+        return interrupt(self.proc, 5.0).splitlines()
