@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from babel.endpoint import DEFAULT_PORT, Endpoint, parse_endpoint
 from babel.errors import BabelError
 from meshctl.errors import ConfigError
+from meshctl.links import interface_name
 from meshctl.listen import parse_listen
 from meshctl.policy import Hysteresis
 from meshctl.signing import SigningKey, parse_public, read_signing_key
@@ -97,6 +98,28 @@ class GossipConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class NeighbourConfig:
+    """A neighbour this node keeps a tunnel to (link automation)."""
+
+    name: str
+    public_key: str
+    endpoints: tuple[str, ...]
+    interface: str
+    listen_port: int
+
+
+@dataclass(frozen=True, slots=True)
+class LinksConfig:
+    """Link automation: the per-neighbour tunnels meshctl creates and babeld runs on."""
+
+    keys: KeyPair
+    keepalive: int
+    dead_after: float  # seconds without a packet from the neighbour: try its next endpoint
+    babel: str  # what follows "interface IFNAME" in the command to babeld
+    neighbours: tuple[NeighbourConfig, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class NodeConfig:
     """The whole node config."""
 
@@ -108,10 +131,12 @@ class NodeConfig:
     source: str = ""
     metrics: str | None = None  # Prometheus listen address, e.g. "[::1]:9474"; None: off
     gossip: GossipConfig | None = None
+    links: LinksConfig | None = None
 
     def private_keys(self) -> list[str]:
         """Every private key this node holds (for log redaction)."""
-        return [u.keys.private for u in self.uplinks] + ([self.gateway.keys.private] if self.gateway else [])
+        keys = [u.keys.private for u in self.uplinks] + ([self.gateway.keys.private] if self.gateway else [])
+        return keys + ([self.links.keys.private] if self.links else [])
 
 
 def read_secret(path: str, field: str, source: str) -> bytes:
@@ -365,6 +390,48 @@ def _gossip(raw: object, source: str, errors: list[ConfigError]) -> GossipConfig
     return GossipConfig(key, port, lifetime, tuple(trusted))
 
 
+def _links(raw: object, source: str, errors: list[ConfigError]) -> LinksConfig | None:
+    f = Fields(raw, "links", source, errors)
+    keys = _keys(f, source, errors)
+    keepalive = f.take("keepalive", int, 5)
+    if not 1 <= keepalive <= 60:
+        f.error("keepalive", "must be 1..60 seconds (the neighbour's silence is how a dead path shows)")
+    dead_after = f.take("dead_after", float, 15.0)
+    if not dead_after > keepalive:
+        f.error("dead_after", f"must be longer than keepalive ({keepalive} s)")
+    babel = f.take("babel", str, "type tunnel")
+    if any(ch in babel for ch in "\n\r"):
+        f.error("babel", "one line of babeld interface options")
+    neighbours: list[NeighbourConfig] = []
+    for j, n in enumerate(f.take("neighbour", list, [], required=True)):
+        nf = Fields(n, f"links.neighbour[{j}]", source, errors)
+        name = nf.take("name", str, "", required=True)
+        public_key = _public_key(nf)
+        endpoints = []
+        for k, text in enumerate(nf.take_list("endpoints", str, [], required=True)):
+            try:
+                parse_listen(text)
+                endpoints.append(text)
+            except ValueError as exc:
+                nf.error(f"endpoints[{k}]", str(exc))
+        interface = nf.take("interface", str, interface_name(name))
+        if len(interface) > 15 or "/" in interface or " " in interface:
+            nf.error("interface", "not a valid interface name (at most 15 characters, no '/' or spaces)")
+        listen_port = nf.take("listen_port", int, 0, required=True)  # each tunnel has its own UDP port
+        if listen_port and not 0 < listen_port < 65536:
+            nf.error("listen_port", "must be 1..65535")
+        nf.finish()
+        neighbours.append(NeighbourConfig(name, public_key, tuple(endpoints), interface, listen_port))
+    for what, values in (("name", [n.name for n in neighbours]), ("interface", [n.interface for n in neighbours]),
+                         ("listen_port", [n.listen_port for n in neighbours])):
+        if len(set(values)) != len(values):
+            f.error("neighbour", f"two neighbours share a {what}")
+    f.finish()
+    if keys is None:
+        return None
+    return LinksConfig(keys, keepalive, dead_after, babel, tuple(neighbours))
+
+
 def parse_config(data: dict, source: str = "<config>") -> NodeConfig:
     """Validate a parsed config; raise one :class:`ConfigError` listing every problem."""
     errors: list[ConfigError] = []
@@ -394,15 +461,22 @@ def parse_config(data: dict, source: str = "<config>") -> NodeConfig:
     if "gateway" in data:
         gateway = _gateway(top.take("gateway", dict, {}), source, errors)
     gossip = _gossip(top.take("gossip", dict, {}), source, errors) if "gossip" in data else None
+    links = _links(top.take("links", dict, {}), source, errors) if "links" in data else None
     top.finish()
     ifaces = [u.interface for u in uplinks] + ([gateway.interface] if gateway else [])
     if len(set(ifaces)) != len(ifaces):
         errors.append(ConfigError("an interface is used twice", source=source, field="uplink"))
-    if not uplinks and gateway is None and "gossip" not in data and not errors:
-        errors.append(ConfigError("nothing to do: no [[uplink]], no [gateway], no [gossip]", source=source, field="uplink"))
+    if not uplinks and gateway is None and "gossip" not in data and "links" not in data and not errors:
+        errors.append(ConfigError("nothing to do: no [[uplink]], [gateway], [gossip] or [links]", source=source,
+                                  field="uplink"))
     if errors:
         raise ConfigError.collect(errors)
-    return NodeConfig(name, babel, control_socket, tuple(uplinks), gateway, source, metrics, gossip)
+    if links is not None:
+        ifaces += [n.interface for n in links.neighbours]
+        if len(set(ifaces)) != len(ifaces):
+            errors.append(ConfigError("an interface is used twice", source=source, field="links.neighbour"))
+            raise ConfigError.collect(errors)
+    return NodeConfig(name, babel, control_socket, tuple(uplinks), gateway, source, metrics, gossip, links)
 
 
 def load_config(path: str) -> NodeConfig:

@@ -25,6 +25,7 @@ from meshctl.export import mesh_json
 from meshctl.gateway_runner import GatewayRunner
 from meshctl.gossip import mesh_graph
 from meshctl.gossip_runner import GossipRunner
+from meshctl.link_runner import LinkRunner
 from meshctl.metrics import Metrics
 from meshctl.model import MeshView
 from meshctl.uplink_runner import UplinkRunner
@@ -61,6 +62,7 @@ class Daemon:
             else None
         )
         self.gossip = GossipRunner(self, config.gossip) if config.gossip else None
+        self.links = [LinkRunner(self, config.links, n, backend) for n in config.links.neighbours] if config.links else []
         self.metrics = Metrics(self)
 
     def _model_changed(self) -> None:
@@ -83,6 +85,8 @@ class Daemon:
                     tg.create_task(self.gateway.run())
                 if self.gossip:
                     tg.create_task(self.gossip.run())
+                for link in self.links:
+                    tg.create_task(link.run())
         finally:
             self.stop.set()
             server.close()
@@ -145,6 +149,7 @@ class Daemon:
             "uplinks": [u.status() for u in self.uplinks],
             "gateway": self.gateway.status() if self.gateway else None,
             "gossip": self.gossip.status() if self.gossip else None,
+            "links": [link.status() for link in self.links],
             "counters": {
                 "rejected_datagrams": dict(self.counters.rejected),
                 "backend_errors": self.counters.backend_errors,

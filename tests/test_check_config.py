@@ -202,3 +202,42 @@ def test_world_readable_signing_key_is_refused(tmp_path: Path, capsys: pytest.Ca
     os.chmod(tmp_path / "gossip.key", 0o640)
     code, out = check(path, capsys)
     assert code == 2 and "gossip.private_key_file: signing key file is accessible by group/others" in out
+
+
+def links_config(tmp_path: Path, neighbours: str, extra: str = "") -> Path:
+    key = tmp_path / "links.key"
+    write_private_key(str(key), CLIENT)
+    path = tmp_path / "node.toml"
+    path.write_text(f'[node]\nname = "a"\n\n[links]\nprivate_key_file = "{key}"\n{extra}\n'
+                    + neighbours.format(gw1=GW1.public, gw2=GW2.public))
+    return path
+
+
+NEIGHBOUR = '[[links.neighbour]]\nname = "{name}"\npublic_key = "{{{key}}}"\nendpoints = {endpoints}\nlisten_port = {port}\n'
+
+
+def test_a_links_only_node_is_good(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = links_config(tmp_path, NEIGHBOUR.format(name="b", key="gw1", endpoints='["10.0.0.2:52001", "[fd00::2]:52001"]',
+                                                   port=52002))
+    assert check(path, capsys)[0] == 0
+
+
+@pytest.mark.parametrize(
+    ("neighbours", "extra", "field", "message"),
+    [
+        (NEIGHBOUR.format(name="b", key="gw1", endpoints='["b.example:1"]', port=52002), "",
+         "links.neighbour[0].endpoints[0]", "ADDRESS:PORT"),
+        (NEIGHBOUR.format(name="b", key="gw1", endpoints='["10.0.0.2:1"]', port=52002)
+         + NEIGHBOUR.format(name="c", key="gw2", endpoints='["10.0.0.3:1"]', port=52002), "",
+         "links.neighbour", "share a listen_port"),
+        ('[[links.neighbour]]\nname = "b"\npublic_key = "{gw1}"\nendpoints = ["10.0.0.2:1"]\n', "",
+         "links.neighbour[0].listen_port", "missing"),
+        (NEIGHBOUR.format(name="b", key="gw1", endpoints='["10.0.0.2:1"]', port=52002), "keepalive = 10\ndead_after = 5",
+         "links.dead_after", "longer than keepalive"),
+    ],
+)
+def test_links_problems_name_their_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], neighbours: str, extra: str, field: str, message: str
+) -> None:
+    code, out = check(links_config(tmp_path, neighbours, extra), capsys)
+    assert code == 2 and any(f": {field}: " in line and message in line for line in out.splitlines()), out

@@ -32,11 +32,16 @@ def test_shipped_topologies_load_and_plan(path: str) -> None:
     names = plan.wireguard_interfaces
     assert len(names) == len(set(names))
     tunnels = [t.ifname for n in plan.nodes for t in n.tunnels]
-    assert len(tunnels) == 2 * len(spec.links)
-    assert len(names) == len(tunnels) + len(spec.uplinks) + len({g for u in spec.uplinks for g in u.gateways})
+    managed = [m.ifname for n in plan.nodes for m in n.managed]
+    assert len(tunnels) + len(managed) == 2 * len(spec.links)
+    assert len(managed) == 2 * sum(1 for lk in spec.links if lk.managed)
+    assert len(names) == len(tunnels) + len(managed) + len(spec.uplinks) + len({g for u in spec.uplinks for g in u.gateways})
+    assert sum(len(n.veths) for n in plan.nodes) == 2 * sum(lk.paths for lk in spec.links)
     for node in plan.nodes:
-        for name in [t.ifname for t in node.tunnels] + [v.ifname for v in node.veths]:
+        for name in [t.ifname for t in node.tunnels] + [v.ifname for v in node.veths] + [m.ifname for m in node.managed]:
             assert len(name) <= 15, name
+        veths = [str(v.address.network) for n in plan.nodes for v in n.veths]
+        assert all(veths.count(s) == 2 for s in veths)  # every underlay /30 joins exactly one pair
         ports = [t.listen_port for t in node.tunnels]
         assert len(ports) == len(set(ports))
 

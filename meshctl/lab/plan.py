@@ -34,6 +34,9 @@ MESHCTL_RTPROTO = 152
 MESHCTL_STANDBY_RTPROTO = 153
 STANDBY_METRIC = 8192
 
+MANAGED_BASE_PORT = 52000  # + the peer's index: a managed tunnel's listen port
+MANAGED_KEEPALIVE = 1  # seconds: a dead path shows within a few
+MANAGED_DEAD_AFTER = 4.0
 GOSSIP_LIFETIME = 10.0  # seconds: a stopped lab node leaves every view within this
 METRICS_LISTEN = "[::1]:9474"  # every node has its own loopback, so one port serves all
 
@@ -50,6 +53,16 @@ class TunnelPlan:
     local_ll: ipaddress.IPv6Interface
     peer_ll: ipaddress.IPv6Address
     rxcost: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ManagedLinkPlan:
+    """One end of a tunnel that the node's meshctl daemon creates (link automation)."""
+
+    ifname: str
+    peer: str
+    listen_port: int
+    endpoints: tuple[str, ...]  # the peer's underlay address on each path, with its port
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +129,7 @@ class NodePlan:
     gateway_address: ipaddress.IPv4Interface | None = None
     served: tuple[ServedClientPlan, ...] = ()
     daemon: bool = False
+    managed: tuple[ManagedLinkPlan, ...] = ()
 
     @property
     def control_socket(self) -> str:
@@ -170,6 +184,7 @@ class LabPlan:
         out = [t.ifname for n in self.nodes for t in n.tunnels]
         out += [n.uplink.ifname for n in self.nodes if n.uplink]
         out += [n.gateway_ifname for n in self.nodes if n.gateway_ifname]
+        out += [m.ifname for n in self.nodes for m in n.managed]
         return tuple(out)
 
 
@@ -181,6 +196,11 @@ def router_id(index: int) -> str:
 def tunnel_name(tag: str, i: int, j: int) -> str:
     """Name of node ``i``'s tunnel toward node ``j``."""
     return f"{tag}w{i}-{j}"
+
+
+def placeholder_name(tag: str, i: int) -> str:
+    """A dummy interface for a babeld that has no lab tunnel to start on."""
+    return f"{tag}d{i}"
 
 
 def veth_name(tag: str, i: int, j: int) -> str:
@@ -204,6 +224,9 @@ def babeld_conf(node: NodeSpec, plan_node: dict, run_dir: str) -> str:
         f"pid-file {os.path.join(run_dir, 'babeld.pid')}",
         f"state-file {os.path.join(run_dir, 'babel-state')}",
     ]
+    if plan_node.get("placeholder"):
+        # babeld refuses to start on no interface; the managed tunnels come later, from meshctl.
+        lines.append(f"interface {plan_node['placeholder']} type wired")
     for t in plan_node["tunnels"]:
         rx = f" rxcost {t.rxcost}" if t.rxcost is not None else ""
         lines.append(f"interface {t.ifname} type {b.link_type} hello-interval {b.hello_interval:g}{rx}")
@@ -230,13 +253,30 @@ def make_plan(spec: LabSpec, tag: str | None = None, run_root: str = RUN_ROOT) -
     links = list(spec.underlay.subnets(new_prefix=30))
     tunnels: dict[str, list[TunnelPlan]] = {n.name: [] for n in spec.nodes}
     veths: dict[str, list[VethPlan]] = {n.name: [] for n in spec.nodes}
+    managed: dict[str, list[ManagedLinkPlan]] = {n.name: [] for n in spec.nodes}
+    extra = len(spec.links)  # extra paths take the subnets after one per link
     for k, link in enumerate(spec.links):
         i, j = index[link.a], index[link.b]
-        subnet = links[k]
-        hosts = list(subnet.hosts())
-        addr = {link.a: ipaddress.IPv4Interface(f"{hosts[0]}/30"), link.b: ipaddress.IPv4Interface(f"{hosts[1]}/30")}
+        subnets = [links[k]]
+        for _ in range(link.paths - 1):
+            subnets.append(links[extra])
+            extra += 1
+        per_path = []
+        for p, subnet in enumerate(subnets):
+            hosts = list(subnet.hosts())
+            addr = {link.a: ipaddress.IPv4Interface(f"{hosts[0]}/30"), link.b: ipaddress.IPv4Interface(f"{hosts[1]}/30")}
+            per_path.append(addr)
+            for me, other, mi, oi in ((link.a, link.b, i, j), (link.b, link.a, j, i)):
+                suffix = f"p{p}" if p else ""
+                veths[me].append(VethPlan(veth_name(tag, mi, oi) + suffix, addr[me], other))
+        addr = per_path[0]
         for me, other, mi, oi in ((link.a, link.b, i, j), (link.b, link.a, j, i)):
-            veths[me].append(VethPlan(veth_name(tag, mi, oi), addr[me], other))
+            if link.managed:
+                managed[me].append(ManagedLinkPlan(
+                    f"{tag}m{mi}-{oi}", other, MANAGED_BASE_PORT + oi,
+                    tuple(f"{a[other].ip}:{MANAGED_BASE_PORT + mi}" for a in per_path),
+                ))
+                continue
             tunnels[me].append(
                 TunnelPlan(
                     ifname=tunnel_name(tag, mi, oi),
@@ -274,6 +314,7 @@ def make_plan(spec: LabSpec, tag: str | None = None, run_root: str = RUN_ROOT) -
             "mesh4": ipaddress.IPv4Interface(f"{spec.mesh4[i]}/32"),
             "mesh6": ipaddress.IPv6Interface(f"{spec.mesh6[i]}/128"),
             "tunnels": tunnels[n.name],
+            "placeholder": placeholder_name(tag, i) if not tunnels[n.name] else None,
         }
         is_gateway = bool(served[n.name])
         nodes.append(
@@ -295,13 +336,14 @@ def make_plan(spec: LabSpec, tag: str | None = None, run_root: str = RUN_ROOT) -
                 gateway_address=ipaddress.IPv4Interface(f"{GATEWAY_NET[i]}/32") if is_gateway else None,
                 served=tuple(served[n.name]),
                 daemon=spec.daemons,
+                managed=tuple(managed[n.name]),
             )
         )
     return LabPlan(spec.name, tag, run_dir, tuple(nodes))
 
 
 def node_config(node: NodePlan, plan: LabPlan, public_keys: dict[str, str], secret_file: str,
-                gossip_keys: dict[str, str] | None = None) -> str:
+                gossip_keys: dict[str, str] | None = None, link_keys: dict[str, str] | None = None) -> str:
     """The meshctl node config for a lab node (keys are files, never inline)."""
     lines = [
         f"# meshctl config for lab node {node.name}, written by meshctl lab",
@@ -360,6 +402,25 @@ def node_config(node: NodePlan, plan: LabPlan, public_keys: dict[str, str], secr
                 f'public_key = "{public_keys[c.uplink_ifname]}"',
                 f'addresses = ["{c.address.network}"]',
                 f'mesh = "{c.mesh}"',
+            ]
+    if node.managed and link_keys:
+        lines += [
+            "",
+            "[links]",
+            f'private_key_file = "{os.path.join(node.run_dir, "links.key")}"',
+            f"keepalive = {MANAGED_KEEPALIVE}",
+            f"dead_after = {MANAGED_DEAD_AFTER}",
+            'babel = "type tunnel hello-interval 0.5"',
+        ]
+        for m in node.managed:
+            lines += [
+                "",
+                "[[links.neighbour]]",
+                f'name = "{m.peer}"',
+                f'public_key = "{link_keys[m.peer]}"',
+                "endpoints = [" + ", ".join(f'"{e}"' for e in m.endpoints) + "]",
+                f'interface = "{m.ifname}"',
+                f"listen_port = {m.listen_port}",
             ]
     if gossip_keys:
         lines += [

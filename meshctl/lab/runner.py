@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from meshctl.errors import LabError, PermissionDenied
-from meshctl.lab.plan import STEER_TABLE, LabPlan, NodePlan, node_config
+from meshctl.lab.plan import STEER_TABLE, LabPlan, NodePlan, node_config, placeholder_name
 from meshctl.signing import SigningKey, write_signing_key
 from meshctl.wireguard.keys import KeyPair, read_private_key, write_private_key
 from meshctl.wireguard.uapi import SetPeer, SetRequest, UapiError
@@ -213,6 +213,11 @@ class Lab:
             _run(["ip", "netns", "add", node.namespace])
             os.makedirs(node.run_dir, mode=0o700, exist_ok=True)
             commands = ["link set lo up", f"addr add {node.mesh4} dev lo", f"addr add {node.mesh6} dev lo"]
+            if not node.tunnels:
+                placeholder = placeholder_name(plan.tag, node.index)
+                # (no dummy driver in every kernel: a veth pair with both ends here does the same)
+                commands += [f"link add {placeholder} type veth peer name {placeholder}x",
+                             f"link set {placeholder} up", f"link set {placeholder}x up"]
             for a in node.announce:
                 commands.append(f"addr add {a} dev lo")
                 if a.network.prefixlen < a.max_prefixlen:
@@ -220,16 +225,15 @@ class Lab:
                     # redistributes from main, so give it a route to see.
                     commands.append(f"route add {a.network} dev lo proto static")
             _ip_batch(node.namespace, commands)
-        # Underlay: one veth pair per link, created straight into both namespaces.
-        done: set[frozenset[str]] = set()
+        # Underlay: one veth pair per link path (its own /30), created straight into both namespaces.
+        done: set[object] = set()
         for node in plan.nodes:
             for v in node.veths:
-                pair = frozenset((node.name, v.peer))
-                if pair in done:
+                if v.address.network in done:
                     continue
-                done.add(pair)
+                done.add(v.address.network)
                 other = plan.node(v.peer)
-                ov = next(x for x in other.veths if x.peer == node.name)
+                ov = next(x for x in other.veths if x.peer == node.name and x.address.network == v.address.network)
                 _run(
                     ["ip", "link", "add", v.ifname, "netns", node.namespace, "type", "veth",
                      "peer", "name", ov.ifname, "netns", other.namespace]
@@ -275,11 +279,16 @@ class Lab:
         daemon), gossip keys, and a meshctl daemon on every node that has one."""
         plan = self.plan
         gossip: dict[str, str] = {}  # node -> Ed25519 public key
+        link_keys: dict[str, str] = {}  # node -> WireGuard public key of its managed tunnels
         for node in plan.nodes:
             if node.daemon:
                 key = SigningKey.generate()
                 write_signing_key(os.path.join(node.run_dir, "gossip.key"), key)
                 gossip[node.name] = key.public
+            if node.managed:
+                pair = KeyPair.generate()
+                write_private_key(os.path.join(node.run_dir, "links.key"), pair)
+                link_keys[node.name] = pair.public
         secret_file = os.path.join(plan.run_dir, "uplink.secret")
         fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
@@ -297,7 +306,7 @@ class Lab:
             self._uplink_addressing(node)
             if node.daemon:
                 with open(node.config_path, "w") as f:
-                    f.write(node_config(node, plan, public, secret_file, gossip))
+                    f.write(node_config(node, plan, public, secret_file, gossip, link_keys))
                 pid = self._spawn(state, node, [sys.executable, "-m", "meshctl.cli", "daemon", "--config", node.config_path],
                                   "meshctl daemon", "meshctl.log")
                 self.progress(f"  {node.name}: meshctl daemon pid {pid}")
@@ -427,10 +436,17 @@ class Lab:
 
     def stop_babeld(self, node_name: str) -> None:
         """Stop one node's babeld (SIGTERM, as an operator would)."""
+        self._stop_process(node_name, "babeld")
+
+    def stop_daemon(self, node_name: str) -> None:
+        """Stop one node's meshctl daemon (SIGTERM, as systemd would)."""
+        self._stop_process(node_name, "meshctl daemon")
+
+    def _stop_process(self, node_name: str, what: str) -> None:
         state = self._state()
-        _stop([r for r in state.processes if r.node == node_name and r.what == "babeld"])
-        # Forget dead babelds: nothing to kill later, and not a failed start.
-        state.processes = [r for r in state.processes if r.what != "babeld" or r.node != node_name or r.alive()]
+        _stop([r for r in state.processes if r.node == node_name and r.what == what])
+        # Forget the dead: nothing to kill later, and not a failed start.
+        state.processes = [r for r in state.processes if r.what != what or r.node != node_name or r.alive()]
         state.save(self.state_path)
 
     def start_babeld(self, node_name: str) -> int:

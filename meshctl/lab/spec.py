@@ -46,6 +46,8 @@ class LinkSpec:
     a: str
     b: str
     rxcost: int | None = None
+    managed: bool = False  # the tunnel is meshctl's (link automation), not the lab's
+    paths: int = 1  # underlay veth pairs between the two: a managed tunnel's endpoints
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +172,12 @@ def parse_lab(data: dict, source: str = "<topology>") -> LabSpec:
         f = Fields(raw, f"link[{i}]", source, errors)
         ends = f.take_list("nodes", str, [], required=True)
         rxcost = f.take("rxcost", int, None)
+        managed = f.take("managed", bool, False)
+        paths = f.take("paths", int, 1)
+        if not 1 <= paths <= 4:
+            f.error("paths", "must be 1..4")
+        if paths > 1 and not managed:
+            f.error("paths", "several underlay paths need managed = true (a lab tunnel uses the first only)")
         f.finish()
         if len(ends) != 2:
             f.error("nodes", "must name exactly two nodes")
@@ -185,7 +193,7 @@ def parse_lab(data: dict, source: str = "<topology>") -> LabSpec:
         pairs.add(frozenset(ends))
         if rxcost is not None and not 1 <= rxcost < 65535:
             f.error("rxcost", "must be 1..65534")
-        links.append(LinkSpec(ends[0], ends[1], rxcost))
+        links.append(LinkSpec(ends[0], ends[1], rxcost, managed, paths))
 
     uplinks: list[UplinkSpec] = []
     clients: set[str] = set()

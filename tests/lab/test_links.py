@@ -1,0 +1,70 @@
+"""Issue #5 link automation: a tunnel meshctl makes itself, over two underlay paths (topologies/twopath.toml)."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from collections.abc import Callable
+
+from meshctl.daemon import query
+from tests.lab.conftest import RunningLab
+
+
+def link_status(lab: RunningLab, node: str) -> dict:
+    return asyncio.run(query(lab.plan.node(node).control_socket, "status"))["links"][0]
+
+
+def adjacency(lab: RunningLab, node: str) -> Callable[[], str | None]:
+    """A check: ``node``'s babeld has a live neighbour on its managed tunnel."""
+    ifname = lab.plan.node(node).managed[0].ifname
+
+    def check() -> str | None:
+        model = lab.model(node)
+        live = [n for (_, i), n in model.neighbours.items() if i == ifname and n.reachable]
+        return None if live else f"no live Babel neighbour on {ifname}"
+
+    return check
+
+
+def test_managed_tunnel_moves_to_the_second_endpoint_and_babel_keeps_the_adjacency(
+    start_lab: Callable[[str], RunningLab],
+) -> None:
+    lab = start_lab("twopath")
+    a, b = lab.plan.node("a"), lab.plan.node("b")
+    took = lab.wait_for(adjacency(lab, "a"), 30, "Babel adjacency over the managed tunnel")
+    print(f"managed tunnel created, attached to babeld and adjacent {took:.1f}s after lab up")
+    first, second = a.managed[0].endpoints
+    assert link_status(lab, "a")["endpoint"] == first and link_status(lab, "a")["babel"] is True
+    # The interface is the daemon's: babeld was told about it at run time, not in its config file.
+    assert a.managed[0].ifname not in a.babeld_conf
+
+    # The first path dies: a's underlay veth on it goes down.
+    veth = next(v.ifname for v in a.veths if v.address.network == next(
+        vb.address.network for vb in b.veths if f"{vb.address.ip}:" in first))
+    subprocess.run(["ip", "-n", a.namespace, "link", "set", veth, "down"], check=True, timeout=10)
+    took = lab.wait_for(lambda: None if link_status(lab, "a")["endpoint"] == second else "still on the first",
+                        30, "endpoint moved to the second path")
+    took += lab.wait_for(adjacency(lab, "a"), 30, "Babel adjacency back over the second path")
+    took_b = lab.wait_for(adjacency(lab, "b"), 30, "and on b's side")
+    status = link_status(lab, "a")
+    print(f"first path down: tunnel on {status['endpoint']} and Babel adjacent again after {took:.1f}s "
+          f"(dead_after 4 s); b's side {took_b:.1f}s later; moves {status['moves']}")
+    assert status["moves"] >= 1
+    ping = subprocess.run(["ip", "netns", "exec", a.namespace, "ping", "-c", "2", "-W", "3", str(b.mesh4.ip)],
+                          capture_output=True, text=True, timeout=30)
+    assert ping.returncode == 0, ping.stdout
+
+
+def test_tunnels_are_retired_when_the_daemon_stops(start_lab: Callable[[str], RunningLab]) -> None:
+    lab = start_lab("twopath")
+    lab.wait_for(adjacency(lab, "a"), 30, "Babel adjacency over the managed tunnel")
+    a = lab.plan.node("a")
+    ifname = a.managed[0].ifname
+    lab.lab.stop_daemon("a")
+
+    def gone() -> str | None:
+        out = subprocess.run(["ip", "-n", a.namespace, "link", "show", ifname], capture_output=True, text=True)
+        return None if out.returncode != 0 else f"{ifname} still there"
+
+    lab.wait_for(gone, 15, "the managed tunnel removed with its daemon")
+    assert ifname not in lab.model("a").interfaces or not lab.model("a").interfaces[ifname].up
