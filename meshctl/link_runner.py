@@ -22,7 +22,15 @@ from typing import TYPE_CHECKING, Any
 
 from babel.errors import BabelError
 from meshctl.links import EndpointState, observe
-from meshctl.netdev import NetdevError, create_wireguard, delete_link, exists, link_up
+from meshctl.netdev import (
+    NetdevError,
+    create_wireguard,
+    delete_link,
+    ensure_link_local,
+    exists,
+    link_local_for,
+    link_up,
+)
 from meshctl.wireguard.backend import Backend, choose_backend, kernel_module_loaded
 from meshctl.wireguard.diff import diff
 from meshctl.wireguard.state import Device, Peer
@@ -99,6 +107,8 @@ class LinkRunner:
         if self.endpoint in self.n.endpoints and self.endpoint != self.state.endpoint:  # roamed to one we know
             self.state = dataclasses.replace(self.state, current=self.n.endpoints.index(self.endpoint))
         await link_up(self.ifname)
+        if await ensure_link_local(self.ifname, link_local_for(self.daemon.config.name, self.n.name)):
+            log.info("link %s: gave %s its link-local address", self.n.name, self.ifname)
         if not self.device_ok:
             log.info("link %s: tunnel %s up, endpoint %s", self.n.name, self.ifname, self.state.endpoint)
         self.device_ok = True

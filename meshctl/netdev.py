@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import socket
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from meshctl.errors import MeshctlError
+
+LINK_SCOPE = 253  # RT_SCOPE_LINK
+IFA_F_NODAD = 0x02  # no duplicate address detection: the other end is one peer, not a LAN
 
 
 class NetdevError(MeshctlError):
@@ -25,6 +29,22 @@ def _up(ifname: str) -> None:
             ipr.link("set", index=index, state="up")
     except NetlinkError as exc:
         raise NetdevError(f"cannot bring {ifname} up: {exc}") from None
+
+
+def _ensure_link_local(ifname: str, address: str) -> bool:
+    try:
+        index = socket.if_nametoindex(ifname)
+    except OSError:
+        raise NetdevError(f"no interface {ifname}") from None
+    try:
+        with IPRoute() as ipr:
+            have = [a for a in ipr.get_addr(index=index, family=socket.AF_INET6) if a.get("scope") == LINK_SCOPE]
+            if have:
+                return False
+            ipr.addr("add", index=index, address=address, prefixlen=64, flags=IFA_F_NODAD)
+            return True
+    except NetlinkError as exc:
+        raise NetdevError(f"cannot add {address} to {ifname}: {exc}") from None
 
 
 def _create_wireguard(ifname: str) -> None:
@@ -49,6 +69,23 @@ def _delete(ifname: str) -> None:
 
 async def link_up(ifname: str) -> None:
     await asyncio.to_thread(_up, ifname)
+
+
+async def ensure_link_local(ifname: str, address: str) -> bool:
+    """Give ``ifname`` the IPv6 link-local ``address`` unless it has one (True if added).
+
+    babeld speaks from a link-local address.  The kernel gives TUN devices
+    (wireguard-go) a random one, but not kernel WireGuard devices, which have
+    no hardware address to derive one from.
+    """
+    return await asyncio.to_thread(_ensure_link_local, ifname, address)
+
+
+def link_local_for(*names: str) -> str:
+    """A stable link-local address for a tunnel, from the names at both ends."""
+    digest = hashlib.sha256("\0".join(names).encode()).digest()[:8]
+    groups = [int.from_bytes(digest[i:i + 2], "big") for i in range(0, 8, 2)]
+    return "fe80::" + ":".join(f"{g:x}" for g in groups)
 
 
 async def create_wireguard(ifname: str) -> None:

@@ -44,6 +44,16 @@ def test_a_recreated_device_is_not_silence() -> None:
     assert move is None and s.heard == 10.0
 
 
+def test_link_local_addresses_are_stable_and_per_tunnel() -> None:
+    import ipaddress
+
+    from meshctl.netdev import link_local_for
+
+    a = ipaddress.IPv6Address(link_local_for("a", "b"))
+    assert a.is_link_local and str(a) == link_local_for("a", "b")
+    assert link_local_for("a", "b") != link_local_for("b", "a")
+
+
 def test_interface_names() -> None:
     assert interface_name("gw1") == "mc-gw1"
     assert interface_name("a-very-long-neighbour-name") == "mc-a-very-long-"
