@@ -271,8 +271,8 @@ class Lab:
                 f"{node.mesh4.ip}, babeld pid {pid}"
             )
         self._wait_for([n.babel_socket for n in plan.nodes], "babeld local sockets", state)
-        if any(n.daemon for n in plan.nodes):
-            self._up_daemons(state)
+        if any(n.daemon or n.uplink or n.gateway_ifname for n in plan.nodes):
+            self._up_daemons(state)  # the uplink plane exists without daemons too (the bench drives it by hand)
 
     def _up_daemons(self, state: LabState) -> None:
         """The uplink plane (one interface per client and per gateway, configured by meshctl
