@@ -95,6 +95,7 @@ class GossipConfig:
     port: int
     lifetime: float  # seconds a description lives unless refreshed
     trusted: tuple[tuple[str, str], ...]  # (node name, Ed25519 public key in base64)
+    endpoints: tuple[str, ...] = ()  # where new neighbours can reach this node's tunnels, advertised
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,6 +371,13 @@ def _gossip(raw: object, source: str, errors: list[ConfigError]) -> GossipConfig
     lifetime = f.take("lifetime", float, 60.0)
     if not 3 <= lifetime <= 3600:
         f.error("lifetime", "must be 3..3600 seconds")
+    endpoints = []
+    for k, text in enumerate(f.take_list("endpoints", str, [])):
+        try:
+            parse_listen(text)
+            endpoints.append(text)
+        except ValueError as exc:
+            f.error(f"endpoints[{k}]", str(exc))
     trusted: list[tuple[str, str]] = []
     for j, entry in enumerate(f.take("trust", list, [], required=True)):
         tf = Fields(entry, f"gossip.trust[{j}]", source, errors)
@@ -387,7 +395,7 @@ def _gossip(raw: object, source: str, errors: list[ConfigError]) -> GossipConfig
     f.finish()
     if key is None:
         return None
-    return GossipConfig(key, port, lifetime, tuple(trusted))
+    return GossipConfig(key, port, lifetime, tuple(trusted), tuple(endpoints))
 
 
 def _links(raw: object, source: str, errors: list[ConfigError]) -> LinksConfig | None:

@@ -210,6 +210,7 @@ def mesh_json(graph: nx.MultiDiGraph, router_id: str, label: str) -> dict[str, A
                 "prefixes": list(attrs.get("prefixes", ())),
                 "roles": list(attrs.get("roles", ())),
                 "wg_keys": list(attrs.get("wg_keys", ())),
+                "endpoints": list(attrs.get("endpoints", ())),
                 "reported": bool(attrs.get("reported", False)),
             }
             for rid, attrs in sorted(graph.nodes(data=True))

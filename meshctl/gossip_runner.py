@@ -69,7 +69,11 @@ class GossipRunner:
         keys = [u.keys.public for u in config.uplinks] + ([config.gateway.keys.public] if config.gateway else [])
         roles = (["client"] if config.uplinks else []) + (["gateway"] if config.gateway else [])
         prefixes = sorted({str(x.prefix) for x in model.xroutes.values()})
-        return NodeInfo(config.name, model.me.router_id, tuple(links), tuple(prefixes), tuple(keys), (), tuple(roles))
+        if config.links:
+            keys.append(config.links.keys.public)
+        endpoints = config.gossip.endpoints if config.gossip else ()
+        return NodeInfo(config.name, model.me.router_id, tuple(links), tuple(prefixes), tuple(keys), endpoints,
+                        tuple(roles))
 
     def neighbours(self) -> set[Address]:
         model = self.daemon.view.model
