@@ -19,11 +19,15 @@ class NetdevError(MeshctlError):
     """A network device could not be created or changed."""
 
 
-def _up(ifname: str) -> None:
+def _index(ifname: str) -> int:
     try:
-        index = socket.if_nametoindex(ifname)
+        return socket.if_nametoindex(ifname)
     except OSError:
         raise NetdevError(f"no interface {ifname}") from None
+
+
+def _up(ifname: str) -> None:
+    index = _index(ifname)
     try:
         with IPRoute() as ipr:
             ipr.link("set", index=index, state="up")
@@ -32,10 +36,7 @@ def _up(ifname: str) -> None:
 
 
 def _ensure_link_local(ifname: str, address: str) -> bool:
-    try:
-        index = socket.if_nametoindex(ifname)
-    except OSError:
-        raise NetdevError(f"no interface {ifname}") from None
+    index = _index(ifname)
     try:
         with IPRoute() as ipr:
             have = [a for a in ipr.get_addr(index=index, family=socket.AF_INET6) if a.get("scope") == LINK_SCOPE]
@@ -56,10 +57,9 @@ def _create_wireguard(ifname: str) -> None:
 
 
 def _delete(ifname: str) -> None:
-    try:
-        index = socket.if_nametoindex(ifname)
-    except OSError:
+    if not exists(ifname):
         return
+    index = _index(ifname)
     try:
         with IPRoute() as ipr:
             ipr.link("del", index=index)
