@@ -173,6 +173,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, task.cancel)
+        loop.add_signal_handler(signal.SIGHUP, daemon.reload)
         with contextlib.suppress(asyncio.CancelledError):
             await task
         log.warning("meshctl daemon for %s stopped", config.name)

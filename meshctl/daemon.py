@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -19,13 +20,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from babel.connection import Backoff, Client
-from meshctl.config import NodeConfig
+from meshctl.config import GossipConfig, NeighbourConfig, NodeConfig, load_config
 from meshctl.errors import MeshctlError
 from meshctl.export import mesh_json
 from meshctl.gateway_runner import GatewayRunner
 from meshctl.gossip import mesh_graph
 from meshctl.gossip_runner import GossipRunner
 from meshctl.link_runner import LinkRunner
+from meshctl.logs import REDACTOR
 from meshctl.metrics import Metrics
 from meshctl.model import MeshView
 from meshctl.uplink_runner import UplinkRunner
@@ -62,8 +64,69 @@ class Daemon:
             else None
         )
         self.gossip = GossipRunner(self, config.gossip) if config.gossip else None
-        self.links = [LinkRunner(self, config.links, n, backend) for n in config.links.neighbours] if config.links else []
+        self.backend = backend
+        self.links: dict[str, LinkRunner] = {}  # neighbour name -> its tunnel
+        self._link_tasks: dict[str, asyncio.Task[None]] = {}
+        self._tg: asyncio.TaskGroup | None = None
+        self._reload_lock = asyncio.Lock()
         self.metrics = Metrics(self)
+
+    def _start_link(self, neighbour: NeighbourConfig) -> None:
+        assert self._tg is not None and self.config.links is not None
+        runner = LinkRunner(self, self.config.links, neighbour, self.backend)
+        self.links[neighbour.name] = runner
+        self._link_tasks[neighbour.name] = self._tg.create_task(runner.run())
+
+    async def _stop_link(self, name: str) -> None:
+        task = self._link_tasks.pop(name)
+        self.links.pop(name)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task  # its finally retires the tunnel
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the config file; apply link changes now, say what needs a restart."""
+        asyncio.ensure_future(self._reload())
+
+    async def _reload(self) -> None:
+        async with self._reload_lock:  # one at a time: a second SIGHUP compares with what the first left
+            await self._reload_once()
+
+    async def _reload_once(self) -> None:
+        if self._tg is None:
+            log.warning("reload: not running yet; ignored")
+            return
+        try:
+            new = load_config(self.config.source)
+        except MeshctlError as exc:
+            log.error("reload refused, the running config stays: %s", exc)
+            return
+        for key in new.private_keys():
+            REDACTOR.add(key)
+        needs_restart = [what for what, old, fresh in (
+            ("node", (self.config.name, self.config.babel, self.config.control_socket, self.config.metrics),
+             (new.name, new.babel, new.control_socket, new.metrics)),
+            ("uplink", self.config.uplinks, new.uplinks),
+            ("gateway", self.config.gateway, new.gateway),
+            ("gossip", _gossip_key(self.config.gossip), _gossip_key(new.gossip)),
+        ) if old != fresh]
+        if needs_restart:
+            log.warning("reload: %s changed, which takes a restart; applying [links] only", ", ".join(needs_restart))
+        old_links, new_links = self.config.links, new.links
+        same_base = (old_links is not None and new_links is not None
+                     and dataclasses.replace(old_links, neighbours=()) == dataclasses.replace(new_links, neighbours=()))
+        old = {n.name: n for n in old_links.neighbours} if old_links else {}
+        fresh = {n.name: n for n in new_links.neighbours} if new_links else {}
+        retire = [name for name in old if name not in fresh or fresh[name] != old[name] or not same_base]
+        create = [name for name in fresh if name not in old or name in retire]
+        for name in retire:
+            await self._stop_link(name)
+        self.config = dataclasses.replace(self.config, links=new_links)
+        for name in create:
+            self._start_link(fresh[name])
+        log.warning("reload: links retired %s, created %s", ", ".join(retire) or "none", ", ".join(create) or "none",
+                    extra={"event": "reload", "links_retired": retire, "links_created": create,
+                           "needs_restart": needs_restart})
 
     def _model_changed(self) -> None:
         now = asyncio.get_running_loop().time()
@@ -85,8 +148,9 @@ class Daemon:
                     tg.create_task(self.gateway.run())
                 if self.gossip:
                     tg.create_task(self.gossip.run())
-                for link in self.links:
-                    tg.create_task(link.run())
+                self._tg = tg
+                for n in self.config.links.neighbours if self.config.links else ():
+                    self._start_link(n)
         finally:
             self.stop.set()
             server.close()
@@ -149,13 +213,18 @@ class Daemon:
             "uplinks": [u.status() for u in self.uplinks],
             "gateway": self.gateway.status() if self.gateway else None,
             "gossip": self.gossip.status() if self.gossip else None,
-            "links": [link.status() for link in self.links],
+            "links": [link.status() for _, link in sorted(self.links.items())],
             "counters": {
                 "rejected_datagrams": dict(self.counters.rejected),
                 "backend_errors": self.counters.backend_errors,
                 "route_errors": self.counters.route_errors,
             },
         }
+
+
+def _gossip_key(g: GossipConfig | None) -> object:
+    """What identifies a gossip config (the signing key object compares by identity)."""
+    return None if g is None else (g.key.public, g.port, g.lifetime, g.trusted, g.endpoints)
 
 
 async def query_status(path: str, timeout: float = 3.0) -> dict[str, Any]:

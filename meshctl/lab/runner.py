@@ -442,6 +442,14 @@ class Lab:
         """Stop one node's meshctl daemon (SIGTERM, as systemd would)."""
         self._stop_process(node_name, "meshctl daemon")
 
+    def signal_daemon(self, node_name: str, sig: int) -> None:
+        """Send a signal (SIGHUP: reload) to one node's meshctl daemon, by its recorded PID."""
+        for r in self._state().processes:
+            if r.node == node_name and r.what == "meshctl daemon" and r.alive():
+                os.kill(r.pid, sig)
+                return
+        raise LabError(f"no running meshctl daemon on {node_name}")
+
     def _stop_process(self, node_name: str, what: str) -> None:
         state = self._state()
         _stop([r for r in state.processes if r.node == node_name and r.what == what])

@@ -86,3 +86,47 @@ def test_a_tunnel_without_a_link_local_address_gets_one_back(start_lab: Callable
 
     lab.wait_for(restored, 15, "link-local address restored")
     lab.wait_for(adjacency(lab, "a"), 30, "Babel adjacency again")
+
+
+def test_sighup_retires_and_creates_tunnels_and_refuses_a_broken_config(
+    start_lab: Callable[[str], RunningLab],
+) -> None:
+    import signal
+
+    lab = start_lab("twopath")
+    lab.wait_for(adjacency(lab, "a"), 30, "Babel adjacency over the managed tunnel")
+    a = lab.plan.node("a")
+    ifname = a.managed[0].ifname
+    with open(a.config_path) as f:
+        original = f.read()
+
+    def daemon_log() -> str:
+        with open(f"{a.run_dir}/meshctl.log") as f:
+            return f.read()
+
+    def exists() -> bool:
+        return subprocess.run(["ip", "-n", a.namespace, "link", "show", ifname], capture_output=True).returncode == 0
+
+    # A broken config: refused, logged, nothing changes.
+    with open(a.config_path, "w") as f:
+        f.write(original.replace("keepalive = 1", 'keepalive = "often"'))
+    lab.lab.signal_daemon("a", signal.SIGHUP)
+    lab.wait_for(lambda: None if "reload refused" in daemon_log() else "not yet", 10, "reload refused")
+    assert "links.keepalive" in daemon_log() and exists()
+
+    # The neighbour goes from the config: its tunnel is retired.
+    head, _, _ = original.partition("[links]")
+    _, _, gossip = original.partition("[gossip]")
+    with open(a.config_path, "w") as f:
+        f.write(head + "[gossip]" + gossip)
+    lab.lab.signal_daemon("a", signal.SIGHUP)
+    lab.wait_for(lambda: None if not exists() else f"{ifname} still there", 15, "tunnel retired on reload")
+    assert asyncio.run(query(a.control_socket, "status"))["links"] == []
+
+    # And back: created again, attached to babeld, adjacent.
+    with open(a.config_path, "w") as f:
+        f.write(original)
+    lab.lab.signal_daemon("a", signal.SIGHUP)
+    lab.wait_for(adjacency(lab, "a"), 30, "adjacency after the neighbour came back")
+    assert "links retired b, created none" in daemon_log()
+    assert "links retired none, created b" in daemon_log()
