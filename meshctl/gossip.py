@@ -250,6 +250,27 @@ class GossipTable:
         return [self.entries[o].description for o in sorted(self.entries)]
 
 
+def _shape(node: NodeInfo) -> tuple:
+    """A description without its link costs, which wander with RTT on tunnel links."""
+    links = tuple(sorted((lk.router_id, lk.interface) for lk in node.links))
+    return (node.name, node.router_id, links, node.prefixes, node.wg_keys, node.endpoints, node.roles)
+
+
+def originate_due(own: NodeInfo, sent: NodeInfo | None, since: float, lifetime: float) -> bool:
+    """Whether to sign and flood a new description of ourselves now.
+
+    ``since`` is the time since ``sent`` went out.  A refresh goes out well
+    before anyone forgets us; a link, prefix or key that came or went goes out
+    at once; a cost that merely moved waits a while, so RTT jitter on a tunnel
+    does not re-flood the whole mesh every second.
+    """
+    if sent is None or since >= lifetime / 3:
+        return True
+    if _shape(own) != _shape(sent):
+        return True
+    return own != sent and since >= lifetime / 6
+
+
 def mesh_graph(nodes: Iterable[NodeInfo]) -> nx.MultiDiGraph:
     """The whole mesh: routers by router id, each link as its node reports it.
 

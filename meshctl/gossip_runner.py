@@ -19,7 +19,7 @@ import asyncio_dgram
 import networkx as nx
 
 from meshctl.bound import datagram_server
-from meshctl.gossip import Description, GossipTable, Link, NodeInfo, mesh_graph, sign
+from meshctl.gossip import Description, GossipTable, Link, NodeInfo, mesh_graph, originate_due, sign
 from meshctl.signing import parse_public
 
 if TYPE_CHECKING:
@@ -102,8 +102,7 @@ class GossipRunner:
             for origin in self.table.expire(now):
                 log.info("gossip: %s's description expired; it leaves the mesh view", origin)
             own = self.describe()
-            refresh = now - self.own_sent >= self.config.lifetime / 3
-            if own is not None and (own != self.own or refresh):
+            if own is not None and originate_due(own, self.own, now - self.own_sent, self.config.lifetime):
                 await self._originate(own, now, wall)
             neighbours = self.neighbours()
             for new in neighbours - self.known_neighbours:

@@ -14,6 +14,7 @@ from meshctl.gossip import (
     Link,
     NodeInfo,
     mesh_graph,
+    originate_due,
     sign,
 )
 
@@ -143,3 +144,17 @@ def test_flooding_reaches_every_node_of_a_grid() -> None:
 def test_mesh_graph_keeps_unreported_neighbours() -> None:
     g = mesh_graph([NodeInfo("a", "rid-a", (Link("rid-x", 96, "wg0"),))])
     assert g.nodes["rid-x"]["reported"] is False and g["rid-a"]["rid-x"]["wg0"]["cost"] == 96
+
+
+def test_originate_due_refreshes_reports_shape_changes_at_once_and_rate_limits_costs():
+    sent = NodeInfo("a", "r-a", links=(Link("r-b", 96, "wg-b"),), prefixes=("10.0.0.1/32",))
+    assert originate_due(sent, None, 0.0, 30.0)  # never described yet
+    assert not originate_due(sent, sent, 1.0, 30.0)
+    assert originate_due(sent, sent, 10.0, 30.0)  # refresh at a third of the lifetime
+    cost_moved = NodeInfo("a", "r-a", links=(Link("r-b", 101, "wg-b"),), prefixes=("10.0.0.1/32",))
+    assert not originate_due(cost_moved, sent, 1.0, 30.0)
+    assert originate_due(cost_moved, sent, 5.0, 30.0)
+    link_came = NodeInfo("a", "r-a", links=(Link("r-b", 96, "wg-b"), Link("r-c", 96, "wg-c")), prefixes=("10.0.0.1/32",))
+    assert originate_due(link_came, sent, 0.1, 30.0)
+    prefix_went = NodeInfo("a", "r-a", links=(Link("r-b", 96, "wg-b"),))
+    assert originate_due(prefix_went, sent, 0.1, 30.0)
