@@ -46,10 +46,12 @@ def test_managed_tunnel_moves_to_the_second_endpoint_and_babel_keeps_the_adjacen
                         30, "endpoint moved to the second path")
     took += lab.wait_for(adjacency(lab, "a"), 30, "Babel adjacency back over the second path")
     took_b = lab.wait_for(adjacency(lab, "b"), 30, "and on b's side")
-    status = link_status(lab, "a")
+    status, status_b = link_status(lab, "a"), link_status(lab, "b")
     print(f"first path down: tunnel on {status['endpoint']} and Babel adjacent again after {took:.1f}s "
-          f"(dead_after 4 s); b's side {took_b:.1f}s later; moves {status['moves']}")
-    assert status["moves"] >= 1
+          f"(dead_after 4 s); b's side {took_b:.1f}s later; moves by a {status['moves']}, by b {status_b['moves']}")
+    # Both daemons watch the same silence; whichever moves first, WireGuard roams the other side
+    # to the packets' new source, and that daemon respects it instead of moving again.
+    assert status["moves"] + status_b["moves"] >= 1
     ping = subprocess.run(["ip", "netns", "exec", a.namespace, "ping", "-c", "2", "-W", "3", str(b.mesh4.ip)],
                           capture_output=True, text=True, timeout=30)
     assert ping.returncode == 0, ping.stdout
