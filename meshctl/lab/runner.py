@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import secrets
@@ -21,10 +20,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from meshctl.errors import LabError, PermissionDenied
 from meshctl.lab.plan import STEER_TABLE, LabPlan, NodePlan, node_config, placeholder_name
+from meshctl.lab.state import LabState, ProcessRecord, process_start_time, stop_processes
 from meshctl.signing import SigningKey, write_signing_key
 from meshctl.wireguard.keys import KeyPair, read_private_key, write_private_key
 from meshctl.wireguard.uapi import SetPeer, SetRequest, UapiError
@@ -62,82 +61,6 @@ def _ip_batch(namespace: str | None, commands: list[str]) -> None:
 # "packet with disallowed source address", the drop a fail-over must avoid.
 # (A few lines a minute: handshakes and keepalives.)
 UPLINK_WG_LOG_LEVEL = "verbose"
-
-@dataclass
-class ProcessRecord:
-    """A process the lab started."""
-
-    pid: int
-    node: str
-    what: str  # "babeld" or "wireguard-go IFNAME"
-    start_time: int  # /proc/PID/stat field 22: tells a reused PID apart
-
-    def alive(self) -> bool:
-        """True while this PID still is the process we started."""
-        return _start_time(self.pid) == self.start_time
-
-
-def _start_time(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    # The command name in parentheses may contain spaces; fields follow ")".
-    fields = stat.rsplit(")", 1)[1].split()
-    if fields[0] == "Z":
-        return None
-    return int(fields[19])
-
-
-@dataclass
-class LabState:
-    """What a lab created, persisted in ``state.json``."""
-
-    name: str
-    tag: str
-    status: str = "starting"
-    namespaces: list[str] = field(default_factory=list)
-    interfaces: list[str] = field(default_factory=list)
-    processes: list[ProcessRecord] = field(default_factory=list)
-    nodes: dict[str, dict] = field(default_factory=dict)
-
-    @classmethod
-    def load(cls, path: str) -> LabState | None:
-        """Read a state file, or None if there is none."""
-        try:
-            with open(path) as f:
-                data = json.load(f)
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError) as exc:
-            raise LabError(f"{path}: unreadable lab state: {exc}") from None
-        data["processes"] = [ProcessRecord(**p) for p in data.get("processes", [])]
-        return cls(**data)
-
-    def save(self, path: str) -> None:
-        """Write atomically."""
-        tmp = path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(
-                {**self.__dict__, "processes": [p.__dict__ for p in self.processes]}, f, indent=2, sort_keys=True
-            )
-        os.replace(tmp, path)
-
-
-def _stop(records: list[ProcessRecord], sig: int = signal.SIGTERM, grace: float = 3.0) -> set[int]:
-    """Signal the live ones, wait up to ``grace`` s, SIGKILL what is left; return the PIDs that needed it."""
-    for rec in records:
-        if rec.alive():
-            os.kill(rec.pid, sig)
-    deadline = time.monotonic() + grace
-    while any(r.alive() for r in records) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    killed = {r.pid for r in records if r.alive()}
-    for pid in killed:
-        os.kill(pid, signal.SIGKILL)
-    return killed
-
 
 def _tunnel_up(ifname: str, local_ll: object) -> list[str]:
     """ip commands bringing a link tunnel up; addrgenmode none: only the planned fe80::N, so dumps are readable."""
@@ -342,7 +265,7 @@ class Lab:
         """Kill one wireguard-go and start a fresh one (empty config, new TUN device)."""
         state = self._state()
         node = self.plan.node(node_name)
-        _stop([r for r in state.processes if r.node == node_name and r.what == f"wireguard-go {ifname}"], signal.SIGKILL)
+        stop_processes([r for r in state.processes if r.node == node_name and r.what == f"wireguard-go {ifname}"], signal.SIGKILL)
         state.processes = [r for r in state.processes if r.alive()]
         with contextlib.suppress(FileNotFoundError):
             os.unlink(socket_path(ifname))
@@ -412,7 +335,7 @@ class Lab:
         # `ip netns exec` execs the command, so this PID is the daemon's.
         start = None
         for _ in range(100):
-            start = _start_time(proc.pid)
+            start = process_start_time(proc.pid)
             if start is not None:
                 break
             time.sleep(0.001)
@@ -452,7 +375,7 @@ class Lab:
 
     def _stop_process(self, node_name: str, what: str) -> None:
         state = self._state()
-        _stop([r for r in state.processes if r.node == node_name and r.what == what])
+        stop_processes([r for r in state.processes if r.node == node_name and r.what == what])
         # Forget the dead: nothing to kill later, and not a failed start.
         state.processes = [r for r in state.processes if r.what != what or r.node != node_name or r.alive()]
         state.save(self.state_path)
@@ -497,7 +420,7 @@ class Lab:
         state = LabState.load(self.state_path)
         removed: list[str] = []
         records = state.processes if state else []
-        killed = _stop(records)
+        killed = stop_processes(records)
         for rec in records:
             verb = "killed" if rec.pid in killed else "stopped"
             removed.append(f"{verb} {rec.what} (pid {rec.pid}) on {rec.node}")
