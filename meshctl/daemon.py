@@ -86,16 +86,19 @@ class Daemon:
 
     def reload(self) -> None:
         """SIGHUP: re-read the config file; apply link changes now, say what needs a restart."""
-        asyncio.ensure_future(self._reload())
-
-    async def _reload(self) -> None:
-        async with self._reload_lock:  # one at a time: a second SIGHUP compares with what the first left
-            await self._reload_once()
-
-    async def _reload_once(self) -> None:
         if self._tg is None:
             log.warning("reload: not running yet; ignored")
             return
+        self._tg.create_task(self._reload())  # held by the task group, not left for the GC to collect
+
+    async def _reload(self) -> None:
+        async with self._reload_lock:  # one at a time: a second SIGHUP compares with what the first left
+            try:
+                await self._reload_once()
+            except Exception:  # a reload that goes wrong must not take the running daemon with it
+                log.exception("reload failed; the daemon goes on with what it had")
+
+    async def _reload_once(self) -> None:
         try:
             new = load_config(self.config.source)
         except MeshctlError as exc:
