@@ -26,7 +26,7 @@ from __future__ import annotations
 import ipaddress
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import msgpack
 import networkx as nx
@@ -250,10 +250,13 @@ class GossipTable:
         return [self.entries[o].description for o in sorted(self.entries)]
 
 
-def _shape(node: NodeInfo) -> tuple:
-    """A description without its link costs, which wander with RTT on tunnel links."""
-    links = tuple(sorted((lk.router_id, lk.interface) for lk in node.links))
-    return (node.name, node.router_id, links, node.prefixes, node.wg_keys, node.endpoints, node.roles)
+def _shape(node: NodeInfo) -> NodeInfo:
+    """The description with its link costs zeroed (they wander with RTT on tunnel links).
+
+    Derived with ``replace`` so a field added to NodeInfo later counts as shape by default.
+    """
+    links = sorted((replace(lk, cost=0) for lk in node.links), key=lambda lk: (lk.router_id, lk.interface))
+    return replace(node, links=tuple(links))
 
 
 def originate_due(own: NodeInfo, sent: NodeInfo | None, since: float, lifetime: float) -> bool:

@@ -146,7 +146,7 @@ def test_mesh_graph_keeps_unreported_neighbours() -> None:
     assert g.nodes["rid-x"]["reported"] is False and g["rid-a"]["rid-x"]["wg0"]["cost"] == 96
 
 
-def test_originate_due_refreshes_reports_shape_changes_at_once_and_rate_limits_costs():
+def test_originate_due_refreshes_reports_shape_changes_at_once_and_rate_limits_costs() -> None:
     sent = NodeInfo("a", "r-a", links=(Link("r-b", 96, "wg-b"),), prefixes=("10.0.0.1/32",))
     assert originate_due(sent, None, 0.0, 30.0)  # never described yet
     assert not originate_due(sent, sent, 1.0, 30.0)
@@ -158,3 +158,5 @@ def test_originate_due_refreshes_reports_shape_changes_at_once_and_rate_limits_c
     assert originate_due(link_came, sent, 0.1, 30.0)
     prefix_went = NodeInfo("a", "r-a", links=(Link("r-b", 96, "wg-b"),))
     assert originate_due(prefix_went, sent, 0.1, 30.0)
+    role_came = NodeInfo("a", "r-a", links=(Link("r-b", 96, "wg-b"),), prefixes=("10.0.0.1/32",), roles=("gateway",))
+    assert originate_due(role_came, sent, 0.1, 30.0)
