@@ -62,6 +62,7 @@ def _ip_batch(namespace: str | None, commands: list[str]) -> None:
 # (A few lines a minute: handshakes and keepalives.)
 UPLINK_WG_LOG_LEVEL = "verbose"
 
+
 def _tunnel_up(ifname: str, local_ll: object) -> list[str]:
     """ip commands bringing a link tunnel up; addrgenmode none: only the planned fe80::N, so dumps are readable."""
     return [f"link set {ifname} addrgenmode none", f"addr add {local_ll} dev {ifname} nodad", f"link set {ifname} up"]
