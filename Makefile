@@ -37,8 +37,8 @@ demo: venv
 
 lint: venv
 	$(PY) -m pip install -q ruff mypy
-	$(PY) -m ruff check babel meshctl tests bench
-	$(PY) -m mypy babel meshctl
+	$(PY) -m ruff check meshctl tests bench
+	$(PY) -m mypy meshctl
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info

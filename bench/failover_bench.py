@@ -21,8 +21,8 @@ import secrets
 import subprocess
 import time
 
-from babel.connection import Connection
-from babel.endpoint import parse_endpoint
+from meshctl.babel.connection import Connection
+from meshctl.babel.endpoint import parse_endpoint
 from meshctl.daemon import query_status
 from meshctl.lab.check import check_converged, wait_until
 from meshctl.lab.ping import Pinger, PingResult

@@ -13,7 +13,7 @@ import time
 import tracemalloc
 from collections.abc import Callable
 
-from babel.protocol import BabelProtocol
+from meshctl.babel.protocol import BabelProtocol
 from meshctl.model import MeshView
 
 NEIGHBOURS = 1000

@@ -16,8 +16,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from babel.endpoint import DEFAULT_PORT
-from babel.errors import BabelError
+from meshctl.babel.endpoint import DEFAULT_PORT
+from meshctl.babel.errors import BabelError
 from meshctl import __version__
 from meshctl.config import DEFAULT_CONFIG
 from meshctl.errors import ConfigError, MeshctlError

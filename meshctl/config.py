@@ -12,8 +12,8 @@ import os
 import stat
 from dataclasses import dataclass
 
-from babel.endpoint import DEFAULT_PORT, Endpoint, parse_endpoint
-from babel.errors import BabelError
+from meshctl.babel.endpoint import DEFAULT_PORT, Endpoint, parse_endpoint
+from meshctl.babel.errors import BabelError
 from meshctl.errors import ConfigError
 from meshctl.links import interface_name
 from meshctl.listen import parse_listen

@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from babel.connection import Backoff, Client
+from meshctl.babel.connection import Backoff, Client
 from meshctl.config import GossipConfig, NeighbourConfig, NodeConfig, load_config
 from meshctl.errors import MeshctlError
 from meshctl.export import mesh_json

@@ -20,7 +20,7 @@ import os
 import signal
 from typing import TYPE_CHECKING, Any
 
-from babel.errors import BabelError
+from meshctl.babel.errors import BabelError
 from meshctl.links import EndpointState, observe
 from meshctl.netdev import (
     NetdevError,

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-from babel import events as ev
+from meshctl.babel import events as ev
 
 INFINITY = ev.INFINITY
 
@@ -387,7 +387,7 @@ class MeshView:
 
     def replay(self, events: Iterable[ev.Event]) -> None:
         """Feed a recorded session (banner, table, replies), as the client would."""
-        from babel.protocol import CommandDone, Ready  # the protocol's own events
+        from meshctl.babel.protocol import CommandDone, Ready  # the protocol's own events
 
         for event in events:
             if isinstance(event, Ready):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from babel.connection import Connection
-from babel.endpoint import parse_endpoint
-from babel.protocol import Malformed
+from meshctl.babel.connection import Connection
+from meshctl.babel.endpoint import parse_endpoint
+from meshctl.babel.protocol import Malformed
 from meshctl.model import SelfInfo, TopologyModel
 
 log = logging.getLogger("meshctl")

@@ -9,8 +9,8 @@ import threading
 
 import pytest
 
-from babel.endpoint import parse_endpoint
-from babel.errors import BabelError
+from meshctl.babel.endpoint import parse_endpoint
+from meshctl.babel.errors import BabelError
 
 
 def meshctl(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:

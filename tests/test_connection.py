@@ -12,10 +12,10 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from babel import events as ev
-from babel.connection import Backoff, Client, Connection
-from babel.endpoint import Endpoint
-from babel.errors import BabelConnectionError, CommandError
+from meshctl.babel import events as ev
+from meshctl.babel.connection import Backoff, Client, Connection
+from meshctl.babel.endpoint import Endpoint
+from meshctl.babel.errors import BabelConnectionError, CommandError
 from meshctl.model import MeshView
 
 BANNER = b"BABEL 1.0\nversion babeld-1.12.1\nhost fake\nmy-id 02:00:00:00:00:00:00:01\nok\n"

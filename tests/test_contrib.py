@@ -57,7 +57,7 @@ def test_unit_uses_the_default_paths() -> None:
 
 
 def test_babeld_fragment_matches_what_the_gateway_installs() -> None:
-    text = (CONTRIB / "babeld-meshctl.conf").read_text()
+    text = (CONTRIB.parent / "babel" / "babeld-meshctl.conf").read_text()
     lines = [line for line in text.splitlines() if line and not line.startswith("#")]
     assert f"redistribute proto {MESHCTL_RTPROTO} allow" in lines
     assert f"redistribute proto {MESHCTL_STANDBY_RTPROTO} metric {STANDBY_METRIC}" in lines

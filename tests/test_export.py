@@ -7,7 +7,7 @@ import json
 import jsonschema
 import pytest
 
-from babel.parser import decode_line
+from meshctl.babel.parser import decode_line
 from meshctl.export import JSON_SCHEMA_ID, render, to_dot, to_graphml, to_json, to_netjson
 from meshctl.model import SelfInfo, TopologyModel
 from tests.conftest import static_path

@@ -8,7 +8,7 @@ import socket
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from babel.parser import parse_line
+from meshctl.babel.parser import parse_line
 from meshctl.config import parse_config
 from meshctl.control import ROLE_PRIMARY, Message
 from meshctl.daemon import Daemon

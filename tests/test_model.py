@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 
-from babel import events as ev
-from babel.parser import decode_line, parse_line
-from babel.protocol import BabelProtocol
+from meshctl.babel import events as ev
+from meshctl.babel.parser import decode_line, parse_line
+from meshctl.babel.protocol import BabelProtocol
 from meshctl.model import INFINITY, MeshView, SelfInfo, TopologyModel
 
 ME = "02:6d:63:6c:00:00:00:01"

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from babel import events as ev
-from babel.errors import ParseError
-from babel.parser import MAX_LINE, decode_line, parse_line
+from meshctl.babel import events as ev
+from meshctl.babel.errors import ParseError
+from meshctl.babel.parser import MAX_LINE, decode_line, parse_line
 
 ROUTE = (
     "add route 5565bde61c50 prefix 10.99.0.1/32 from 0.0.0.0/0 installed yes "

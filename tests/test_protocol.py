@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from babel import events as ev
-from babel.protocol import BabelProtocol, Closed, CommandDone, Malformed, Ready, State
+from meshctl.babel import events as ev
+from meshctl.babel.protocol import BabelProtocol, Closed, CommandDone, Malformed, Ready, State
 
 BANNER = b"BABEL 1.0\nversion babeld-1.12.1\nhost vm\nmy-id 02:00:00:00:00:00:00:01\nok\n"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from babel.parser import parse_line
+from meshctl.babel.parser import parse_line
 from meshctl.config import parse_config
 from meshctl.control import ROLE_PRIMARY, Message
 from meshctl.model import SelfInfo, TopologyModel

@@ -20,8 +20,8 @@ from collections.abc import Callable
 
 import pytest
 
-from babel.connection import Connection
-from babel.endpoint import parse_endpoint
+from meshctl.babel.connection import Connection
+from meshctl.babel.endpoint import parse_endpoint
 from meshctl.daemon import query_status
 from meshctl.lab.ping import Pinger
 from meshctl.lab.routewatch import RouteWatch, route_gaps

@@ -13,8 +13,8 @@ from collections.abc import Callable
 
 import jsonschema
 
-from babel.connection import Backoff, Client
-from babel.endpoint import parse_endpoint
+from meshctl.babel.connection import Backoff, Client
+from meshctl.babel.endpoint import parse_endpoint
 from meshctl.model import MeshView
 from tests.conftest import static_path
 from tests.lab.conftest import TOPOLOGIES, RunningLab, converged, unique_tag

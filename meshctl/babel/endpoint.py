@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from babel.errors import BabelError
+from meshctl.babel.errors import BabelError
 
 DEFAULT_PORT = 33123
 

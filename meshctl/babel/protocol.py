@@ -19,9 +19,9 @@ import enum
 from collections import deque
 from dataclasses import dataclass
 
-from babel import events as ev
-from babel.errors import ParseError
-from babel.parser import MAX_LINE, decode_line
+from meshctl.babel import events as ev
+from meshctl.babel.errors import ParseError
+from meshctl.babel.parser import MAX_LINE, decode_line
 
 
 class State(enum.Enum):

@@ -18,12 +18,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from babel import events as ev
-from babel.endpoint import Endpoint
-from babel.errors import BabelConnectionError, BabelError, CommandError
-from babel.protocol import BabelProtocol, Closed, CommandDone, Malformed, Ready
+from meshctl.babel import events as ev
+from meshctl.babel.endpoint import Endpoint
+from meshctl.babel.errors import BabelConnectionError, BabelError, CommandError
+from meshctl.babel.protocol import BabelProtocol, Closed, CommandDone, Malformed, Ready
 
-log = logging.getLogger("babel")
+log = logging.getLogger("meshctl.babel")
 
 READ_SIZE = 65536
 _NOT_LISTENING = (errno.ECONNREFUSED, errno.ENOENT)

@@ -19,8 +19,8 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from babel import events as ev
-from babel.errors import ParseError
+from meshctl.babel import events as ev
+from meshctl.babel.errors import ParseError
 
 #: babeld's own reply buffer is 512 bytes; anything far longer is garbage.
 MAX_LINE = 4096
