@@ -33,7 +33,7 @@ bench: venv
 
 ## Bring up topologies/seed.toml, show the mesh, fail a gateway, show the move.
 demo: venv
-	$(PY) -m meshctl.demo topologies/seed.toml
+	$(PY) -m meshctl.lab.demo topologies/seed.toml
 
 lint: venv
 	$(PY) -m pip install -q ruff mypy

@@ -14,7 +14,7 @@ import msgpack
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bench.model_bench import measure
-from meshctl.gossip import Description, GossipTable, Link, NodeInfo, mesh_graph, sign
+from meshctl.gossip.table import Description, GossipTable, Link, NodeInfo, mesh_graph, sign
 
 ROWS, COLS = 40, 25
 NODES = ROWS * COLS
@@ -76,11 +76,11 @@ def grid_run(settle: float = 10.0) -> list[tuple[str, ...]]:
     import secrets
     import time
 
-    from meshctl.daemon import query
     from meshctl.lab.check import wait_until
     from meshctl.lab.plan import GOSSIP_LIFETIME, make_plan
     from meshctl.lab.runner import Lab
     from meshctl.lab.spec import load_lab
+    from meshctl.node.daemon import query
 
     spec = load_lab(os.path.join(os.path.dirname(__file__), "..", "topologies", "grid4x4.toml"))
     lab = Lab(make_plan(spec, "g" + secrets.token_hex(2)))

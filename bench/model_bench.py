@@ -14,7 +14,7 @@ import tracemalloc
 from collections.abc import Callable
 
 from meshctl.babel.protocol import BabelProtocol
-from meshctl.model import MeshView
+from meshctl.topology.model import MeshView
 
 NEIGHBOURS = 1000
 ROUTES = 10_000

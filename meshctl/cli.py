@@ -16,17 +16,17 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from meshctl import __version__
 from meshctl.babel.endpoint import DEFAULT_PORT
 from meshctl.babel.errors import BabelError
-from meshctl import __version__
 from meshctl.config import DEFAULT_CONFIG
 from meshctl.errors import ConfigError, MeshctlError
-from meshctl.export import FORMATS, render, render_mesh
 from meshctl.listen import DEFAULT_METRICS, parse_listen
-from meshctl.logs import FORMATS as LOG_FORMATS
-from meshctl.logs import REDACTOR
-from meshctl.logs import setup as setup_logging
-from meshctl.snapshot import fetch_model
+from meshctl.node.logs import FORMATS as LOG_FORMATS
+from meshctl.node.logs import REDACTOR
+from meshctl.node.logs import setup as setup_logging
+from meshctl.topology.export import FORMATS, render, render_mesh
+from meshctl.topology.snapshot import fetch_model
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -45,7 +45,7 @@ def _daemon_socket(args: argparse.Namespace) -> str:
 
 
 def _mesh(args: argparse.Namespace) -> dict:
-    from meshctl.daemon import query
+    from meshctl.node.daemon import query
 
     return asyncio.run(query(_daemon_socket(args), "mesh", args.timeout))
 
@@ -60,8 +60,8 @@ def cmd_topology_dump(args: argparse.Namespace) -> int:
 
 
 def cmd_topology_render(args: argparse.Namespace) -> int:
-    from meshctl.export import mesh_to_netjson, netjson_to_dot, to_dot
-    from meshctl.render import IMAGE_FORMATS, render_dot
+    from meshctl.topology.export import mesh_to_netjson, netjson_to_dot, to_dot
+    from meshctl.topology.render import IMAGE_FORMATS, render_dot
 
     fmt = args.format or (args.output.rsplit(".", 1)[-1].lower() if args.output and "." in args.output else "svg")
     if fmt not in IMAGE_FORMATS:
@@ -156,7 +156,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     import signal
 
     from meshctl.config import load_config
-    from meshctl.daemon import Daemon
+    from meshctl.node.daemon import Daemon
 
     config = load_config(args.config)  # refuses a broken config before touching anything
     for key in config.private_keys():
@@ -216,7 +216,7 @@ def _format_status(status: dict) -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from meshctl.daemon import query_status
+    from meshctl.node.daemon import query_status
 
     status = asyncio.run(query_status(_daemon_socket(args)))
     print(json.dumps(status, indent=2) if args.json else _format_status(status))

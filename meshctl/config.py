@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from meshctl.babel.endpoint import DEFAULT_PORT, Endpoint, parse_endpoint
 from meshctl.babel.errors import BabelError
 from meshctl.errors import ConfigError
-from meshctl.links import interface_name
+from meshctl.gossip.signing import SigningKey, parse_public, read_signing_key
+from meshctl.links.plan import interface_name
 from meshctl.listen import parse_listen
-from meshctl.policy import Hysteresis
-from meshctl.signing import SigningKey, parse_public, read_signing_key
 from meshctl.tomlfile import Fields, load_toml, with_lines
+from meshctl.uplink.policy import Hysteresis
 from meshctl.wireguard.keys import KeyPair, decode_key, read_private_key
 
 DEFAULT_CONFIG = "/etc/meshctl/node.toml"

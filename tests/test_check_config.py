@@ -163,7 +163,7 @@ def test_line_locator_follows_nested_arrays_of_tables() -> None:
 
 
 def gossip_config(tmp_path: Path, trust: str) -> Path:
-    from meshctl.signing import SigningKey, write_signing_key
+    from meshctl.gossip.signing import SigningKey, write_signing_key
 
     key = tmp_path / "gossip.key"
     write_signing_key(str(key), SigningKey.generate())

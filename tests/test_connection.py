@@ -16,7 +16,7 @@ from meshctl.babel import events as ev
 from meshctl.babel.connection import Backoff, Client, Connection
 from meshctl.babel.endpoint import Endpoint
 from meshctl.babel.errors import BabelConnectionError, CommandError
-from meshctl.model import MeshView
+from meshctl.topology.model import MeshView
 
 BANNER = b"BABEL 1.0\nversion babeld-1.12.1\nhost fake\nmy-id 02:00:00:00:00:00:00:01\nok\n"
 NEIGH = b"add neighbour 1 address fe80::2 if wg1 reach ffff ureach 0000 rxcost 96 txcost 96 cost 96\n"

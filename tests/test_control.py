@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meshctl.control import MAC_LEN, ControlError, Message, ReplayGuard, Sequence, decode, encode
+from meshctl.uplink.control import MAC_LEN, ControlError, Message, ReplayGuard, Sequence, decode, encode
 
 KEY = b"k" * 32
 NOW = 1_700_000_000.0

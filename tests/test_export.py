@@ -8,8 +8,8 @@ import jsonschema
 import pytest
 
 from meshctl.babel.parser import decode_line
-from meshctl.export import JSON_SCHEMA_ID, render, to_dot, to_graphml, to_json, to_netjson
-from meshctl.model import SelfInfo, TopologyModel
+from meshctl.topology.export import JSON_SCHEMA_ID, render, to_dot, to_graphml, to_json, to_netjson
+from meshctl.topology.model import SelfInfo, TopologyModel
 from tests.conftest import static_path
 
 ME = "02:6d:63:6c:00:00:00:01"
@@ -125,7 +125,7 @@ def test_graphml_round_trips_through_networkx(model: TopologyModel) -> None:
 
 @pytest.mark.skipif(__import__("shutil").which("dot") is None, reason="Graphviz is not installed (./bootstrap)")
 def test_render_svg_and_png(model: TopologyModel) -> None:
-    from meshctl.render import render_image
+    from meshctl.topology.render import render_image
 
     svg = render_image(model, "svg")
     assert svg.lstrip().startswith(b"<?xml") and b"<svg" in svg

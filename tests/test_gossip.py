@@ -7,7 +7,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meshctl.gossip import (
+from meshctl.gossip.table import (
     MAX_DATAGRAM,
     Description,
     GossipTable,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from meshctl.links import EndpointState, interface_name, observe
+from meshctl.links.plan import EndpointState, interface_name, observe
 
 EPS = ("10.250.0.2:52001", "10.250.0.6:52001")
 
@@ -47,7 +47,7 @@ def test_a_recreated_device_is_not_silence() -> None:
 def test_link_local_addresses_are_stable_and_per_tunnel() -> None:
     import ipaddress
 
-    from meshctl.netdev import link_local_for
+    from meshctl.links.netdev import link_local_for
 
     a = ipaddress.IPv6Address(link_local_for("a", "b"))
     assert a.is_link_local and str(a) == link_local_for("a", "b")

@@ -6,7 +6,7 @@ import io
 import json
 import logging
 
-from meshctl.logs import REDACTED, JsonFormatter, RedactingHandler, Redactor
+from meshctl.node.logs import REDACTED, JsonFormatter, RedactingHandler, Redactor
 from meshctl.wireguard.keys import KeyPair
 
 

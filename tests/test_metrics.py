@@ -10,9 +10,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from meshctl.babel.parser import parse_line
 from meshctl.config import parse_config
-from meshctl.control import ROLE_PRIMARY, Message
-from meshctl.daemon import Daemon
 from meshctl.listen import parse_listen
+from meshctl.node.daemon import Daemon
+from meshctl.uplink.control import ROLE_PRIMARY, Message
 from meshctl.wireguard.backend import MemoryBackend
 from tests.test_config import files, good  # noqa: F401 - fixture
 

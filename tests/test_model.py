@@ -7,7 +7,7 @@ import ipaddress
 from meshctl.babel import events as ev
 from meshctl.babel.parser import decode_line, parse_line
 from meshctl.babel.protocol import BabelProtocol
-from meshctl.model import INFINITY, MeshView, SelfInfo, TopologyModel
+from meshctl.topology.model import INFINITY, MeshView, SelfInfo, TopologyModel
 
 ME = "02:6d:63:6c:00:00:00:01"
 GW1 = "02:6d:63:6c:00:00:00:02"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from meshctl.policy import CandidateView, Hysteresis, SelectorState, select
+from meshctl.uplink.policy import CandidateView, Hysteresis, SelectorState, select
 
 P = Hysteresis(margin=32, hold=3.0, warm_age=150.0)
 

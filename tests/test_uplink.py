@@ -6,9 +6,9 @@ import ipaddress
 
 from meshctl.babel.parser import parse_line
 from meshctl.config import parse_config
-from meshctl.control import ROLE_PRIMARY, Message
-from meshctl.model import SelfInfo, TopologyModel
-from meshctl.uplink import UplinkController
+from meshctl.topology.model import SelfInfo, TopologyModel
+from meshctl.uplink.client import UplinkController
+from meshctl.uplink.control import ROLE_PRIMARY, Message
 from tests.test_config import GW1, GW2, files, good  # noqa: F401 - fixture
 
 STEER = ipaddress.ip_network("0.0.0.0/0")

@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 from meshctl.errors import MeshctlError
 from meshctl.lab.plan import LabPlan
-from meshctl.model import TopologyModel
-from meshctl.snapshot import fetch_model
+from meshctl.topology.model import TopologyModel
+from meshctl.topology.snapshot import fetch_model
 
 
 async def node_models(plan: LabPlan, timeout: float = 5.0) -> dict[str, TopologyModel]:

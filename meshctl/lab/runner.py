@@ -22,9 +22,9 @@ import time
 from collections.abc import Callable
 
 from meshctl.errors import LabError, PermissionDenied
+from meshctl.gossip.signing import SigningKey, write_signing_key
 from meshctl.lab.plan import STEER_TABLE, LabPlan, NodePlan, node_config, placeholder_name
 from meshctl.lab.state import LabState, ProcessRecord, process_start_time, stop_processes
-from meshctl.signing import SigningKey, write_signing_key
 from meshctl.wireguard.keys import KeyPair, read_private_key, write_private_key
 from meshctl.wireguard.uapi import SetPeer, SetRequest, UapiError
 from meshctl.wireguard.uapi_client import SOCKET_DIR, socket_path, uapi_set

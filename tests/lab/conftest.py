@@ -21,8 +21,8 @@ from meshctl.lab.check import check_converged
 from meshctl.lab.plan import LabPlan, make_plan
 from meshctl.lab.runner import Lab, LabState
 from meshctl.lab.spec import load_lab
-from meshctl.model import TopologyModel
-from meshctl.snapshot import fetch_model
+from meshctl.topology.model import TopologyModel
+from meshctl.topology.snapshot import fetch_model
 
 TOPOLOGIES = os.path.join(os.path.dirname(__file__), "..", "..", "topologies")
 TOOLS = ("ip", "babeld", "wireguard-go")

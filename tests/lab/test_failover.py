@@ -22,9 +22,9 @@ import pytest
 
 from meshctl.babel.connection import Connection
 from meshctl.babel.endpoint import parse_endpoint
-from meshctl.daemon import query_status
 from meshctl.lab.ping import Pinger
 from meshctl.lab.routewatch import RouteWatch, route_gaps
+from meshctl.node.daemon import query_status
 from meshctl.wireguard.uapi_client import uapi_get
 from tests.lab.conftest import RunningLab, converged
 
@@ -234,7 +234,7 @@ SENDER = """
 import socket, sys, time
 sys.path[:0] = {path!r}
 import hashlib, hmac
-from meshctl.control import Message, encode
+from meshctl.uplink.control import Message, encode
 secret = open({secret!r}, "rb").read().strip()
 signed = lambda body: body + hmac.new(secret, body, hashlib.sha256).digest()
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 import jsonschema
 
-from meshctl.daemon import query
 from meshctl.lab.plan import GOSSIP_LIFETIME
+from meshctl.node.daemon import query
 from tests.conftest import static_path
 from tests.lab.conftest import RunningLab, converged
 
@@ -107,8 +107,8 @@ import socket, sys, time
 sys.path[:0] = {path!r}
 import msgpack
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from meshctl.gossip import Description, NodeInfo, sign
-from meshctl.signing import read_signing_key
+from meshctl.gossip.table import Description, NodeInfo, sign
+from meshctl.gossip.signing import read_signing_key
 r11 = read_signing_key({key!r}, "key").private
 now = time.time()
 node = NodeInfo("r11", "02:00:00:00:00:00:00:01")

@@ -15,7 +15,7 @@ import jsonschema
 
 from meshctl.babel.connection import Backoff, Client
 from meshctl.babel.endpoint import parse_endpoint
-from meshctl.model import MeshView
+from meshctl.topology.model import MeshView
 from tests.conftest import static_path
 from tests.lab.conftest import TOPOLOGIES, RunningLab, converged, unique_tag
 

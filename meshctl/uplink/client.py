@@ -12,9 +12,9 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 
 from meshctl.config import GatewayCandidate, UplinkConfig
-from meshctl.control import ROLE_NONE, ROLE_PRIMARY, Message, Sequence
-from meshctl.model import INFINITY, TopologyModel
-from meshctl.policy import CandidateView, SelectorState, Switch, select
+from meshctl.topology.model import INFINITY, TopologyModel
+from meshctl.uplink.control import ROLE_NONE, ROLE_PRIMARY, Message, Sequence
+from meshctl.uplink.policy import CandidateView, SelectorState, Switch, select
 from meshctl.wireguard.state import Device, Peer
 
 

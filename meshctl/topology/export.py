@@ -1,4 +1,4 @@
-"""Render a :class:`~meshctl.model.TopologyModel` as JSON, NetJSON, DOT or GraphML.
+"""Render a :class:`~meshctl.topology.model.TopologyModel` as JSON, NetJSON, DOT or GraphML.
 
 Pure functions returning plain data or text; output is deterministic (sorted)
 so dumps can be diffed and tested.  The JSON schema is documented in
@@ -12,7 +12,7 @@ from typing import Any
 
 import networkx as nx
 
-from meshctl.model import INFINITY, TopologyModel, neighbour_label
+from meshctl.topology.model import INFINITY, TopologyModel, neighbour_label
 
 JSON_SCHEMA_ID = "meshctl.topology/1"
 
@@ -198,7 +198,7 @@ MESH_SCHEMA_ID = "meshctl.mesh/1"
 
 
 def mesh_json(graph: nx.MultiDiGraph, router_id: str, label: str) -> dict[str, Any]:
-    """The whole mesh from gossip (see :func:`meshctl.gossip.mesh_graph`) in meshctl's schema."""
+    """The whole mesh from gossip (see :func:`meshctl.gossip.table.mesh_graph`) in meshctl's schema."""
     return {
         "schema": MESH_SCHEMA_ID,
         "router_id": router_id,

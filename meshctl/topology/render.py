@@ -10,8 +10,8 @@ import shutil
 import subprocess
 
 from meshctl.errors import MeshctlError
-from meshctl.export import to_dot
-from meshctl.model import TopologyModel
+from meshctl.topology.export import to_dot
+from meshctl.topology.model import TopologyModel
 
 IMAGE_FORMATS = ("svg", "png")
 

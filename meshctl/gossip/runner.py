@@ -3,7 +3,7 @@
 Datagrams go to Babel's own neighbours, at their link-local addresses on the
 interfaces babeld runs on, so gossip follows the mesh's links and needs no
 addresses of its own.  What to keep and relay is decided by
-:class:`meshctl.gossip.GossipTable`; this layer only moves bytes and keeps time.
+:class:`meshctl.gossip.table.GossipTable`; this layer only moves bytes and keeps time.
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any
 import asyncio_dgram
 import networkx as nx
 
-from meshctl.bound import datagram_server
-from meshctl.gossip import Description, GossipTable, Link, NodeInfo, mesh_graph, originate_due, sign
-from meshctl.signing import parse_public
+from meshctl.gossip.signing import parse_public
+from meshctl.gossip.table import Description, GossipTable, Link, NodeInfo, mesh_graph, originate_due, sign
+from meshctl.udp import datagram_server
 
 if TYPE_CHECKING:
     from meshctl.config import GossipConfig
-    from meshctl.daemon import Daemon
+    from meshctl.node.daemon import Daemon
 
 log = logging.getLogger("meshctl.gossip")
 

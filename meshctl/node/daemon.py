@@ -1,7 +1,7 @@
 """``meshctl daemon``: the asyncio layer that wires babeld, WireGuard and the controllers.
 
-Adapters only: read, feed the pure controllers (``meshctl.uplink``,
-``meshctl.policy``, ``meshctl.wireguard.diff``), carry out what they return,
+Adapters only: read, feed the pure controllers (``meshctl.uplink.client``,
+``meshctl.uplink.policy``, ``meshctl.wireguard.diff``), carry out what they return,
 re-arm timers.  Anything that goes wrong at the edges (babeld gone,
 wireguard-go restarted, a bad datagram) is logged and counted; the loops go on.
 """
@@ -22,15 +22,15 @@ from typing import Any
 from meshctl.babel.connection import Backoff, Client
 from meshctl.config import GossipConfig, NeighbourConfig, NodeConfig, load_config
 from meshctl.errors import MeshctlError
-from meshctl.export import mesh_json
-from meshctl.gateway_runner import GatewayRunner
-from meshctl.gossip import mesh_graph
-from meshctl.gossip_runner import GossipRunner
-from meshctl.link_runner import LinkRunner
-from meshctl.logs import REDACTOR
-from meshctl.metrics import Metrics
-from meshctl.model import MeshView
-from meshctl.uplink_runner import UplinkRunner
+from meshctl.gossip.runner import GossipRunner
+from meshctl.gossip.table import mesh_graph
+from meshctl.links.runner import LinkRunner
+from meshctl.node.logs import REDACTOR
+from meshctl.node.metrics import Metrics
+from meshctl.topology.export import mesh_json
+from meshctl.topology.model import MeshView
+from meshctl.uplink.client_runner import UplinkRunner
+from meshctl.uplink.gateway_runner import GatewayRunner
 from meshctl.wireguard.backend import Backend, choose_backend
 
 log = logging.getLogger("meshctl.daemon")

@@ -7,7 +7,7 @@ import logging
 from meshctl.babel.connection import Connection
 from meshctl.babel.endpoint import parse_endpoint
 from meshctl.babel.protocol import Malformed
-from meshctl.model import SelfInfo, TopologyModel
+from meshctl.topology.model import SelfInfo, TopologyModel
 
 log = logging.getLogger("meshctl")
 

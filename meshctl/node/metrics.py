@@ -24,13 +24,13 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from meshctl import __version__
-from meshctl.control import ROLE_NONE
 from meshctl.errors import MeshctlError
 from meshctl.listen import parse_listen
-from meshctl.policy import CAUSES
+from meshctl.uplink.control import ROLE_NONE
+from meshctl.uplink.policy import CAUSES
 
 if TYPE_CHECKING:
-    from meshctl.daemon import Daemon
+    from meshctl.node.daemon import Daemon
 
 log = logging.getLogger("meshctl.metrics")
 

@@ -4,7 +4,7 @@ Creates the WireGuard device (a kernel device where the module is loaded,
 else a wireguard-go process that this daemon owns), configures it, brings it
 up, attaches it to babeld through its read-write local interface (no
 restart), and moves its endpoint when the neighbour falls silent
-(:mod:`meshctl.links` decides).  On stop the tunnel is retired: babeld lets
+(:mod:`meshctl.links.plan` decides).  On stop the tunnel is retired: babeld lets
 go of the interface, the device goes away.
 """
 
@@ -21,8 +21,7 @@ import signal
 from typing import TYPE_CHECKING, Any
 
 from meshctl.babel.errors import BabelError
-from meshctl.links import EndpointState, observe
-from meshctl.netdev import (
+from meshctl.links.netdev import (
     NetdevError,
     create_wireguard,
     delete_link,
@@ -31,6 +30,7 @@ from meshctl.netdev import (
     link_local_for,
     link_up,
 )
+from meshctl.links.plan import EndpointState, observe
 from meshctl.wireguard.backend import Backend, choose_backend, kernel_module_loaded
 from meshctl.wireguard.diff import diff
 from meshctl.wireguard.state import Device, Peer
@@ -39,7 +39,7 @@ from meshctl.wireguard.uapi_client import socket_path
 
 if TYPE_CHECKING:
     from meshctl.config import LinksConfig, NeighbourConfig
-    from meshctl.daemon import Daemon
+    from meshctl.node.daemon import Daemon
 
 log = logging.getLogger("meshctl.links")
 

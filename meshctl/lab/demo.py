@@ -1,6 +1,6 @@
 """The README's demo: bring up the seed mesh, kill the active gateway, show the move.
 
-Run as root: ``python -m meshctl.demo topologies/seed.toml``.  A ping every
+Run as root: ``python -m meshctl.lab.demo topologies/seed.toml``.  A ping every
 10 ms goes from the client's uplink address to an address behind the
 gateways; the demo kills the gateway carrying it (links down, processes
 stopped), reports what meshctl decided and what the traffic saw, and always
@@ -16,13 +16,13 @@ import sys
 import time
 
 from meshctl.cli import _format_status
-from meshctl.daemon import query_status
 from meshctl.errors import MeshctlError
 from meshctl.lab.check import check_converged, wait_until
 from meshctl.lab.ping import Pinger
 from meshctl.lab.plan import make_plan
 from meshctl.lab.runner import Lab
 from meshctl.lab.spec import load_lab
+from meshctl.node.daemon import query_status
 
 PING_INTERVAL = 0.01
 PING_TARGET = "10.200.0.7"  # inside the upstream's 10.200.0.0/24

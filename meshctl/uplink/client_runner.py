@@ -10,18 +10,18 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from meshctl.bound import BoundSocket
 from meshctl.config import UplinkConfig
-from meshctl.control import ROLE_NONE, ROLE_PRIMARY, ROLE_STANDBY, ControlError, decode, encode
-from meshctl.policy import Switch
-from meshctl.uplink import UplinkController
+from meshctl.udp import BoundSocket
+from meshctl.uplink.client import UplinkController
+from meshctl.uplink.control import ROLE_NONE, ROLE_PRIMARY, ROLE_STANDBY, ControlError, decode, encode
+from meshctl.uplink.policy import Switch
 from meshctl.wireguard.backend import Backend
 from meshctl.wireguard.diff import apply_to, diff
 from meshctl.wireguard.state import Device
 from meshctl.wireguard.uapi import UapiError
 
 if TYPE_CHECKING:
-    from meshctl.daemon import Daemon
+    from meshctl.node.daemon import Daemon
 
 log = logging.getLogger("meshctl.daemon")
 

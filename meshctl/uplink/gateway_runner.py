@@ -8,17 +8,17 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from meshctl.bound import BoundSocket
 from meshctl.config import ClientEntry, GatewayConfig, Prefix
-from meshctl.control import ROLE_NONE, ROLE_PRIMARY, ROLE_STANDBY, ControlError, Message, ReplayGuard, decode, encode
-from meshctl.routes import RouteError, announce, drop_handoff, handoff, withdraw
-from meshctl.uplink_runner import DEVICE_POLL, ROLE_NAMES
+from meshctl.udp import BoundSocket
+from meshctl.uplink.client_runner import DEVICE_POLL, ROLE_NAMES
+from meshctl.uplink.control import ROLE_NONE, ROLE_PRIMARY, ROLE_STANDBY, ControlError, Message, ReplayGuard, decode, encode
+from meshctl.uplink.routes import RouteError, announce, drop_handoff, handoff, withdraw
 from meshctl.wireguard.backend import Backend, converge
 from meshctl.wireguard.state import Device, Peer
 from meshctl.wireguard.uapi import UapiError
 
 if TYPE_CHECKING:
-    from meshctl.daemon import Daemon
+    from meshctl.node.daemon import Daemon
 
 log = logging.getLogger("meshctl.daemon")
 

@@ -1,0 +1,1 @@
+"""Controller gossip: signed node descriptions, the table that merges them (pure), and the runner that floods them."""
