@@ -28,7 +28,7 @@ from meshctl.lab.ping import Pinger, PingResult
 from meshctl.lab.plan import MESHCTL_RTPROTO, LabPlan, make_plan
 from meshctl.lab.runner import Lab
 from meshctl.lab.spec import load_lab
-from meshctl.node.daemon import query_status
+from meshctl.node.sockets import query_status
 from meshctl.wireguard.keys import read_private_key
 from meshctl.wireguard.uapi import SetPeer, SetRequest
 from meshctl.wireguard.uapi_client import uapi_set

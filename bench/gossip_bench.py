@@ -80,7 +80,7 @@ def grid_run(settle: float = 10.0) -> list[tuple[str, ...]]:
     from meshctl.lab.plan import GOSSIP_LIFETIME, make_plan
     from meshctl.lab.runner import Lab
     from meshctl.lab.spec import load_lab
-    from meshctl.node.daemon import query
+    from meshctl.node.sockets import query
 
     spec = load_lab(os.path.join(os.path.dirname(__file__), "..", "topologies", "grid4x4.toml"))
     lab = Lab(make_plan(spec, "g" + secrets.token_hex(2)))

@@ -45,7 +45,7 @@ def _daemon_socket(args: argparse.Namespace) -> str:
 
 
 def _mesh(args: argparse.Namespace) -> dict:
-    from meshctl.node.daemon import query
+    from meshctl.node.sockets import query
 
     return asyncio.run(query(_daemon_socket(args), "mesh", args.timeout))
 
@@ -216,7 +216,7 @@ def _format_status(status: dict) -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from meshctl.node.daemon import query_status
+    from meshctl.node.sockets import query_status
 
     status = asyncio.run(query_status(_daemon_socket(args)))
     print(json.dumps(status, indent=2) if args.json else _format_status(status))

@@ -19,7 +19,7 @@ async def datagram_server(sock: socket.socket) -> asyncio_dgram.aio.DatagramServ
     return stream
 
 
-async def _bind(host: str, port: int, device: str, what: str, stop: asyncio.Event) -> asyncio_dgram.aio.DatagramServer:
+async def _bind(host: str, port: int, device: str, what: str) -> asyncio_dgram.aio.DatagramServer:
     """A UDP socket on ``host:port`` tied to ``device``, waiting for both to exist.
 
     Tied to the tunnel device (SO_BINDTODEVICE) so control traffic always goes
@@ -29,7 +29,7 @@ async def _bind(host: str, port: int, device: str, what: str, stop: asyncio.Even
     """
     warned = False
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    while not stop.is_set():
+    while True:
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, device.encode())
@@ -41,8 +41,7 @@ async def _bind(host: str, port: int, device: str, what: str, stop: asyncio.Even
             if not warned:
                 log.warning("%s: cannot bind %s:%d on %s yet (%s); retrying", what, host, port, device, exc.strerror)
                 warned = True
-            await asyncio.sleep(0.5)
-    raise asyncio.CancelledError
+            await asyncio.sleep(0.5)  # cancellation (the daemon stopping) ends the wait
 
 
 def ifindex(name: str) -> int | None:
@@ -60,13 +59,13 @@ class BoundSocket:
     the old socket points at a device that no longer exists.
     """
 
-    def __init__(self, host: str, port: int, device: str, what: str, stop: asyncio.Event) -> None:
-        self.host, self.port, self.device, self.what, self.stop = host, port, device, what, stop
+    def __init__(self, host: str, port: int, device: str, what: str) -> None:
+        self.host, self.port, self.device, self.what = host, port, device, what
         self.sock: asyncio_dgram.aio.DatagramServer | None = None
         self.index: int | None = None
 
     async def open(self) -> None:
-        self.sock = await _bind(self.host, self.port, self.device, self.what, self.stop)
+        self.sock = await _bind(self.host, self.port, self.device, self.what)
         self.index = ifindex(self.device)
 
     async def check(self) -> None:

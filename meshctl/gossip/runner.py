@@ -19,12 +19,12 @@ import asyncio_dgram
 import networkx as nx
 
 from meshctl.gossip.signing import parse_public
-from meshctl.gossip.table import Description, GossipTable, Link, NodeInfo, mesh_graph, originate_due, sign
+from meshctl.gossip.table import Description, GossipTable, Identity, NodeInfo, describe_node, mesh_graph, originate_due, sign
 from meshctl.udp import datagram_server
 
 if TYPE_CHECKING:
     from meshctl.config import GossipConfig
-    from meshctl.node.daemon import Daemon
+    from meshctl.topology.model import MeshView
 
 log = logging.getLogger("meshctl.gossip")
 
@@ -34,10 +34,11 @@ Address = tuple[str, str]  # (link-local address, interface)
 class GossipRunner:
     """One node's gossip: its own description, the table, the socket."""
 
-    def __init__(self, daemon: Daemon, config: GossipConfig) -> None:
-        self.daemon = daemon
+    def __init__(self, config: GossipConfig, me: Identity, view: MeshView) -> None:
         self.config = config
-        self.name = daemon.config.name
+        self.me = me
+        self.view = view
+        self.name = me.name
         self.table = GossipTable(self.name, {n: parse_public(k) for n, k in config.trusted})
         self.sock: asyncio_dgram.aio.DatagramServer | None = None
         self.own: NodeInfo | None = None
@@ -51,32 +52,10 @@ class GossipRunner:
 
     def describe(self) -> NodeInfo | None:
         """This node as babeld and the config show it; None until babeld is synced."""
-        return self.describe_model(self.daemon)
-
-    @staticmethod
-    def describe_model(daemon: Daemon) -> NodeInfo | None:
-        """What :meth:`describe` says, for any daemon (also one without gossip)."""
-        view = daemon.view
-        model = view.model
-        if not view.synced or not model.me.router_id:
-            return None
-        links = []
-        for key, n in sorted(model.neighbours.items(), key=lambda kv: (kv[0][1], str(kv[0][0]))):
-            rid = model.neighbour_router_id(key)
-            if n.reachable and rid:
-                links.append(Link(rid, n.cost, key[1]))
-        config = daemon.config
-        keys = [u.keys.public for u in config.uplinks] + ([config.gateway.keys.public] if config.gateway else [])
-        roles = (["client"] if config.uplinks else []) + (["gateway"] if config.gateway else [])
-        prefixes = sorted({str(x.prefix) for x in model.xroutes.values()})
-        if config.links:
-            keys.append(config.links.keys.public)
-        endpoints = config.gossip.endpoints if config.gossip else ()
-        return NodeInfo(config.name, model.me.router_id, tuple(links), tuple(prefixes), tuple(keys), endpoints,
-                        tuple(roles))
+        return describe_node(self.view.model, self.view.synced, self.me)
 
     def neighbours(self) -> set[Address]:
-        model = self.daemon.view.model
+        model = self.view.model
         return {(str(addr), ifname) for (addr, ifname), n in model.neighbours.items() if n.reachable}
 
     # -- loops --------------------------------------------------------------

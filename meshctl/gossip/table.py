@@ -34,6 +34,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from meshctl.errors import Refused
+from meshctl.topology.model import TopologyModel
 
 VERSION = 1
 MAX_DATAGRAM = 8192  # one description; a node with ~100 neighbours fits
@@ -272,6 +273,29 @@ def originate_due(own: NodeInfo, sent: NodeInfo | None, since: float, lifetime: 
     if _shape(own) != _shape(sent):
         return True
     return own != sent and since >= lifetime / 6
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """What a node says of itself besides its links and prefixes: from its config."""
+
+    name: str
+    keys: tuple[str, ...] = ()  # WireGuard public keys (uplink, gateway, managed tunnels)
+    endpoints: tuple[str, ...] = ()
+    roles: tuple[str, ...] = ()
+
+
+def describe_node(model: TopologyModel, synced: bool, me: Identity) -> NodeInfo | None:
+    """This node as babeld shows it and its config names it; None until babeld is synced."""
+    if not synced or not model.me.router_id:
+        return None
+    links = []
+    for key, n in sorted(model.neighbours.items(), key=lambda kv: (kv[0][1], str(kv[0][0]))):
+        rid = model.neighbour_router_id(key)
+        if n.reachable and rid:
+            links.append(Link(rid, n.cost, key[1]))
+    prefixes = sorted({str(x.prefix) for x in model.xroutes.values()})
+    return NodeInfo(me.name, model.me.router_id, tuple(links), tuple(prefixes), me.keys, me.endpoints, me.roles)
 
 
 def mesh_graph(nodes: Iterable[NodeInfo]) -> nx.MultiDiGraph:

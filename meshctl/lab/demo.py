@@ -22,7 +22,7 @@ from meshctl.lab.ping import Pinger
 from meshctl.lab.plan import make_plan
 from meshctl.lab.runner import Lab
 from meshctl.lab.spec import load_lab
-from meshctl.node.daemon import query_status
+from meshctl.node.sockets import query_status
 
 PING_INTERVAL = 0.01
 PING_TARGET = "10.200.0.7"  # inside the upstream's 10.200.0.0/24

@@ -18,6 +18,7 @@ import ipaddress
 import logging
 import os
 import signal
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from meshctl.babel.errors import BabelError
@@ -39,7 +40,7 @@ from meshctl.wireguard.uapi_client import socket_path
 
 if TYPE_CHECKING:
     from meshctl.config import LinksConfig, NeighbourConfig
-    from meshctl.node.daemon import Daemon
+    from meshctl.topology.model import MeshView
 
 log = logging.getLogger("meshctl.links")
 
@@ -57,9 +58,11 @@ def _die_with_parent() -> None:
 class LinkRunner:
     """One neighbour's tunnel."""
 
-    def __init__(self, daemon: Daemon, links: LinksConfig, neighbour: NeighbourConfig,
-                 backend: Backend | None = None) -> None:
-        self.daemon = daemon
+    def __init__(self, node: str, links: LinksConfig, neighbour: NeighbourConfig, view: MeshView,
+                 babel_command: Callable[[str], Awaitable[object]], backend: Backend | None = None) -> None:
+        self.node = node
+        self.view = view
+        self.babel_command = babel_command  # a request on babeld's read-write local interface
         self.links = links
         self.n = neighbour
         self.ifname = neighbour.interface
@@ -107,12 +110,12 @@ class LinkRunner:
         if self.endpoint in self.n.endpoints and self.endpoint != self.state.endpoint:  # roamed to one we know
             self.state = dataclasses.replace(self.state, current=self.n.endpoints.index(self.endpoint))
         await link_up(self.ifname)
-        if await ensure_link_local(self.ifname, link_local_for(self.daemon.config.name, self.n.name)):
+        if await ensure_link_local(self.ifname, link_local_for(self.node, self.n.name)):
             log.info("link %s: gave %s its link-local address", self.n.name, self.ifname)
         if not self.device_ok:
             log.info("link %s: tunnel %s up, endpoint %s", self.n.name, self.ifname, self.state.endpoint)
         self.device_ok = True
-        if self.ifname not in self.daemon.view.model.interfaces or not self.attached:
+        if self.ifname not in self.view.model.interfaces or not self.attached:
             await self._attach()
         loop = asyncio.get_running_loop()
         old = self.endpoint
@@ -151,7 +154,7 @@ class LinkRunner:
         raise NetdevError(f"wireguard-go did not create {self.ifname}")
 
     async def _attach(self) -> None:
-        await self.daemon.babel.command(f"interface {self.ifname} {self.links.babel}")
+        await self.babel_command(f"interface {self.ifname} {self.links.babel}")
         self.attached = True
         log.info("link %s: babeld runs on %s (%s)", self.n.name, self.ifname, self.links.babel)
 
@@ -159,7 +162,7 @@ class LinkRunner:
         """Let babeld go of the interface, then remove the device (only ours)."""
         if self.attached:
             with contextlib.suppress(BabelError, OSError):
-                await self.daemon.babel.command(f"flush interface {self.ifname}")
+                await self.babel_command(f"flush interface {self.ifname}")
         if self.proc is not None and self.proc.returncode is None:
             self.proc.terminate()
             with contextlib.suppress(TimeoutError):

@@ -11,22 +11,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import logging
 import os
 import time
-from collections import Counter
-from dataclasses import dataclass, field
 from typing import Any
 
 from meshctl.babel.connection import Backoff, Client
 from meshctl.config import GossipConfig, NeighbourConfig, NodeConfig, load_config
+from meshctl.counters import Counters
 from meshctl.errors import MeshctlError
 from meshctl.gossip.runner import GossipRunner
-from meshctl.gossip.table import mesh_graph
+from meshctl.gossip.table import Identity, describe_node, mesh_graph
 from meshctl.links.runner import LinkRunner
 from meshctl.node.logs import REDACTOR
 from meshctl.node.metrics import Metrics
+from meshctl.node.sockets import serve_control
 from meshctl.topology.export import mesh_json
 from meshctl.topology.model import MeshView
 from meshctl.uplink.client_runner import UplinkRunner
@@ -34,15 +33,6 @@ from meshctl.uplink.gateway_runner import GatewayRunner
 from meshctl.wireguard.backend import Backend, choose_backend
 
 log = logging.getLogger("meshctl.daemon")
-
-
-@dataclass
-class Counters:
-    """What went wrong, and how often, for status and metrics."""
-
-    rejected: Counter[str] = field(default_factory=Counter)
-    backend_errors: int = 0
-    route_errors: int = 0
 
 
 class Daemon:
@@ -55,15 +45,19 @@ class Daemon:
         self.view.listeners.append(self._model_changed)
         self.babel = Client(config.babel, self.view, Backoff(initial=0.1, maximum=2.0))
         self.counters = Counters()
-        self.stop = asyncio.Event()
         self.started = time.time()
-        self.uplinks = [UplinkRunner(self, u, backend or choose_backend(u.interface)) for u in config.uplinks]
+        self.uplinks = [
+            UplinkRunner(u, config.name, self.view, backend or choose_backend(u.interface), self.counters,
+                         lambda uplink, seconds: self.metrics.observe_reaction(uplink, seconds))
+            for u in config.uplinks
+        ]
         self.gateway = (
-            GatewayRunner(self, config.gateway, backend or choose_backend(config.gateway.interface))
+            GatewayRunner(config.gateway, config.name, self.view, backend or choose_backend(config.gateway.interface),
+                          self.counters)
             if config.gateway
             else None
         )
-        self.gossip = GossipRunner(self, config.gossip) if config.gossip else None
+        self.gossip = GossipRunner(config.gossip, self.identity(), self.view) if config.gossip else None
         self.backend = backend
         self.links: dict[str, LinkRunner] = {}  # neighbour name -> its tunnel
         self._link_tasks: dict[str, asyncio.Task[None]] = {}
@@ -71,9 +65,19 @@ class Daemon:
         self._reload_lock = asyncio.Lock()
         self.metrics = Metrics(self)
 
+    def identity(self) -> Identity:
+        """What this node says of itself in gossip, from its config."""
+        config = self.config
+        keys = [u.keys.public for u in config.uplinks] + ([config.gateway.keys.public] if config.gateway else [])
+        if config.links:
+            keys.append(config.links.keys.public)
+        roles = (["client"] if config.uplinks else []) + (["gateway"] if config.gateway else [])
+        endpoints = config.gossip.endpoints if config.gossip else ()
+        return Identity(config.name, tuple(keys), tuple(endpoints), tuple(roles))
+
     def _start_link(self, neighbour: NeighbourConfig) -> None:
         assert self._tg is not None and self.config.links is not None
-        runner = LinkRunner(self, self.config.links, neighbour, self.backend)
+        runner = LinkRunner(self.config.name, self.config.links, neighbour, self.view, self.babel.command, self.backend)
         self.links[neighbour.name] = runner
         self._link_tasks[neighbour.name] = self._tg.create_task(runner.run())
 
@@ -139,7 +143,7 @@ class Daemon:
     async def run(self) -> None:
         """Run until cancelled; clean up what must not outlive the daemon."""
         metrics_server = await self.metrics.serve(self.metrics_listen) if self.metrics_listen else None
-        server = await self._control_server()
+        server = await serve_control(self.config.control_socket, {"status": self.status, "mesh": self.mesh})
         log.info("meshctl daemon for %s started (%d uplink(s)%s)", self.config.name, len(self.uplinks),
                  ", gateway" if self.gateway else "")
         try:
@@ -155,7 +159,6 @@ class Daemon:
                 for n in self.config.links.neighbours if self.config.links else ():
                     self._start_link(n)
         finally:
-            self.stop.set()
             server.close()
             if metrics_server is not None:
                 metrics_server.close()
@@ -164,38 +167,13 @@ class Daemon:
             if self.gateway:
                 await asyncio.shield(self.gateway.withdraw_all())
 
-    async def _control_server(self) -> asyncio.AbstractServer:
-        path = self.config.control_socket
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-
-        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            try:
-                line = await asyncio.wait_for(reader.readline(), 2.0)
-                if line.strip() == b"status":
-                    writer.write(json.dumps(self.status()).encode() + b"\n")
-                elif line.strip() == b"mesh":
-                    writer.write(json.dumps(self.mesh()).encode() + b"\n")
-                else:
-                    writer.write(b'{"error": "unknown request"}\n')
-                await writer.drain()
-            except (TimeoutError, OSError):
-                pass
-            finally:
-                writer.close()
-
-        server = await asyncio.start_unix_server(handle, path)
-        os.chmod(path, 0o660)
-        return server
-
     def mesh(self) -> dict[str, Any]:
         """The whole mesh as gossip shows it (this node alone without gossip)."""
         me = self.view.model.me
         if self.gossip is not None:
             graph = self.gossip.graph()
         else:
-            own = GossipRunner.describe_model(self)
+            own = describe_node(self.view.model, self.view.synced, self.identity())
             graph = mesh_graph([own] if own else [])
         return mesh_json(graph, me.router_id, self.config.name)
 
@@ -228,24 +206,3 @@ class Daemon:
 def _gossip_key(g: GossipConfig | None) -> object:
     """What identifies a gossip config (the signing key object compares by identity)."""
     return None if g is None else (g.key.public, g.port, g.lifetime, g.trusted, g.endpoints)
-
-
-async def query_status(path: str, timeout: float = 3.0) -> dict[str, Any]:
-    """Ask a running daemon for its status over its control socket."""
-    return await query(path, "status", timeout)
-
-
-async def query(path: str, request: str, timeout: float = 3.0) -> dict[str, Any]:
-    """Ask a running daemon over its control socket: ``status`` or ``mesh``."""
-    try:
-        async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_unix_connection(path)
-            writer.write(request.encode() + b"\n")
-            await writer.drain()
-            data = await reader.read()
-            writer.close()
-    except (OSError, TimeoutError) as exc:
-        reason = getattr(exc, "strerror", None) or "timed out"
-        raise MeshctlError(f"no meshctl daemon answering at {path}: {reason}") from None
-    return json.loads(data)
-

@@ -8,27 +8,25 @@ import logging
 import statistics
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from meshctl.config import UplinkConfig
+from meshctl.counters import Counters
+from meshctl.topology.model import MeshView
 from meshctl.udp import BoundSocket
 from meshctl.uplink.client import UplinkController
-from meshctl.uplink.control import ROLE_NONE, ROLE_PRIMARY, ROLE_STANDBY, ControlError, decode, encode
+from meshctl.uplink.control import ROLE_NAMES, ROLE_NONE, ROLE_PRIMARY, ROLE_STANDBY, ControlError, decode, encode
 from meshctl.uplink.policy import Switch
 from meshctl.wireguard.backend import Backend
 from meshctl.wireguard.diff import apply_to, diff
 from meshctl.wireguard.state import Device
 from meshctl.wireguard.uapi import UapiError
 
-if TYPE_CHECKING:
-    from meshctl.node.daemon import Daemon
-
 log = logging.getLogger("meshctl.daemon")
 
 DEVICE_POLL = 1.0  # seconds between WireGuard reads (handshake ages, restarts)
 RELEASE_TIMEOUT = 0.25  # seconds to wait for the old gateway to confirm it let go
 FAILURE_CAUSES = frozenset({"unreachable", "down", "gone"})
-ROLE_NAMES = {ROLE_NONE: None, ROLE_STANDBY: "standby", ROLE_PRIMARY: "primary"}
 
 
 def _summary(values: Any) -> dict[str, Any]:
@@ -45,15 +43,18 @@ def _summary(values: Any) -> dict[str, Any]:
 class UplinkRunner:
     """Drives one :class:`UplinkController`."""
 
-    def __init__(self, daemon: Daemon, config: UplinkConfig, backend: Backend) -> None:
-        self.daemon = daemon
+    def __init__(self, config: UplinkConfig, node: str, view: MeshView, backend: Backend, counters: Counters,
+                 on_reaction: Callable[[str, float], None] | None = None) -> None:
         self.config = config
+        self.view = view
         self.backend = backend
-        self.ctl = UplinkController(config, daemon.config.name, time.time_ns())
+        self.counters = counters
+        self.on_reaction = on_reaction  # the metrics histogram, fed as switches happen
+        self.ctl = UplinkController(config, node, time.time_ns())
         self.device: Device | None = None
         self.write_lock = asyncio.Lock()
         self.evaluate_lock = asyncio.Lock()
-        self.sock = BoundSocket(str(config.address.ip), 0, config.interface, f"uplink {config.interface}", daemon.stop)
+        self.sock = BoundSocket(str(config.address.ip), 0, config.interface, f"uplink {config.interface}")
         self._trigger: float | None = None
         self._scheduled = False
         self._timer: asyncio.TimerHandle | None = None
@@ -88,7 +89,7 @@ class UplinkRunner:
         async with self.evaluate_lock:  # a planned switch waits; later pokes queue behind it
             trigger, self._trigger = self._trigger, None
             loop = asyncio.get_running_loop()
-            model = self.daemon.view.model
+            model = self.view.model
             switch = self.ctl.decide(model, self.device, loop.time(), time.time())
             if self._timer is not None:
                 self._timer.cancel()
@@ -121,7 +122,8 @@ class UplinkRunner:
             reaction = done - trigger if trigger is not None else 0.0
             if ok:
                 self.ctl.reactions.append(reaction)
-                self.daemon.metrics.observe_reaction(self.name, reaction)
+                if self.on_reaction is not None:
+                    self.on_reaction(self.name, reaction)
             self._log_switch(switch, planned, ok, reaction, self._outage(switch, planned, done))
             await self._send_probes()  # tell the new gateway at once (and the old one, if not told yet)
 
@@ -194,7 +196,7 @@ class UplinkRunner:
         standby = await self._until(
             lambda: old_died()
             or self.ctl.probes[new].announced >= ROLE_STANDBY
-            and self.ctl.announcement_seen(new, self.daemon.view.model),
+            and self.ctl.announcement_seen(new, self.view.model),
             timeout,
         )
         if old_died():
@@ -238,7 +240,7 @@ class UplinkRunner:
             try:
                 await self.backend.write(self.name, request)
             except UapiError as exc:
-                self.daemon.counters.backend_errors += 1
+                self.counters.backend_errors += 1
                 self.device_ok = False
                 log.error("uplink %s: WireGuard write failed: %s", self.name, exc)
                 return False
@@ -298,11 +300,11 @@ class UplinkRunner:
             try:
                 message = decode(data, self.config.secret, time.time())
             except ControlError as exc:
-                self.daemon.counters.rejected[exc.reason] += 1
+                self.counters.rejected[exc.reason] += 1
                 continue
             gateway = by_addr.get(addr[0])
             if gateway is None or message.kind != "ack" or message.sender != gateway:
-                self.daemon.counters.rejected["unexpected"] += 1
+                self.counters.rejected["unexpected"] += 1
                 continue
             if self.ctl.on_ack(gateway, message, now):
                 self.poke(now)
@@ -313,7 +315,7 @@ class UplinkRunner:
         now, wall = loop.time(), time.time()
         params = self.config.hysteresis
         cands = []
-        for view in self.ctl.candidates(self.daemon.view.model, self.device, now, wall):
+        for view in self.ctl.candidates(self.view.model, self.device, now, wall):
             probe = self.ctl.probes[view.name]
             cands.append(
                 {

@@ -32,6 +32,7 @@ ROLE_NONE = 0  # do not announce
 ROLE_STANDBY = 1  # announce with a high metric: a return path ready before it is needed
 ROLE_PRIMARY = 2  # announce normally: this gateway carries the client's traffic
 ROLES = (ROLE_NONE, ROLE_STANDBY, ROLE_PRIMARY)
+ROLE_NAMES = {ROLE_NONE: None, ROLE_STANDBY: "standby", ROLE_PRIMARY: "primary"}  # for status
 
 
 class ControlError(Refused):

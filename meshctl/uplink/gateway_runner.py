@@ -6,19 +6,28 @@ import asyncio
 import ipaddress
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from meshctl.config import ClientEntry, GatewayConfig, Prefix
+from meshctl.counters import Counters
+from meshctl.topology.model import MeshView
 from meshctl.udp import BoundSocket
-from meshctl.uplink.client_runner import DEVICE_POLL, ROLE_NAMES
-from meshctl.uplink.control import ROLE_NONE, ROLE_PRIMARY, ROLE_STANDBY, ControlError, Message, ReplayGuard, decode, encode
+from meshctl.uplink.client_runner import DEVICE_POLL
+from meshctl.uplink.control import (
+    ROLE_NAMES,
+    ROLE_NONE,
+    ROLE_PRIMARY,
+    ROLE_STANDBY,
+    ControlError,
+    Message,
+    ReplayGuard,
+    decode,
+    encode,
+)
 from meshctl.uplink.routes import RouteError, announce, drop_handoff, handoff, withdraw
 from meshctl.wireguard.backend import Backend, converge
 from meshctl.wireguard.state import Device, Peer
 from meshctl.wireguard.uapi import UapiError
-
-if TYPE_CHECKING:
-    from meshctl.node.daemon import Daemon
 
 log = logging.getLogger("meshctl.daemon")
 
@@ -31,8 +40,10 @@ HANDOFF_SECONDS = 5.0
 class GatewayRunner:
     """Serves clients: answers probes, announces the clients that chose this gateway."""
 
-    def __init__(self, daemon: Daemon, config: GatewayConfig, backend: Backend) -> None:
-        self.daemon = daemon
+    def __init__(self, config: GatewayConfig, node: str, view: MeshView, backend: Backend, counters: Counters) -> None:
+        self.node = node
+        self.view = view
+        self.counters = counters
         self.config = config
         self.backend = backend
         self.replay = ReplayGuard()
@@ -55,7 +66,7 @@ class GatewayRunner:
 
     async def run(self) -> None:
         sock = BoundSocket(str(self.config.address.ip), self.config.control_port, self.config.interface,
-                           f"gateway {self.config.interface}", self.daemon.stop)
+                           f"gateway {self.config.interface}")
         await sock.open()
         self.sock = sock
         try:
@@ -78,7 +89,7 @@ class GatewayRunner:
             except UapiError as exc:
                 if self.device_ok:
                     log.error("gateway %s: WireGuard device unreachable: %s", self.config.interface, exc)
-                self.daemon.counters.backend_errors += 1 if self.device_ok else 0
+                self.counters.backend_errors += 1 if self.device_ok else 0
                 self.device_ok = False
             await asyncio.sleep(DEVICE_POLL)
 
@@ -89,17 +100,17 @@ class GatewayRunner:
             try:
                 message = decode(data, self.config.secret, time.time())
             except ControlError as exc:
-                self.daemon.counters.rejected[exc.reason] += 1
+                self.counters.rejected[exc.reason] += 1
                 continue
             client = self.clients.get(message.sender)
             if client is None or message.kind != "probe":
-                self.daemon.counters.rejected["unknown-client"] += 1
+                self.counters.rejected["unknown-client"] += 1
                 continue
             if not any(ip_in(addr[0], p) for p in client.addresses):
-                self.daemon.counters.rejected["wrong-source"] += 1
+                self.counters.rejected["wrong-source"] += 1
                 continue
             if not self.replay.accept(message.sender, message.seq):
-                self.daemon.counters.rejected["replay"] += 1
+                self.counters.rejected["replay"] += 1
                 continue
             if message.role == ROLE_NONE:
                 if client.name in self.roles:
@@ -108,7 +119,7 @@ class GatewayRunner:
                 self.leases[client.name] = loop.time() + self.config.lease
                 if self.roles.get(client.name) != message.role:
                     await self._announce(client, message.role)
-            ack = Message("ack", self.daemon.config.name, message.seq, time.time(), self.roles.get(client.name, ROLE_NONE))
+            ack = Message("ack", self.node, message.seq, time.time(), self.roles.get(client.name, ROLE_NONE))
             await sock.send(encode(ack, self.config.secret), addr)
 
     async def _announce(self, client: ClientEntry, role: int) -> None:
@@ -139,7 +150,7 @@ class GatewayRunner:
             if role == ROLE_PRIMARY or path is not None:  # only one of our routes per prefix at a time
                 await withdraw(client.addresses, (self.config.standby_protocol,))
         except RouteError as exc:
-            self.daemon.counters.route_errors += 1
+            self.counters.route_errors += 1
             log.error("gateway: cannot announce %s: %s", client.name, exc)
             return
         self.roles[client.name] = role
@@ -154,7 +165,7 @@ class GatewayRunner:
         try:
             await withdraw(client.addresses, (self.config.route_protocol, self.config.standby_protocol))
         except RouteError as exc:
-            self.daemon.counters.route_errors += 1
+            self.counters.route_errors += 1
             log.error("gateway: cannot withdraw %s: %s", client.name, exc)
             return
         log.warning("gateway %s: withdrawing %s: %s", self.config.interface, client.name, why)
@@ -201,7 +212,7 @@ class GatewayRunner:
         target = client.mesh or prefix
         if target is None:
             return None
-        model = self.daemon.view.model
+        model = self.view.model
         paths = [r for r in model.routes_for(target) if r.reachable and r.interface != self.config.interface]
         return (str(paths[0].via), paths[0].interface) if paths else None
 

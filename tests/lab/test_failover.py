@@ -24,7 +24,7 @@ from meshctl.babel.connection import Connection
 from meshctl.babel.endpoint import parse_endpoint
 from meshctl.lab.ping import Pinger
 from meshctl.lab.routewatch import RouteWatch, route_gaps
-from meshctl.node.daemon import query_status
+from meshctl.node.sockets import query_status
 from meshctl.wireguard.uapi_client import uapi_get
 from tests.lab.conftest import RunningLab, converged
 

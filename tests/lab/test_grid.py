@@ -11,7 +11,7 @@ from collections.abc import Callable
 import jsonschema
 
 from meshctl.lab.plan import GOSSIP_LIFETIME
-from meshctl.node.daemon import query
+from meshctl.node.sockets import query
 from tests.conftest import static_path
 from tests.lab.conftest import RunningLab, converged
 

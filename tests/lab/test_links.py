@@ -6,7 +6,7 @@ import asyncio
 import subprocess
 from collections.abc import Callable
 
-from meshctl.node.daemon import query
+from meshctl.node.sockets import query
 from tests.lab.conftest import RunningLab
 
 
