@@ -49,15 +49,24 @@ class UplinkConfig:
     interface: str
     keys: KeyPair
     listen_port: int
-    address: ipaddress.IPv4Interface | ipaddress.IPv6Interface  # this client, inside the tunnel
+    addresses: tuple[ipaddress.IPv4Interface | ipaddress.IPv6Interface, ...]  # this client, one per family
     steer: tuple[Prefix, ...]
     keepalive: int
     secret: bytes
     control_port: int
-    probe_interval: float
+    probe_interval: float  # the gateways that carry traffic
     probe_loss: int
     hysteresis: Hysteresis
     gateways: tuple[GatewayCandidate, ...]
+    backup_probe_interval: float = 0.1  # the others
+    check: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...] = ()  # end-to-end targets, one per family
+    check_interval: float = 1.0
+    check_loss: int = 3
+
+    @property
+    def address(self) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
+        """The client's first address (the one of the family its control datagrams use, in most configs)."""
+        return self.addresses[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +240,57 @@ def _interface_addr(f: Fields, key: str) -> ipaddress.IPv4Interface | ipaddress.
         return ipaddress.ip_interface("0.0.0.0/32")
 
 
+def _addresses_per_family(f: Fields, key: str) -> tuple[ipaddress.IPv4Interface | ipaddress.IPv6Interface, ...]:
+    """One address, or a list with at most one per family (``"10.98.0.1/32"`` or ``["10.98.0.1/32", "fd98::1/128"]``)."""
+    raw = f.take(key, (str, list), "", required=True)
+    texts = [raw] if isinstance(raw, str) else raw
+    out: list[ipaddress.IPv4Interface | ipaddress.IPv6Interface] = []
+    for i, text in enumerate(texts):
+        where = key if isinstance(raw, str) else f"{key}[{i}]"
+        if not isinstance(text, str):
+            f.error(where, f"must be str, not {type(text).__name__}")
+            continue
+        try:
+            addr = ipaddress.ip_interface(text)
+        except ValueError as exc:
+            if text:
+                f.error(where, f"not an address: {exc}")
+            continue
+        if any(a.version == addr.version for a in out):
+            f.error(where, f"a second IPv{addr.version} address: give one address per family")
+            continue
+        out.append(addr)
+    if not out and texts:
+        return (ipaddress.ip_interface("0.0.0.0/32"),)
+    if not texts:
+        f.error(key, "needs an address")
+        return (ipaddress.ip_interface("0.0.0.0/32"),)
+    return tuple(out)
+
+
+def _check_targets(f: Fields, steer: tuple[Prefix, ...]) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...]:
+    """``check``: addresses answering ping behind the gateways, one per family, inside the steered prefixes."""
+    raw = f.take("check", (str, list), [])
+    texts = [raw] if isinstance(raw, str) else raw
+    out: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
+    for i, text in enumerate(texts):
+        where = "check" if isinstance(raw, str) else f"check[{i}]"
+        try:
+            addr = ipaddress.ip_address(text) if isinstance(text, str) else None
+        except ValueError:
+            addr = None
+        if addr is None:
+            f.error(where, f"not an address: {text!r}")
+            continue
+        if any(a.version == addr.version for a in out):
+            f.error(where, f"a second IPv{addr.version} target: give one per family")
+        elif not any(addr.version == p.version and addr in p for p in steer):
+            f.error(where, f"{addr} is not inside a steered prefix, so checks would not go through the gateways")
+        else:
+            out.append(addr)
+    return tuple(out)
+
+
 def _endpoint(f: Fields, key: str, required: bool) -> str | None:
     text = f.take(key, str, None, required=required)
     if text is None:
@@ -269,8 +329,11 @@ def _uplink(raw: object, i: int, source: str, errors: list[ConfigError]) -> Upli
     interface = _iface(f)
     keys = _keys(f, source, errors)
     listen_port = _port(f, "listen_port", 51900)
-    address = _interface_addr(f, "address")
+    addresses = _addresses_per_family(f, "address")
     steer = _prefixes(f, "steer")
+    for p in steer:
+        if not any(a.version == p.version for a in addresses):
+            f.error("steer", f"{p} is IPv{p.version} but the uplink has no IPv{p.version} address: add one to 'address'")
     keepalive = f.take("keepalive", int, 10)
     if not 0 <= keepalive <= 60:
         f.error("keepalive", "must be 0..60 seconds (<= 60 keeps a session warm)")
@@ -279,9 +342,19 @@ def _uplink(raw: object, i: int, source: str, errors: list[ConfigError]) -> Upli
     probe_interval = f.take("probe_interval", float, 0.1)
     if not 0.01 <= probe_interval <= 10:
         f.error("probe_interval", "must be 0.01..10 seconds")
+    backup_probe_interval = f.take("backup_probe_interval", float, probe_interval)
+    if not 0.01 <= backup_probe_interval <= 10 or backup_probe_interval < probe_interval:
+        f.error("backup_probe_interval", "must be 0.01..10 seconds, and not below probe_interval")
     probe_loss = f.take("probe_loss", int, 3)
     if not 1 <= probe_loss <= 100:
         f.error("probe_loss", "must be 1..100")
+    check = _check_targets(f, steer)
+    check_interval = f.take("check_interval", float, 1.0)
+    if not 0.01 <= check_interval <= 60:
+        f.error("check_interval", "must be 0.01..60 seconds")
+    check_loss = f.take("check_loss", int, 3)
+    if not 1 <= check_loss <= 100:
+        f.error("check_loss", "must be 1..100")
     hyst = _hysteresis(Fields(f.take("hysteresis", dict, {}), f"uplink[{i}].hysteresis", source, errors))
     gateways: list[GatewayCandidate] = []
     names: set[str] = set()
@@ -315,8 +388,9 @@ def _uplink(raw: object, i: int, source: str, errors: list[ConfigError]) -> Upli
     f.finish()
     if keys is None:
         return None
-    return UplinkConfig(interface, keys, listen_port, address, steer, keepalive, secret, control_port,
-                        probe_interval, probe_loss, hyst, tuple(gateways))
+    return UplinkConfig(interface, keys, listen_port, addresses, steer, keepalive, secret, control_port,
+                        probe_interval, probe_loss, hyst, tuple(gateways), backup_probe_interval, check,
+                        check_interval, check_loss)
 
 
 def _gateway(raw: object, source: str, errors: list[ConfigError]) -> GatewayConfig | None:

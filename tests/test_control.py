@@ -9,15 +9,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meshctl.uplink.control import MAC_LEN, ControlError, Message, ReplayGuard, Sequence, decode, encode
+from meshctl.uplink.control import MAC_LEN, MAX_DATAGRAM, ControlError, Message, ReplayGuard, Sequence, decode, encode
 
 KEY = b"k" * 32
 NOW = 1_700_000_000.0
 
 
 def test_round_trip() -> None:
-    m = Message("probe", "client", 7, NOW, 2)
+    m = Message("probe", "client", 7, NOW, (2, 0), ("10.200.0.0/24", "2001:db8::/64"))
     assert decode(encode(m, KEY), KEY, NOW + 1) == m
+    a = Message("ack", "gw1", 7, NOW, (2, 1), (), (96, 65535))
+    assert decode(encode(a, KEY), KEY, NOW + 1) == a
+    assert a.role(4) == 2 and a.role(6) == 1
 
 
 @pytest.mark.parametrize(
@@ -25,7 +28,7 @@ def test_round_trip() -> None:
     [
         (encode(Message("probe", "c", 1, NOW), b"x" * 32), "bad-mac"),
         (b"short", "truncated"),
-        (b"\x00" * 600, "oversized"),
+        (b"\x00" * 1100, "oversized"),
         (encode(Message("probe", "c", 1, NOW - 100), KEY), "stale"),
     ],
 )
@@ -47,14 +50,21 @@ def signed(obj: object) -> bytes:
     "obj",
     [
         [1, 2],
+        {"v": 1, "k": "probe", "s": "c", "n": 1, "t": NOW, "r": [2, 0]},
+        {"v": 2, "k": "launch", "s": "c", "n": 1, "t": NOW, "r": [2, 0]},
+        {"v": 2, "k": "probe", "s": "", "n": 1, "t": NOW, "r": [2, 0]},
+        {"v": 2, "k": "probe", "s": "c", "n": -1, "t": NOW, "r": [2, 0]},
+        {"v": 2, "k": "probe", "s": "c", "n": True, "t": NOW, "r": [2, 0]},
+        {"v": 2, "k": "probe", "s": "c", "n": 1, "t": "now", "r": [2, 0]},
+        {"v": 2, "k": "probe", "s": "c", "n": 1, "t": float("nan"), "r": [2, 0]},
+        {"v": 2, "k": "probe", "s": "c", "n": 1, "t": float("inf"), "r": [2, 0]},
         {"v": 2, "k": "probe", "s": "c", "n": 1, "t": NOW, "r": 2},
-        {"v": 1, "k": "launch", "s": "c", "n": 1, "t": NOW, "r": 2},
-        {"v": 1, "k": "probe", "s": "", "n": 1, "t": NOW, "r": 2},
-        {"v": 1, "k": "probe", "s": "c", "n": -1, "t": NOW, "r": 2},
-        {"v": 1, "k": "probe", "s": "c", "n": True, "t": NOW, "r": 2},
-        {"v": 1, "k": "probe", "s": "c", "n": 1, "t": "now", "r": 2},
-        {"v": 1, "k": "probe", "s": "c", "n": 1, "t": NOW, "r": 5},
-        {"v": 1, "k": "probe", "s": "c" * 100, "n": 1, "t": NOW, "r": 2},
+        {"v": 2, "k": "probe", "s": "c", "n": 1, "t": NOW, "r": [5, 0]},
+        {"v": 2, "k": "probe", "s": "c", "n": 1, "t": NOW, "r": [2]},
+        {"v": 2, "k": "probe", "s": "c", "n": 1, "t": NOW, "r": [2, 0], "p": [1]},
+        {"v": 2, "k": "ack", "s": "c", "n": 1, "t": NOW, "r": [2, 0], "m": [70000]},
+        {"v": 2, "k": "ack", "s": "c", "n": 1, "t": NOW, "r": [2, 0], "m": [True]},
+        {"v": 2, "k": "probe", "s": "c" * 100, "n": 1, "t": NOW, "r": [2, 0]},
     ],
 )
 def test_signed_but_malformed(obj: object) -> None:
@@ -91,4 +101,20 @@ def test_sequence_grows_across_restarts() -> None:
     a = [first.next() for _ in range(3)]
     second = Sequence(2000)  # restarted later: the clock moved on
     assert second.next() > a[-1]
-    assert len(encode(Message("probe", "x" * 64, 2**63, NOW, 2), KEY)) < 512 - MAC_LEN
+    prefixes = tuple(f"2001:db8:{i:x}::/64" for i in range(16))
+    assert len(encode(Message("probe", "x" * 64, 2**63, NOW, (2, 2), prefixes), KEY)) < MAX_DATAGRAM - MAC_LEN
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+                    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=3), inner, max_size=8),
+                    max_leaves=30))
+def test_any_signed_msgpack_value_is_refused_or_parsed(obj: object) -> None:
+    """Whatever a holder of the secret signs, decode returns a Message or raises ControlError: nothing else."""
+    try:
+        data = signed(obj)
+    except (OverflowError, ValueError, TypeError):
+        return  # not packable
+    with contextlib.suppress(ControlError):
+        m = decode(data, KEY, NOW)
+        assert isinstance(m, Message) and len(m.roles) == 2

@@ -13,7 +13,9 @@ from meshctl.config import parse_config
 from meshctl.listen import parse_listen
 from meshctl.node.daemon import Daemon
 from meshctl.uplink.control import ROLE_PRIMARY, Message
+from meshctl.uplink.policy import CAUSES
 from meshctl.wireguard.backend import MemoryBackend
+from meshctl.wireguard.state import Device
 from tests.test_config import files, good  # noqa: F401 - fixture
 
 LINES = [
@@ -61,33 +63,35 @@ def test_neighbours_and_candidates(files: dict) -> None:  # noqa: F811
     assert m["meshctl_babel_neighbour_rxcost"][n2] == 160 and m["meshctl_babel_neighbour_txcost"][n2] == 96
     assert m["meshctl_babel_neighbour_rtt_seconds"] == {n1: pytest.approx(0.0015)}  # none for n2: no rtt
     assert m["meshctl_babel_neighbour_reachability_ratio"] == {n1: 12 / 16, n2: 8 / 16}
-    g1 = (("gateway", "gw1"), ("uplink", "wgup"))
-    g2 = (("gateway", "gw2"), ("uplink", "wgup"))
+    g1 = (("family", "ipv4"), ("gateway", "gw1"), ("uplink", "wgup"))
+    g2 = (("family", "ipv4"), ("gateway", "gw2"), ("uplink", "wgup"))
     assert m["meshctl_uplink_candidate_metric"] == {g1: 96, g2: 160}  # gw2 ranked by its router id
     assert m["meshctl_uplink_candidate_chosen"] == {g1: 0, g2: 0}
     assert m["meshctl_uplink_candidate_up"] == {g1: 0, g2: 0}
+    assert m["meshctl_uplink_candidate_upstream_metric"] == {g1: 65535, g2: 65535}  # not reported yet
+    assert m["meshctl_uplink_candidate_check_ok"] == {g1: 1, g2: 1}
     assert "meshctl_uplink_candidate_handshake_age_seconds" not in m  # never handshaked: no sample, not 0
     switches = m["meshctl_uplink_switches_total"]
-    assert set(switches.values()) == {0} and len(switches) == 5  # every cause, from the start
+    assert set(switches.values()) == {0} and len(switches) == len(CAUSES)  # every cause, from the start
     assert m["meshctl_uplink_reaction_seconds_count"] == {(("uplink", "wgup"),): 0}
 
 
 def test_a_switch_moves_the_counter_the_gauge_and_the_histogram(files: dict) -> None:  # noqa: F811
     d = daemon(files)
     up = d.uplinks[0]
-    for gw, probe in up.ctl.probes_to_send(0.0, 0.0):
-        up.ctl.on_ack(gw.name, Message("ack", gw.name, probe.seq, 0.0, ROLE_PRIMARY), 0.0)
     # The collector reads the controller's clock as time.monotonic(); ack "now".
     import time
 
     now = time.monotonic()
-    for p in up.ctl.probes.values():
-        p.last_ack = now
-    switch = up.ctl.decide(d.view.model, None, now, time.time())
-    assert switch is not None and switch.cause == "initial"
+    up.ctl.on_device(Device("wgup"), now)
+    for gw, probe in up.ctl.probes_to_send(now, 0.0):
+        up.ctl.on_ack(gw.name, Message("ack", gw.name, probe.seq, 0.0, (ROLE_PRIMARY, 0), (), (0,)), now)
+    up.ctl.step(d.view.model, True, None, now, time.time())
+    done = up.ctl.written(True, now)
+    assert [x.switch.cause for x in done] == ["initial"]
     d.metrics.observe_reaction("wgup", 0.003)
     m = scrape(d)
-    g1 = (("gateway", "gw1"), ("uplink", "wgup"))
+    g1 = (("family", "ipv4"), ("gateway", "gw1"), ("uplink", "wgup"))
     assert m["meshctl_uplink_candidate_chosen"][g1] == 1
     assert m["meshctl_uplink_switches_total"][(("cause", "initial"), ("uplink", "wgup"))] == 1
     assert m["meshctl_uplink_reaction_seconds_count"][(("uplink", "wgup"),)] == 1

@@ -164,8 +164,7 @@ class Daemon:
                 metrics_server.close()
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.config.control_socket)
-            if self.gateway:
-                await asyncio.shield(self.gateway.withdraw_all())
+            # The gateway runner withdraws its announcements in its own finally, before the task group ends.
 
     def mesh(self) -> dict[str, Any]:
         """The whole mesh as gossip shows it (this node alone without gossip)."""

@@ -89,33 +89,46 @@ class DaemonCollector(Collector):
         yield from fams.values()
 
     def _uplinks(self) -> Iterator[Metric]:
-        labels = ["uplink", "gateway"]
-        metric = GaugeMetricFamily("meshctl_uplink_candidate_metric", "Babel metric toward the gateway", labels=labels)
-        age = GaugeMetricFamily(
-            "meshctl_uplink_candidate_handshake_age_seconds", "Age of the last WireGuard handshake", labels=labels
-        )
-        warm = GaugeMetricFamily("meshctl_uplink_candidate_warm", "1 when a switch to it needs no handshake", labels=labels)
-        up = GaugeMetricFamily("meshctl_uplink_candidate_up", "1 when it answers probes through its tunnel", labels=labels)
-        chosen = GaugeMetricFamily(
-            "meshctl_uplink_candidate_chosen", "1 for the gateway holding the steered prefixes", labels=labels
-        )
+        labels = ["uplink", "family", "gateway"]
+
+        def gauge(name: str, text: str) -> GaugeMetricFamily:
+            return GaugeMetricFamily(name, text, labels=labels)
+
+        metric = gauge("meshctl_uplink_candidate_metric", "Babel metric toward the gateway")
+        upstream = gauge("meshctl_uplink_candidate_upstream_metric",
+                         "The gateway's own Babel metric toward the steered prefixes (65535: no route)")
+        path = gauge("meshctl_uplink_candidate_path_metric", "Metric of the whole path: to the gateway, then onward")
+        age = gauge("meshctl_uplink_candidate_handshake_age_seconds", "Age of the last WireGuard handshake")
+        warm = gauge("meshctl_uplink_candidate_warm", "1 when a switch to it needs no handshake")
+        up = gauge("meshctl_uplink_candidate_up", "1 when it answers probes through its tunnel")
+        healthy = gauge("meshctl_uplink_candidate_check_ok", "0 while the end-to-end check through it failed lately")
+        chosen = gauge("meshctl_uplink_candidate_chosen", "1 for the gateway holding the steered prefixes")
         switches = CounterMetricFamily(
             "meshctl_uplink_switches", "Gateway switches by cause", labels=["uplink", "cause"]
         )
+        checks = CounterMetricFamily("meshctl_uplink_check_replies", "End-to-end check replies received",
+                                     labels=["uplink", "family"])
         # asyncio's loop clock is time.monotonic(), the clock the controllers keep.
         now, wall = time.monotonic(), time.time()
         for u in self.daemon.uplinks:
-            for view in u.ctl.candidates(self.daemon.view.model, u.device, now, wall):
-                values = [u.name, view.name]
-                metric.add_metric(values, view.metric)
-                if view.handshake_age is not None:
-                    age.add_metric(values, view.handshake_age)
-                warm.add_metric(values, 1 if view.warm(u.config.hysteresis) else 0)
-                up.add_metric(values, 1 if view.alive else 0)
-                chosen.add_metric(values, 1 if view.name == u.ctl.state.chosen else 0)
+            for family, group in u.ctl.groups.items():
+                fam = f"ipv{family}"
+                for view in u.ctl.candidates(family, self.daemon.view.model, u.device, now, wall):
+                    values = [u.name, fam, view.name]
+                    metric.add_metric(values, view.metric)
+                    upstream.add_metric(values, view.upstream if view.upstream is not None else 0xFFFF)
+                    path.add_metric(values, view.path)
+                    if view.handshake_age is not None:
+                        age.add_metric(values, view.handshake_age)
+                    warm.add_metric(values, 1 if view.warm(u.config.hysteresis) else 0)
+                    up.add_metric(values, 1 if view.alive else 0)
+                    healthy.add_metric(values, 1 if view.healthy else 0)
+                    chosen.add_metric(values, 1 if view.name == group.holder else 0)
+                if group.check is not None:
+                    checks.add_metric([u.name, fam], group.check.replies)
             for cause in CAUSES:  # every cause present from the start, so rate() sees the first switch
                 switches.add_metric([u.name, cause], u.ctl.causes.get(cause, 0))
-        yield from (metric, age, warm, up, chosen, switches)
+        yield from (metric, upstream, path, age, warm, up, healthy, chosen, switches, checks)
 
     def _gateway(self) -> Iterator[Metric]:
         gw = self.daemon.gateway

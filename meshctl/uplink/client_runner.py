@@ -1,12 +1,20 @@
-"""The asyncio side of one uplink: probes, WireGuard reads and writes, make-before-break."""
+"""The asyncio side of one uplink: probes, checks, WireGuard reads and writes.
+
+Decisions and the make-before-break sequence are
+:class:`meshctl.uplink.client.UplinkController`'s; this layer reads, feeds it
+with the clock, carries out what it returns, and re-arms one timer.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import statistics
 import time
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -14,9 +22,10 @@ from meshctl.config import UplinkConfig
 from meshctl.counters import Counters
 from meshctl.topology.model import MeshView
 from meshctl.udp import BoundSocket
-from meshctl.uplink.client import UplinkController
-from meshctl.uplink.control import ROLE_NAMES, ROLE_NONE, ROLE_PRIMARY, ROLE_STANDBY, ControlError, decode, encode
-from meshctl.uplink.policy import Switch
+from meshctl.uplink.client import Done, UplinkController
+from meshctl.uplink.control import ROLE_NAMES, ControlError, decode, encode
+from meshctl.uplink.icmp import echo_reply_seq, echo_request
+from meshctl.uplink.policy import FAILURE_CAUSES
 from meshctl.wireguard.backend import Backend
 from meshctl.wireguard.diff import apply_to, diff
 from meshctl.wireguard.state import Device
@@ -25,8 +34,6 @@ from meshctl.wireguard.uapi import UapiError
 log = logging.getLogger("meshctl.daemon")
 
 DEVICE_POLL = 1.0  # seconds between WireGuard reads (handshake ages, restarts)
-RELEASE_TIMEOUT = 0.25  # seconds to wait for the old gateway to confirm it let go
-FAILURE_CAUSES = frozenset({"unreachable", "down", "gone"})
 
 
 def _summary(values: Any) -> dict[str, Any]:
@@ -38,6 +45,36 @@ def _summary(values: Any) -> dict[str, Any]:
         "median": round(statistics.median(data) * 1000, 3),
         "p99": round(data[min(len(data) - 1, int(len(data) * 0.99))] * 1000, 3),
     }
+
+
+class CheckSocket:
+    """A raw ICMP socket for one family's end-to-end check, sending from the client's uplink address.
+
+    Not tied to the uplink device: the reply may come back over a Babel link
+    (a standby return path through the mesh) as well as through the tunnel.
+    """
+
+    def __init__(self, family: int, source: str, ident: int) -> None:
+        self.family = family
+        self.ident = ident
+        if family == 4:
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+        else:
+            self.sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+        self.sock.setblocking(False)
+        self.sock.bind((source, 0))
+
+    async def send(self, target: str, seq: int) -> None:
+        with contextlib.suppress(OSError):  # no route yet, device gone: the check counts it as unanswered
+            await asyncio.get_running_loop().sock_sendto(self.sock, echo_request(self.family, self.ident, seq),
+                                                         (target, 0))
+
+    async def recv(self) -> tuple[int | None, str]:
+        data, addr = await asyncio.get_running_loop().sock_recvfrom(self.sock, 2048)
+        return echo_reply_seq(self.family, data, self.ident), str(addr[0])
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 class UplinkRunner:
@@ -54,204 +91,137 @@ class UplinkRunner:
         self.device: Device | None = None
         self.write_lock = asyncio.Lock()
         self.evaluate_lock = asyncio.Lock()
-        self.sock = BoundSocket(str(config.address.ip), 0, config.interface, f"uplink {config.interface}")
+        # One control socket per family the gateways' control addresses use, from our address of that family.
+        sources = {a.version: str(a.ip) for a in config.addresses}
+        families = sorted({g.control.version for g in config.gateways})
+        self.socks = {f: BoundSocket(sources[f], 0, config.interface, f"uplink {config.interface}")
+                      for f in families if f in sources}
+        self.checks: dict[int, CheckSocket] = {}
         self._trigger: float | None = None
         self._scheduled = False
         self._timer: asyncio.TimerHandle | None = None
         self.device_ok = False
-        self._changed = asyncio.Event()  # an ack came or Babel changed: waits re-check
 
     @property
     def name(self) -> str:
         return self.config.interface
 
-    async def run(self) -> None:
-        await self.sock.open()
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(self._device_loop())
-            tg.create_task(self._probe_loop())
-            tg.create_task(self._recv_loop())
+    @property
+    def sock(self) -> BoundSocket:
+        """The control socket of the first family (the lab and tests use one)."""
+        return next(iter(self.socks.values()))
 
-    # -- evaluation -----------------------------------------------------
+    async def run(self) -> None:
+        for sock in self.socks.values():
+            await sock.open()
+        ident = (os.getpid() ^ zlib.crc32(self.name.encode())) & 0xFFFF
+        for family in self.ctl.groups:
+            if self.ctl.groups[family].check is not None:
+                address = self.ctl.groups[family].address
+                assert address is not None  # check-config refuses a family without an address
+                self.checks[family] = CheckSocket(family, str(address.ip), ident)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._device_loop())
+                tg.create_task(self._probe_loop())
+                for sock in self.socks.values():
+                    tg.create_task(self._recv_loop(sock))
+                if self.checks:
+                    tg.create_task(self._check_loop())
+                for check in self.checks.values():
+                    tg.create_task(self._check_recv_loop(check))
+        finally:
+            for check in self.checks.values():
+                check.close()
+
+    # -- evaluation -------------------------------------------------------------
 
     def poke(self, trigger: float | None = None) -> None:
         """Something changed: evaluate soon (coalesced), remembering the earliest trigger."""
-        self._changed.set()
-        trigger = asyncio.get_running_loop().time() if trigger is None else trigger
+        loop = asyncio.get_running_loop()
+        trigger = loop.time() if trigger is None else trigger
         if self._trigger is None or trigger < self._trigger:
             self._trigger = trigger
         if not self._scheduled:
             self._scheduled = True
-            asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self._evaluate()))
+            loop.call_soon(lambda: asyncio.ensure_future(self._evaluate()))
 
     async def _evaluate(self) -> None:
         self._scheduled = False
-        async with self.evaluate_lock:  # a planned switch waits; later pokes queue behind it
+        async with self.evaluate_lock:
             trigger, self._trigger = self._trigger, None
             loop = asyncio.get_running_loop()
-            model = self.view.model
-            switch = self.ctl.decide(model, self.device, loop.time(), time.time())
+            step = self.ctl.step(self.view.model, self.view.synced, self.device, loop.time(), time.time(), trigger)
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
-            if self.ctl.next_deadline is not None:
-                self._timer = loop.call_at(self.ctl.next_deadline, self.poke)
-            if switch is None:
-                return
-            planned = self.ctl.planned(switch, loop.time())
-            if planned:
-                # The wait for the new return path is protocol, not controller latency:
-                # it is recorded apart, and the reaction counts from trigger to write
-                # without it.
-                waited = loop.time()
-                # Until then the old gateway keeps the prefixes, whoever else writes the device.
-                self.ctl.holder = switch.old
+            if step.deadline is not None:
+                self._timer = loop.call_at(step.deadline, self.poke)
+            if step.probe_now:
+                await self._send_probes(everyone=True)
+            done = await self.converge()
+            if done:
+                await self._send_probes(everyone=True)  # tell the new gateway at once (and the old one, if not told yet)
+
+    async def converge(self) -> list[Done]:
+        """Bring the device to the desired state in one write; log the switches that write completes."""
+        async with self.write_lock:
+            desired = self.ctl.desired()
+            if desired is None:
+                return []  # the device was never read: nothing to adopt yet, nothing written blind
+            request = diff(desired, self.device)
+            ok = True
+            if request is not None:
                 try:
-                    planned = await self._make_before_break(switch.new, switch.old or "")
-                finally:
-                    self.ctl.holder = None
-                waited = loop.time() - waited
-                self.ctl.prepares.append(waited)
-                if trigger is not None:
-                    trigger += waited
-            try:
-                ok = await self.converge()
-            finally:
-                self.ctl.transition = None  # the choice (new) is primary now; old stays released
-            done = loop.time()
-            reaction = done - trigger if trigger is not None else 0.0
-            if ok:
-                self.ctl.reactions.append(reaction)
-                if self.on_reaction is not None:
-                    self.on_reaction(self.name, reaction)
-            self._log_switch(switch, planned, ok, reaction, self._outage(switch, planned, done))
-            await self._send_probes()  # tell the new gateway at once (and the old one, if not told yet)
+                    await self.backend.write(self.name, request)
+                except UapiError as exc:
+                    self.counters.backend_errors += 1
+                    self.device_ok = False
+                    ok = False
+                    log.error("uplink %s: WireGuard write failed: %s", self.name, exc)
+                else:
+                    # What WireGuard now holds, without waiting for the next read.
+                    self.device = apply_to(self.device or Device(self.name), request)
+            done = self.ctl.written(ok, asyncio.get_running_loop().time())
+        for d in done:
+            if d.ok and self.on_reaction is not None:
+                self.on_reaction(self.name, d.reaction)
+            self._log_switch(d)
+        return done
 
-    def _outage(self, switch: Switch, planned: bool, done: float) -> float | None:
-        """For a switch away from a failed gateway: how long traffic may have been lost.
-
-        The old gateway's last probe answer bounds when it failed, so the
-        outage is at most the time from there to the completed write.
-        """
-        if planned or switch.old is None:
-            return None
-        last = self.ctl.probes[switch.old].last_ack
-        return done - last if last is not None else None
-
-    def _log_switch(self, switch: Switch, planned: bool, ok: bool, reaction: float, outage: float | None) -> None:
+    def _log_switch(self, d: Done) -> None:
         """The decision line: what changed and why, one line, with the same facts as fields for JSON logs.
 
         WARNING when the old gateway failed (someone may want to know why),
         INFO for an initial choice or a planned move to a better gateway,
         ERROR when the write that should carry it out failed.
         """
-        level = logging.ERROR if not ok else logging.WARNING if switch.cause in FAILURE_CAUSES else logging.INFO
-        how = "make-before-break, " if planned else ""
-        if outage is not None:
-            how += f"outage at most {outage * 1000:.0f} ms since {switch.old}'s last probe answer, "
-        result = "done" if ok else "FAILED"
+        switch = d.switch
+        level = logging.ERROR if not d.ok else logging.WARNING if switch.cause in FAILURE_CAUSES else logging.INFO
+        how = "make-before-break, " if d.planned else ""
+        if d.outage is not None:
+            how += f"outage at most {d.outage * 1000:.0f} ms since {switch.old}'s last probe answer, "
+        result = "done" if d.ok else "FAILED"
+        family = f" (IPv{d.family})" if len(self.ctl.groups) > 1 else ""
         log.log(
             level,
-            "uplink %s: %s -> %s, %s (%sWireGuard write %s %.1f ms after the trigger)",
-            self.name, switch.old or "none", switch.new, switch.reason, how, result, reaction * 1000,
+            "uplink %s%s: %s -> %s, %s (%sWireGuard write %s %.1f ms after the trigger)",
+            self.name, family, switch.old or "none", switch.new, switch.reason, how, result, d.reaction * 1000,
             extra={
-                "event": "switch", "uplink": self.name, "old": switch.old, "new": switch.new,
+                "event": "switch", "uplink": self.name, "family": d.family, "old": switch.old, "new": switch.new,
                 "cause": switch.cause, "reason": switch.reason, "old_metric": switch.old_metric,
-                "new_metric": switch.new_metric, "planned": planned, "write_ok": ok,
-                "reaction_ms": round(reaction * 1000, 3),
-                "outage_ms": round(outage * 1000, 1) if outage is not None else None,
+                "new_metric": switch.new_metric, "planned": d.planned, "write_ok": d.ok,
+                "reaction_ms": round(d.reaction * 1000, 3),
+                "prepare_ms": round(d.prepare * 1000, 1) if d.prepare is not None else None,
+                "outage_ms": round(d.outage * 1000, 1) if d.outage is not None else None,
             },
         )
 
-    async def _make_before_break(self, new: str, old: str, timeout: float = 1.0) -> bool:
-        """Prepare the return path through ``new`` and release ``old``; the caller then writes WireGuard.
-
-        False if ``old`` died meanwhile: then the switch is a failure's, at once.
-
-        WireGuard drops a packet that arrives from a peer which does not own
-        its source address, so after the write every reply still coming out of
-        ``old``'s tunnel is lost, and before it every reply out of ``new``'s.
-        Hence the order:
-
-        1. ``new`` announces us as a standby (a high metric): the mesh learns a
-           path through ``new`` but keeps sending our replies to ``old``.
-        2. ``old`` is released, and we wait for its ack saying it withdrew.  It
-           hands replies that still reach it to the mesh (its handoff route),
-           not to its tunnel, so they come to us over a Babel link, which no
-           AllowedIPs filter.  Nothing left in ``old``'s tunnel is newer than
-           its ack.
-        3. (The caller) the WireGuard write, then ``new`` becomes primary.
-
-        The mesh moves its return path to ``new`` only when ``old``'s
-        withdrawal has spread, tens of milliseconds after the write.
-        """
-        loop = asyncio.get_running_loop()
-
-        def old_died() -> bool:
-            # Nothing left to make before breaking: switch at once.
-            return not self.ctl.probes[old].alive(loop.time(), self.ctl.probe_timeout)
-
-        self.ctl.transition = {old: ROLE_PRIMARY, new: ROLE_STANDBY}
-        await self._send_probes()
-        standby = await self._until(
-            lambda: old_died()
-            or self.ctl.probes[new].announced >= ROLE_STANDBY
-            and self.ctl.announcement_seen(new, self.view.model),
-            timeout,
-        )
-        if old_died():
-            log.info("uplink %s: %s stopped answering while the switch was prepared; switching now", self.name, old)
-            return False
-        if not standby:
-            log.info("uplink %s: %s's standby announcement not seen in Babel within %.1f s; switching anyway",
-                     self.name, new, timeout)
-        self.ctl.transition = {old: ROLE_NONE, new: ROLE_STANDBY}
-        await self._send_probes()
-        released = await self._until(lambda: old_died() or self.ctl.probes[old].announced == ROLE_NONE,
-                                     RELEASE_TIMEOUT)
-        if old_died():
-            log.info("uplink %s: %s stopped answering while it was released; switching now", self.name, old)
-            return False
-        if not released:
-            log.info("uplink %s: %s did not confirm its release within %.2f s; switching anyway",
-                     self.name, old, RELEASE_TIMEOUT)
-        return True
-
-    async def _until(self, ready: Callable[[], bool], timeout: float) -> bool:
-        """Wait until ``ready()``, re-checking at every ack and every Babel change; False on timeout."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while not ready():
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return False
-            self._changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), remaining)
-        return True
-
-    async def converge(self) -> bool:
-        """Bring the device to the desired state in one write; False on failure."""
-        async with self.write_lock:
-            desired = self.ctl.desired()
-            request = diff(desired, self.device)
-            if request is None:
-                return True
-            try:
-                await self.backend.write(self.name, request)
-            except UapiError as exc:
-                self.counters.backend_errors += 1
-                self.device_ok = False
-                log.error("uplink %s: WireGuard write failed: %s", self.name, exc)
-                return False
-            # What WireGuard now holds, without waiting for the next read.
-            self.device = apply_to(self.device or Device(self.name), request)
-            return True
-
-    # -- loops ----------------------------------------------------------
+    # -- loops --------------------------------------------------------------------
 
     async def _device_loop(self) -> None:
-        """Read WireGuard state; re-apply the desired state after a restart or drift."""
+        """Read WireGuard state; the first read adopts what the device holds; drift is re-applied."""
+        loop = asyncio.get_running_loop()
         while True:
             try:
                 device = await self.backend.read(self.name)
@@ -265,88 +235,157 @@ class UplinkRunner:
                     log.info("uplink %s: WireGuard device found; applying desired state", self.name)
                 self.device = device
                 self.device_ok = True
-                await self.sock.check()
-                await self.converge()  # writes only if the device drifted (e.g. wireguard-go restarted)
-                self.poke()  # handshake ages moved
+                adopted = self.ctl.on_device(device, loop.time())
+                if adopted is not None:
+                    log.info("uplink %s: %s", self.name, adopted.reason,
+                             extra={"event": "switch", "uplink": self.name, "old": None, "new": adopted.new,
+                                    "cause": "adopted", "reason": adopted.reason})
+                for sock in self.socks.values():
+                    await sock.check()
+                self.poke()  # handshake ages moved; a drifted device is re-applied by the evaluation
             await asyncio.sleep(DEVICE_POLL)
 
-    async def _send_probes(self) -> None:
+    async def _send_probes(self, everyone: bool = False) -> None:
         loop = asyncio.get_running_loop()
-        for gw, message in self.ctl.probes_to_send(loop.time(), time.time()):
-            await self.sock.send(encode(message, self.config.secret), (str(gw.control), self.config.control_port))
+        for gw, message in self.ctl.probes_to_send(loop.time(), time.time(), everyone):
+            sock = self.socks.get(gw.control.version)
+            if sock is not None:
+                await sock.send(encode(message, self.config.secret), (str(gw.control), self.config.control_port))
+
+    def _liveness(self, now: float) -> dict[str, bool | None]:
+        return {g.name: self.ctl.alive(g.name, now) for g in self.config.gateways}
 
     async def _probe_loop(self) -> None:
         loop = asyncio.get_running_loop()
-        alive: dict[str, bool] = {}
+        alive: dict[str, bool | None] = {}
         while True:
             await self._send_probes()
-            await asyncio.sleep(self.config.probe_interval)
+            await asyncio.sleep(max(0.001, min(self.ctl.next_probe(), loop.time() + self.config.probe_interval)
+                                    - loop.time()))
             now = loop.time()
-            current = {n: p.alive(now, self.ctl.probe_timeout) for n, p in self.ctl.probes.items()}
+            current = self._liveness(now)
             if current != alive:
                 for name, up in current.items():
-                    if alive.get(name, False) != up:
+                    if alive.get(name) != up and up is not None:
                         what = "answers probes" if up else "stopped answering probes"
                         log.info("uplink %s: gateway %s %s", self.name, name, what)
                 alive = current
                 self.poke(now)
 
-    async def _recv_loop(self) -> None:
+    async def _recv_loop(self, sock: BoundSocket) -> None:
         by_addr = {str(g.control): g.name for g in self.config.gateways}
         loop = asyncio.get_running_loop()
         while True:
-            data, addr = await self.sock.recv()
+            data, addr = await sock.recv()
             now = loop.time()
             try:
                 message = decode(data, self.config.secret, time.time())
             except ControlError as exc:
                 self.counters.rejected[exc.reason] += 1
                 continue
-            gateway = by_addr.get(addr[0])
+            gateway = by_addr.get(str(addr[0]).split("%", 1)[0])
             if gateway is None or message.kind != "ack" or message.sender != gateway:
                 self.counters.rejected["unexpected"] += 1
                 continue
-            if self.ctl.on_ack(gateway, message, now):
-                self.poke(now)
-            self._changed.set()
+            probe = self.ctl.probes[gateway]
+            before = (self.ctl.alive(gateway, now), probe.announced, dict(probe.upstream))
+            if not self.ctl.on_ack(gateway, message, now):
+                continue
+            after = (self.ctl.alive(gateway, now), probe.announced, probe.upstream)
+            if after != before or any(g.transition is not None for g in self.ctl.groups.values()):
+                self.poke(now)  # only what a decision depends on: acks that change nothing are not re-decided
+
+    async def _check_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            now = loop.time()
+            for family, target, seq in self.ctl.checks_to_send(now):
+                await self.checks[family].send(str(target), seq)
+            self.poke(now)  # the verdict on unanswered checks is the controller's, at its pace
+            await asyncio.sleep(self.config.check_interval)
+
+    async def _check_recv_loop(self, check: CheckSocket) -> None:
+        loop = asyncio.get_running_loop()
+        target = str(next(g.check.target for g in self.ctl.groups.values() if g.family == check.family and g.check))
+        while True:
+            try:
+                seq, source = await check.recv()
+            except OSError:
+                await asyncio.sleep(0.1)
+                continue
+            if seq is None or source.split("%", 1)[0] != target:
+                continue  # someone else's ICMP (a raw socket sees all of it)
+            group = self.ctl.groups[check.family]
+            was_failed = group.check.failed if group.check else False
+            if self.ctl.on_check_reply(check.family, seq, loop.time()) and was_failed:
+                self.poke()
+
+    # -- status ---------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         now, wall = loop.time(), time.time()
         params = self.config.hysteresis
-        cands = []
-        for view in self.ctl.candidates(self.view.model, self.device, now, wall):
-            probe = self.ctl.probes[view.name]
-            cands.append(
-                {
+        families = {}
+        for family, g in self.ctl.groups.items():
+            cands = []
+            for view in self.ctl.candidates(family, self.view.model, self.device, now, wall):
+                probe = self.ctl.probes[view.name]
+                penalty = self.ctl.penalties.get(view.name)
+                check = None
+                if g.check is not None:
+                    if penalty is not None and not penalty.over(now):
+                        check = "failed"
+                    elif g.check.via == view.name and g.holder == view.name:
+                        check = "failing" if g.check.failed else ("ok" if g.check.last_reply is not None else "pending")
+                cands.append({
                     "name": view.name,
                     "metric": view.metric if view.reachable else None,
+                    "upstream_metric": view.upstream if view.upstream is not None and view.onward else None,
+                    "path_metric": view.path if view.path < 0xFFFF else None,
                     "handshake_age_s": round(view.handshake_age, 1) if view.handshake_age is not None else None,
                     "state": view.state(params),
                     "alive": view.alive,
+                    "check": check,
+                    "penalty_s": round(penalty.duration, 1) if penalty is not None else None,
                     "probe_rtt_ms": round(probe.rtt * 1000, 2) if probe.rtt is not None else None,
-                    "announced": ROLE_NAMES[probe.announced],
-                    "chosen": view.name == self.ctl.state.chosen,
-                }
-            )
-        last = self.ctl.state.last_switch
+                    "announced": ROLE_NAMES[probe.announced[0 if family == 4 else 1]],
+                    "chosen": view.name == g.state.chosen,
+                })
+            last = g.state.last_switch
+            families[f"ipv{family}"] = {
+                "chosen": g.state.chosen,
+                "holder": g.holder,
+                "switching": g.transition.phase if g.transition is not None else None,
+                "steer": [str(p) for p in g.prefixes],
+                "check": None if g.check is None else {
+                    "target": str(g.check.target), "via": g.check.via, "replies": g.check.replies,
+                    "state": "failing" if g.check.failed else ("ok" if g.check.last_reply is not None else "pending"),
+                    "last_reply_s_ago": round(now - g.check.last_reply, 2) if g.check.last_reply is not None else None,
+                },
+                "candidates": cands,
+                "switches": g.state.switches,
+                "last_switch": None if last is None else {
+                    "old": last.old, "new": last.new, "reason": last.reason, "cause": last.cause,
+                    "ago_s": round(now - last.at, 1), "at": round(wall - (now - last.at), 3),
+                },
+            }
+        first = next(iter(families.values()), None) or {}
         return {
             "interface": self.name,
-            "chosen": self.ctl.state.chosen,
+            # The first family's view at the top level (what a single-stack uplink has), all of them under "families".
+            "chosen": first.get("chosen"),
             "steer": [str(p) for p in self.config.steer],
             "device": "ok" if self.device_ok else "unreachable",
-            "candidates": cands,
-            "switches": self.ctl.state.switches,
-            "last_switch": None
-            if last is None
-            else {
-                "old": last.old,
-                "new": last.new,
-                "reason": last.reason,
-                "ago_s": round(now - last.at, 1),
-                "at": round(wall - (now - last.at), 3),
-            },
+            "candidates": first.get("candidates", []),
+            "switches": first.get("switches", 0),
+            "last_switch": first.get("last_switch"),
+            "families": families,
+            "probes_per_second": self.probe_rate(),
             "prepare_ms": _summary(self.ctl.prepares),
             "reaction_ms": _summary(self.ctl.reactions),
         }
 
+    def probe_rate(self) -> dict[str, float]:
+        """Probes per second to each gateway now (each answered by one ack): what the fast detection costs."""
+        return {g.name: round(1 / self.ctl.interval(g.name), 1) for g in self.config.gateways}

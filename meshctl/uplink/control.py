@@ -1,22 +1,28 @@
 """Client <-> gateway control datagrams: msgpack, HMAC-SHA256, no I/O.
 
-A client probes each candidate gateway through its uplink tunnel; the probe
-also says whether that gateway is the chosen one, so the gateway's "announce
-my client" state is soft and refreshed on every probe (it lapses when the
-client stops talking).  The gateway answers each probe with an ack.
+A client probes each candidate gateway through its uplink tunnel.  A probe
+says, per address family, what the client asks of that gateway for its
+addresses (nothing, a standby return path, or the primary one), so the
+gateway's "announce my client" state is soft and refreshed on every probe.
+It also lists the steered prefixes.  The gateway answers each probe with an
+ack that says what it does for the client, per family, and its own Babel
+metric toward each listed prefix: the client ranks gateways by the whole
+path, not only by the tunnel to them.
 
 Wire format: ``msgpack(map) || HMAC-SHA256(secret, msgpack(map))``.  The
 WireGuard tunnel already authenticates the peer; the MAC also covers
 datagrams that reach the control port some other way.  Replays are refused by
 a per-sender sequence number that only goes up (it starts from the wall clock
 in nanoseconds, so a restarted sender continues above its old numbers) and a
-timestamp window.
+timestamp window.  The MAC is checked before anything else is parsed, and the
+cheap checks (size) before the MAC.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 from dataclasses import dataclass
 
 import msgpack
@@ -24,15 +30,18 @@ import msgpack
 from meshctl.errors import Refused
 
 MAC_LEN = 32
-MAX_DATAGRAM = 512
+MAX_DATAGRAM = 1024
+MAX_PREFIXES = 16
 MAX_SKEW = 30.0  # seconds between sender's and receiver's clocks
 KINDS = ("probe", "ack")
 #: What a probe asks of a gateway (and an ack says it does) for the client's addresses.
 ROLE_NONE = 0  # do not announce
-ROLE_STANDBY = 1  # announce with a high metric: a return path ready before it is needed
+ROLE_STANDBY = 1  # a return path through the mesh, ready before the client switches here
 ROLE_PRIMARY = 2  # announce normally: this gateway carries the client's traffic
 ROLES = (ROLE_NONE, ROLE_STANDBY, ROLE_PRIMARY)
 ROLE_NAMES = {ROLE_NONE: None, ROLE_STANDBY: "standby", ROLE_PRIMARY: "primary"}  # for status
+FAMILIES = (4, 6)  # index 0 and 1 of ``Message.roles``
+INFINITY = 0xFFFF  # Babel's unreachable metric
 
 
 class ControlError(Refused):
@@ -47,16 +56,36 @@ class Message:
     sender: str
     seq: int
     ts: float  # sender's wall clock, seconds
-    role: int = ROLE_NONE  # probe: what the client asks; ack: what the gateway does
+    #: (IPv4, IPv6): probe: what the client asks; ack: what the gateway does.
+    roles: tuple[int, int] = (ROLE_NONE, ROLE_NONE)
+    #: probe: the steered prefixes the client wants the gateway's metric toward (as text).
+    prefixes: tuple[str, ...] = ()
+    #: ack: the gateway's Babel metric toward each of the probe's prefixes, same order (65535: no route).
+    metrics: tuple[int, ...] = ()
+
+    def role(self, family: int) -> int:
+        """The role for one address family (4 or 6)."""
+        return self.roles[FAMILIES.index(family)]
 
 
 def encode(message: Message, secret: bytes) -> bytes:
     """Serialise and authenticate."""
-    body = msgpack.packb(
-        {"v": 1, "k": message.kind, "s": message.sender, "n": message.seq, "t": message.ts, "r": message.role},
-        use_bin_type=True,
-    )
+    obj: dict[str, object] = {"v": 2, "k": message.kind, "s": message.sender, "n": message.seq, "t": message.ts,
+                              "r": list(message.roles)}
+    if message.prefixes:
+        obj["p"] = list(message.prefixes)
+    if message.metrics:
+        obj["m"] = list(message.metrics)
+    body = msgpack.packb(obj, use_bin_type=True)
     return body + hmac.new(secret, body, hashlib.sha256).digest()
+
+
+def _ints(value: object, what: str, allowed: range) -> tuple[int, ...]:
+    if not isinstance(value, list) or len(value) > MAX_PREFIXES:
+        raise ControlError("malformed", f"bad {what}")
+    if not all(isinstance(x, int) and not isinstance(x, bool) and x in allowed for x in value):
+        raise ControlError("malformed", f"bad {what}")
+    return tuple(value)
 
 
 def decode(data: bytes, secret: bytes, now: float) -> Message:
@@ -69,23 +98,29 @@ def decode(data: bytes, secret: bytes, now: float) -> Message:
     if not hmac.compare_digest(mac, hmac.new(secret, body, hashlib.sha256).digest()):
         raise ControlError("bad-mac")
     try:
-        obj = msgpack.unpackb(body, raw=False, strict_map_key=True, max_str_len=64, max_map_len=16, max_array_len=0)
+        obj = msgpack.unpackb(body, raw=False, strict_map_key=True, max_str_len=64, max_map_len=16,
+                              max_array_len=MAX_PREFIXES, max_bin_len=0, max_ext_len=0)
     except Exception as exc:  # msgpack raises several types; all mean "malformed"
         raise ControlError("malformed", type(exc).__name__) from None
-    if not isinstance(obj, dict) or obj.get("v") != 1:
-        raise ControlError("malformed", "not a version-1 map")
-    kind, sender, seq, ts, role = obj.get("k"), obj.get("s"), obj.get("n"), obj.get("t"), obj.get("r")
+    if not isinstance(obj, dict) or obj.get("v") != 2:
+        raise ControlError("malformed", "not a version-2 map")
+    kind, sender, seq, ts = obj.get("k"), obj.get("s"), obj.get("n"), obj.get("t")
     if kind not in KINDS or not isinstance(sender, str) or not sender:
         raise ControlError("malformed", "bad kind or sender")
     if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
         raise ControlError("malformed", "bad seq")
-    if not isinstance(ts, float | int) or isinstance(ts, bool):
+    if not isinstance(ts, float | int) or isinstance(ts, bool) or not math.isfinite(ts):
         raise ControlError("malformed", "bad ts")
-    if isinstance(role, bool) or role not in ROLES:
-        raise ControlError("malformed", "bad role")
+    roles = _ints(obj.get("r"), "roles", range(len(ROLES)))
+    if len(roles) != len(FAMILIES):
+        raise ControlError("malformed", "bad roles")
+    prefixes = obj.get("p", [])
+    if not isinstance(prefixes, list) or not all(isinstance(p, str) for p in prefixes):
+        raise ControlError("malformed", "bad prefixes")
+    metrics = _ints(obj.get("m", []), "metrics", range(INFINITY + 1))
     if abs(float(ts) - now) > MAX_SKEW:
         raise ControlError("stale", f"timestamp {ts - now:+.0f} s off")
-    return Message(kind, sender, seq, float(ts), role)
+    return Message(kind, sender, seq, float(ts), (roles[0], roles[1]), tuple(prefixes), metrics)
 
 
 class ReplayGuard:

@@ -1,9 +1,13 @@
-"""The asyncio side of the gateway role: answer probes, announce and withdraw clients."""
+"""The asyncio side of the gateway role: datagrams, kernel routes, the device, the watchdog.
+
+Decisions are :class:`meshctl.uplink.gateway.GatewayController`'s; this layer
+reads, feeds, and carries out the announcements and withdrawals it returns.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
+import contextlib
 import logging
 import time
 from typing import Any
@@ -12,25 +16,17 @@ from meshctl.config import ClientEntry, GatewayConfig, Prefix
 from meshctl.counters import Counters
 from meshctl.topology.model import MeshView
 from meshctl.udp import BoundSocket
-from meshctl.uplink.client_runner import DEVICE_POLL
-from meshctl.uplink.control import (
-    ROLE_NAMES,
-    ROLE_NONE,
-    ROLE_PRIMARY,
-    ROLE_STANDBY,
-    ControlError,
-    Message,
-    ReplayGuard,
-    decode,
-    encode,
-)
-from meshctl.uplink.routes import RouteError, announce, drop_handoff, handoff, withdraw
+from meshctl.uplink.control import ROLE_NAMES, ROLE_NONE, ROLE_PRIMARY, ROLE_STANDBY
+from meshctl.uplink.gateway import Action, Announce, GatewayController, Withdraw, mesh_path
+from meshctl.uplink.routes import RouteError, announce, drop_handoff, handoff, ours, withdraw
+from meshctl.uplink.watchdog import Watchdog, demotions
 from meshctl.wireguard.backend import Backend, converge
 from meshctl.wireguard.state import Device, Peer
 from meshctl.wireguard.uapi import UapiError
 
 log = logging.getLogger("meshctl.daemon")
 
+DEVICE_POLL = 1.0  # seconds between WireGuard reads
 # The handoff route: below babeld's (kernel priority 0), never redistributed.
 HANDOFF_PROTO = 154
 HANDOFF_METRIC = 1024
@@ -40,18 +36,19 @@ HANDOFF_SECONDS = 5.0
 class GatewayRunner:
     """Serves clients: answers probes, announces the clients that chose this gateway."""
 
-    def __init__(self, config: GatewayConfig, node: str, view: MeshView, backend: Backend, counters: Counters) -> None:
-        self.node = node
-        self.view = view
-        self.counters = counters
+    def __init__(self, config: GatewayConfig, node: str, view: MeshView, backend: Backend, counters: Counters,
+                 watchdog: bool = True) -> None:
         self.config = config
+        self.view = view
         self.backend = backend
-        self.replay = ReplayGuard()
-        self.leases: dict[str, float] = {}  # client -> lease end (monotonic)
-        self.roles: dict[str, int] = {}  # client -> what we announce for it
-        self.clients = {c.name: c for c in config.clients}
+        self.counters = counters
+        self.ctl = GatewayController(config, node)
+        self.clients = self.ctl.clients
         self.device_ok = False
         self.sock: BoundSocket | None = None
+        self.watchdog = Watchdog() if watchdog else None
+        self.routes: dict[Prefix, tuple[str | None, str]] = {}  # what we announce now: prefix -> (via, device)
+        self.adopted: list[str] = []
 
     def desired(self) -> Device:
         return Device(
@@ -64,23 +61,73 @@ class GatewayRunner:
             ),
         )
 
+    @property
+    def roles(self) -> dict[str, int]:
+        """Per client, the strongest role we announce it with (for status and metrics)."""
+        out: dict[str, int] = {}
+        for (client, _), role in self.ctl.roles.items():
+            out[client] = max(out.get(client, ROLE_NONE), role)
+        return out
+
     async def run(self) -> None:
         sock = BoundSocket(str(self.config.address.ip), self.config.control_port, self.config.interface,
                            f"gateway {self.config.interface}")
         await sock.open()
         self.sock = sock
         try:
+            if self.watchdog is not None:
+                await self.watchdog.start()
+            await self._adopt()
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._device_loop())
                 tg.create_task(self._lease_loop())
                 tg.create_task(self._serve(sock))
         finally:
             sock.close()
+            await asyncio.shield(self._stop())
+
+    async def _adopt(self) -> None:
+        """Take over the routes a previous run left (a crash, a restart): kept one lease for their clients."""
+        protos = (self.config.route_protocol, self.config.standby_protocol)
+        try:
+            found = await ours(protos)
+        except RouteError as exc:
+            log.error("gateway: cannot read the routes a previous run left: %s", exc)
+            return
+        roles: dict[Prefix, int] = {}
+        for prefix, proto, via, dev in found:
+            primary = proto == self.config.route_protocol and via is None and dev == self.config.interface
+            roles[prefix] = max(roles.get(prefix, ROLE_NONE), ROLE_PRIMARY if primary else ROLE_STANDBY)
+            if dev is not None:
+                self.routes[prefix] = (via, dev)
+        stale = self.ctl.adopt(roles, asyncio.get_running_loop().time())
+        for prefix in stale:
+            await self._remove(prefix, "no configured client has it")
+        kept = sorted({c for (c, _) in self.ctl.roles})
+        if kept:
+            self.adopted = kept
+            log.warning("gateway %s: kept the announcements a previous run left for %s, for one lease (%g s) "
+                        "for the client to claim", self.config.interface, ", ".join(kept), self.config.lease)
+        await self._arm()
+
+    async def _remove(self, prefix: Prefix, why: str) -> None:
+        protos = (self.config.route_protocol, self.config.standby_protocol)
+        try:
+            await withdraw((prefix,), protos)
+        except RouteError as exc:
+            self.counters.route_errors += 1
+            log.error("gateway: cannot remove stale route %s: %s", prefix, exc)
+            return
+        self.routes.pop(prefix, None)
+        log.warning("gateway %s: removed stale route %s: %s", self.config.interface, prefix, why)
 
     async def _device_loop(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             try:
                 await converge(self.backend, self.desired())
+                device = await self.backend.read(self.config.interface)
+                self.ctl.on_device(device, loop.time())
                 if self.sock is not None:
                     await self.sock.check()
                 if not self.device_ok:
@@ -97,32 +144,29 @@ class GatewayRunner:
         loop = asyncio.get_running_loop()
         while True:
             data, addr = await sock.recv()
-            try:
-                message = decode(data, self.config.secret, time.time())
-            except ControlError as exc:
-                self.counters.rejected[exc.reason] += 1
+            got = self.ctl.receive(data, str(addr[0]), self.view.model, loop.time(), time.time())
+            if got.rejected is not None:
+                self.counters.rejected[got.rejected] += 1
                 continue
-            client = self.clients.get(message.sender)
-            if client is None or message.kind != "probe":
-                self.counters.rejected["unknown-client"] += 1
-                continue
-            if not any(ip_in(addr[0], p) for p in client.addresses):
-                self.counters.rejected["wrong-source"] += 1
-                continue
-            if not self.replay.accept(message.sender, message.seq):
-                self.counters.rejected["replay"] += 1
-                continue
-            if message.role == ROLE_NONE:
-                if client.name in self.roles:
-                    await self._withdraw(client, "it chose another gateway", handoff=True)
-            else:
-                self.leases[client.name] = loop.time() + self.config.lease
-                if self.roles.get(client.name) != message.role:
-                    await self._announce(client, message.role)
-            ack = Message("ack", self.node, message.seq, time.time(), self.roles.get(client.name, ROLE_NONE))
-            await sock.send(encode(ack, self.config.secret), addr)
+            for action in got.actions:
+                await self._carry(action)
+            if got.ack is not None:
+                await sock.send(got.ack, addr)  # after the routes: an ack that says "standby" means it is there
 
-    async def _announce(self, client: ClientEntry, role: int) -> None:
+    async def _carry(self, action: Action) -> None:
+        if isinstance(action, Announce):
+            await self._announce(self.clients[action.client], action.family, action.role)
+        elif isinstance(action, Withdraw):
+            await self._withdraw(self.clients[action.client], action.family, action.why, action.handoff)
+        await self._arm()
+
+    async def _arm(self) -> None:
+        """Tell the watchdog what to demote if we die now."""
+        if self.watchdog is not None:
+            routes = [(str(p), via, dev) for p, (via, dev) in sorted(self.routes.items(), key=lambda kv: str(kv[0]))]
+            await self.watchdog.arm(demotions(routes, self.config.standby_protocol))
+
+    async def _announce(self, client: ClientEntry, family: int, role: int) -> None:
         """Route the client's addresses for babeld to redistribute: into our tunnel when chosen.
 
         As a standby (the client is about to switch here) the route goes
@@ -136,41 +180,46 @@ class GatewayRunner:
         mesh path to the client, the standby goes into the tunnel with
         ``standby_protocol``, which babeld redistributes with a high metric.
         """
+        prefixes = self.ctl.addresses(client.name, family)
         path = self._mesh_path(client) if role == ROLE_STANDBY else None
         try:
             if role == ROLE_PRIMARY:
-                await announce(client.addresses, self.config.interface, self.config.route_protocol)
-                what = "primary: chosen by it"
+                await announce(prefixes, self.config.interface, self.config.route_protocol)
+                what, via, dev = "primary: chosen by it", None, self.config.interface
             elif path is not None:
-                await announce(client.addresses, path[1], self.config.route_protocol, via=path[0])
-                what = f"standby through the mesh (via {path[0]} on {path[1]}): it is about to switch here"
+                await announce(prefixes, path[1], self.config.route_protocol, via=path[0])
+                what, via, dev = f"standby through the mesh (via {path[0]} on {path[1]}): it is about to switch here", \
+                    path[0], path[1]
             else:
-                await announce(client.addresses, self.config.interface, self.config.standby_protocol)
-                what = "standby (high metric): it is about to switch here"
+                await announce(prefixes, self.config.interface, self.config.standby_protocol)
+                what, via, dev = "standby (high metric): it is about to switch here", None, self.config.interface
             if role == ROLE_PRIMARY or path is not None:  # only one of our routes per prefix at a time
-                await withdraw(client.addresses, (self.config.standby_protocol,))
+                await withdraw(prefixes, (self.config.standby_protocol,))
         except RouteError as exc:
             self.counters.route_errors += 1
             log.error("gateway: cannot announce %s: %s", client.name, exc)
             return
-        self.roles[client.name] = role
+        for p in prefixes:
+            self.routes[p] = (via, dev)
         log.warning("gateway %s: announcing %s (%s) into Babel as %s", self.config.interface, client.name,
-                    ", ".join(map(str, client.addresses)), what)
+                    ", ".join(map(str, prefixes)), what)
 
-    async def _withdraw(self, client: ClientEntry, why: str, handoff: bool = False) -> None:
-        self.roles.pop(client.name, None)
-        self.leases.pop(client.name, None)
+    async def _withdraw(self, client: ClientEntry, family: int, why: str, handoff: bool = False) -> None:
+        prefixes = self.ctl.addresses(client.name, family)
         if handoff:
-            await self._handoff(client)
+            await self._handoff(client, prefixes)
         try:
-            await withdraw(client.addresses, (self.config.route_protocol, self.config.standby_protocol))
+            await withdraw(prefixes, (self.config.route_protocol, self.config.standby_protocol))
         except RouteError as exc:
             self.counters.route_errors += 1
             log.error("gateway: cannot withdraw %s: %s", client.name, exc)
             return
-        log.warning("gateway %s: withdrawing %s: %s", self.config.interface, client.name, why)
+        for p in prefixes:
+            self.routes.pop(p, None)
+        log.warning("gateway %s: withdrawing %s (%s): %s", self.config.interface, client.name,
+                    ", ".join(map(str, prefixes)), why)
 
-    async def _handoff(self, client: ClientEntry) -> None:
+    async def _handoff(self, client: ClientEntry, prefixes: tuple[Prefix, ...]) -> None:
         """Send replies that still reach us to the client through the mesh, not through our tunnel.
 
         The client is about to give its steered prefixes to another gateway,
@@ -180,18 +229,14 @@ class GatewayRunner:
         withdrawal), replies keep arriving here.  A route toward the client's
         own mesh address carries them over a Babel link, where no AllowedIPs
         filter applies, and the client takes them as addressed to itself.
-
-        Without the client's mesh address (``mesh`` in its entry) the best
-        other Babel route to its prefix is used, if babeld knows one: Babel
-        advertises only selected routes, so often it does not.  The route sits
-        below babeld's own (kernel priority 1024 against 0), is never
-        redistributed, and goes after a few seconds.
+        The route sits below babeld's own (kernel priority 1024 against 0), is
+        never redistributed, and goes after a few seconds.
         """
-        for prefix in client.addresses:
-            path = self._mesh_path(client, prefix)
-            if path is None:
-                log.info("gateway: no mesh path to %s to hand its replies to", client.name)
-                continue
+        path = self._mesh_path(client)
+        if path is None:
+            log.info("gateway: no mesh path to %s to hand its replies to", client.name)
+            return
+        for prefix in prefixes:
             try:
                 await handoff(prefix, path[0], path[1], HANDOFF_PROTO, HANDOFF_METRIC)
             except RouteError as exc:
@@ -203,46 +248,43 @@ class GatewayRunner:
     def _drop_handoff_later(prefix: Prefix) -> None:
         asyncio.ensure_future(drop_handoff(prefix, HANDOFF_PROTO, HANDOFF_METRIC))
 
-    def _mesh_path(self, client: ClientEntry, prefix: Prefix | None = None) -> tuple[str, str] | None:
+    def _mesh_path(self, client: ClientEntry) -> tuple[str, str] | None:
         """(next hop, interface) of the best Babel route to the client's mesh address, not through our tunnel.
 
-        Without a mesh address configured, the best other route to ``prefix``
-        (one of the client's addresses) if one is given and Babel knows it.
+        The next hop is the neighbour's link-local address, which carries
+        either family, so the client's IPv4 and IPv6 addresses both take it.
         """
-        target = client.mesh or prefix
-        if target is None:
+        if client.mesh is None:
             return None
-        model = self.view.model
-        paths = [r for r in model.routes_for(target) if r.reachable and r.interface != self.config.interface]
-        return (str(paths[0].via), paths[0].interface) if paths else None
+        return mesh_path(self.view.model, client.mesh, self.config.interface)
 
     async def _lease_loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(min(0.25, self.config.lease / 4))
-            now = loop.time()
-            for name in [n for n, end in self.leases.items() if end < now and n in self.roles]:
-                await self._withdraw(self.clients[name], f"lease expired ({self.config.lease:g} s without a probe)")
+            for action in self.ctl.expire(loop.time(), DEVICE_POLL):
+                await self._carry(action)
+            if self.adopted and not any(c in self.adopted for (c, _) in self.ctl.roles):
+                self.adopted = []
 
-    async def withdraw_all(self) -> None:
-        for name in list(self.roles):
-            await self._withdraw(self.clients[name], "meshctl is stopping")
+    async def _stop(self) -> None:
+        """Withdraw everything (a clean stop), then let the watchdog go without acting."""
+        for action in self.ctl.withdraw_all("meshctl is stopping"):
+            with contextlib.suppress(RouteError):
+                await self._carry(action)
+        if self.watchdog is not None:
+            await self.watchdog.stop()
 
     def status(self) -> dict[str, Any]:
         return {
             "interface": self.config.interface,
             "device": "ok" if self.device_ok else "unreachable",
+            "watchdog": None if self.watchdog is None else ("armed" if self.watchdog.proc else "stopped"),
             "clients": [
                 {"name": c.name, "addresses": [str(a) for a in c.addresses],
-                 "announced": ROLE_NAMES[self.roles.get(c.name, ROLE_NONE)]}
+                 "announced": ROLE_NAMES[self.roles.get(c.name, ROLE_NONE)],
+                 "roles": {f"ipv{f}": ROLE_NAMES[self.ctl.role(c.name, f)] for f in (4, 6)
+                           if any(a.version == f for a in c.addresses)}}
                 for c in self.config.clients
             ],
         }
-
-
-def ip_in(address: str, prefix: Any) -> bool:
-    try:
-        return ipaddress.ip_address(address) in prefix
-    except ValueError:
-        return False
-

@@ -3,21 +3,33 @@
 Theory of operation
 -------------------
 Each uplink has candidate gateways.  For each, the adapter reports the best
-Babel metric toward it and the age of its WireGuard handshake.  A candidate
-is *eligible* when Babel can reach it (metric < 65535), it answers probes
-through its own tunnel (Babel may still show a dead gateway as reachable the
-long way round until the news spreads), and its session is
+Babel metric toward it, the gateway's own metric toward the steered prefixes
+(from its probe answers, not counting routes back through this client), the
+age of its WireGuard handshake, whether it answers probes, and whether the
+path through it passed its end-to-end check.  A candidate ranks by its *path
+metric*: the metric to the gateway plus the gateway's metric onward.
+
+A candidate is *eligible* when Babel can reach it (metric < 65535), it
+answers probes through its own tunnel (Babel may still show a dead gateway
+as reachable the long way round until the news spreads), it has a route to
+the steered prefixes, no check failed through it lately, and its session is
 *warm*: a handshake newer than ``warm_age`` seconds, well inside WireGuard's
 REJECT_AFTER_TIME (180 s), so switching to it needs no handshake.
 
-- No choice yet, or the chosen gateway is unreachable or down: switch at once
-  to the best eligible candidate (lowest metric, then name).
+- No choice yet, or the chosen gateway is unreachable, down, has lost its
+  route onward, or failed its check: switch at once to the best eligible
+  candidate (lowest path metric, then name).
 - Otherwise a better candidate must beat the chosen one by ``margin`` for
   ``hold`` seconds without interruption (babeld's own rule is "no worse on raw
   metric and strictly better on smoothed"; the hold also rides out the RTT
   penalty a re-handshaked tunnel shows for a while).
 - If nothing is eligible, a reachable cold candidate beats a dead chosen one:
-  it will handshake on first use, which is slow but better than nothing.
+  it will handshake on first use, which is slow but better than nothing.  A
+  failed check is different: if every other gateway is unfit too, staying
+  loses nothing, and moving would only flap.
+- What is not known yet (a gateway not probed long enough, an upstream
+  metric not reported yet) never makes a candidate eligible and never makes
+  the chosen one leave: a restarted controller keeps what it adopted.
 
 ``select`` returns the new state, the switch (if any) and the next deadline
 at which it wants to be called again.
@@ -47,25 +59,54 @@ class CandidateView:
     """What the adapter knows about one gateway right now."""
 
     name: str
-    metric: int
+    metric: int  # Babel metric from here to the gateway
     handshake_age: float | None  # None: never handshaked
-    alive: bool = True  # answers probes through its tunnel
+    alive: bool | None = True  # answers probes through its tunnel (None: not probed long enough to tell)
+    upstream: int | None = 0  # the gateway's metric toward the steered prefixes (None: not reported yet)
+    healthy: bool = True  # no end-to-end check failed through it lately
 
     @property
     def reachable(self) -> bool:
         """Babel has a usable route toward the gateway."""
         return self.metric < INFINITY
 
+    @property
+    def onward(self) -> bool:
+        """The gateway has a route to the steered prefixes (as far as it has told us)."""
+        return self.upstream is None or self.upstream < INFINITY
+
+    @property
+    def path(self) -> int:
+        """Metric of the whole path: to the gateway, then onward (65535 when either is unreachable)."""
+        if not self.reachable or not self.onward:
+            return INFINITY
+        return min(INFINITY - 1, self.metric + (self.upstream or 0))
+
+    def eligible(self, params: Hysteresis) -> bool:
+        """Fit to carry the steered prefixes now, without a handshake."""
+        return self.live and self.upstream is not None and self.healthy and self.warm(params)
+
+    @property
+    def live(self) -> bool:
+        """Reachable in Babel, answering probes, with a route onward: it could carry traffic (maybe cold)."""
+        return self.reachable and self.alive is True and self.onward
+
     def warm(self, params: Hysteresis) -> bool:
         """Its session can carry traffic now, without a handshake."""
         return self.handshake_age is not None and self.handshake_age < params.warm_age
 
     def state(self, params: Hysteresis) -> str:
-        """``warm``, ``cold`` or ``unreachable``, for status output."""
+        """One word for status: ``warm``, ``cold``, ``unreachable``, ``down``, ``no-route``, ``check-failed``, ``unknown``."""
         if not self.reachable:
             return "unreachable"
-        if not self.alive:
+        if self.alive is False:
             return "down"
+        if not self.onward:
+            return "no-route"
+        if not self.healthy:
+            return "check-failed"
+        if self.alive is None or self.upstream is None:
+            return "unknown"
         return "warm" if self.warm(params) else "cold"
 
 
@@ -79,12 +120,17 @@ class Switch:
     at: float
     old_metric: int | None = None
     new_metric: int | None = None
-    #: One word for metrics and log filters: ``initial``, ``gone``,
-    #: ``unreachable``, ``down`` or ``better``.
+    #: One word for metrics and log filters: see :data:`CAUSES`.
     cause: str = ""
 
 
-CAUSES = ("initial", "gone", "unreachable", "down", "better")
+#: initial: first choice; adopted: taken over from the device after a restart;
+#: gone: left the config; unreachable: no Babel route to it; down: not
+#: answering probes (or no session); no-route: it lost its route onward;
+#: check: the end-to-end check failed through it; better: a planned move.
+CAUSES = ("initial", "adopted", "gone", "unreachable", "down", "no-route", "check", "better")
+#: Causes where the old gateway no longer carries traffic: switch at once.
+FAILURE_CAUSES = frozenset({"gone", "unreachable", "down", "no-route", "check"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,8 +148,14 @@ def _why_leave(c: CandidateView, params: Hysteresis) -> tuple[str, str] | None:
     """(cause, explanation) when the chosen gateway must be left at once."""
     if not c.reachable:
         return "unreachable", f"{c.name} unreachable (metric {INFINITY})"
-    if not c.alive:
+    if c.alive is False:
         return "down", f"{c.name} down (not answering probes)"
+    if not c.onward:
+        return "no-route", f"{c.name} has no route to the steered prefixes"
+    if not c.healthy:
+        return "check", f"check target not answering through {c.name}"
+    if c.alive is None:
+        return None  # not probed long enough to tell: keep what we have
     if c.handshake_age is None:
         return "down", f"{c.name} down (no handshake)"
     if c.handshake_age >= REJECT_AFTER_TIME:
@@ -112,7 +164,7 @@ def _why_leave(c: CandidateView, params: Hysteresis) -> tuple[str, str] | None:
 
 
 def _best(cands: Sequence[CandidateView]) -> CandidateView | None:
-    return min(cands, key=lambda c: (c.metric, c.name), default=None)
+    return min(cands, key=lambda c: (c.path, c.name), default=None)
 
 
 def select(
@@ -120,12 +172,12 @@ def select(
 ) -> tuple[SelectorState, Switch | None, float | None]:
     """Decide; see the module docstring."""
     by_name = {c.name: c for c in candidates}
-    eligible = [c for c in candidates if c.reachable and c.alive and c.warm(params)]
+    eligible = [c for c in candidates if c.eligible(params)]
     best = _best(eligible)
     current = by_name.get(state.chosen) if state.chosen else None
 
     def switch_to(target: CandidateView, cause: str, reason: str) -> tuple[SelectorState, Switch, None]:
-        sw = Switch(state.chosen, target.name, reason, now, current.metric if current else None, target.metric, cause)
+        sw = Switch(state.chosen, target.name, reason, now, current.path if current else None, target.path, cause)
         return SelectorState(target.name, None, 0.0, sw, state.switches + 1), sw, None
 
     if current is None:
@@ -134,34 +186,34 @@ def select(
                 cause, why = "initial", "initial choice"
             else:
                 cause, why = "gone", f"{state.chosen} is no longer a candidate"
-            return switch_to(best, cause, f"{why}: {best.name} (metric {best.metric})")
-        cold = _best([c for c in candidates if c.reachable and c.alive])
+            return switch_to(best, cause, f"{why}: {best.name} (metric {best.path})")
+        cold = _best([c for c in candidates if c.live and c.upstream is not None and c.healthy])
         if cold is not None and state.chosen is None:
-            return switch_to(cold, "initial", f"initial choice: {cold.name} (metric {cold.metric}, cold: no warm gateway)")
+            return switch_to(cold, "initial", f"initial choice: {cold.name} (metric {cold.path}, cold: no warm gateway)")
         return state, None, None
 
     leave = _why_leave(current, params)
     if leave is not None:
         target = best
-        if target is None and not (current.reachable and current.alive):
+        if target is None and not current.live:
             # A hard failure: a cold but live gateway beats a dead one.  For a soft
-            # one (no recent handshake) only a warm target helps; otherwise two
-            # cold gateways would trade places on every call.
-            target = _best([c for c in candidates if c.reachable and c.alive and c.name != current.name])
+            # one (no recent handshake, a failed check) only a fit target helps;
+            # otherwise two unfit gateways would trade places on every call.
+            target = _best([c for c in candidates if c.live and c.healthy and c.name != current.name])
         if target is None or target.name == current.name:
             return replace(state, challenger=None), None, None
         note = "" if target.warm(params) else ", cold: it will handshake first"
-        return switch_to(target, leave[0], f"{leave[1]}; {target.name} metric {target.metric}{note}")
+        return switch_to(target, leave[0], f"{leave[1]}; {target.name} metric {target.path}{note}")
 
-    if best is None or best.name == current.name or best.metric + params.margin > current.metric:
+    if best is None or best.name == current.name or best.path + params.margin > current.path:
         return replace(state, challenger=None, since=0.0), None, None
     if state.challenger != best.name:
         return replace(state, challenger=best.name, since=now), None, now + params.hold
     if now - state.since >= params.hold:
-        gain = current.metric - best.metric
+        gain = current.path - best.path
         return switch_to(
             best,
             "better",
-            f"{best.name} better by {gain} ({best.metric} vs {current.metric}) for {now - state.since:.1f} s",
+            f"{best.name} better by {gain} ({best.path} vs {current.path}) for {now - state.since:.1f} s",
         )
     return state, None, state.since + params.hold

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import ipaddress
 import socket
 
 from pyroute2 import IPRoute
@@ -81,6 +82,35 @@ async def announce(prefixes: tuple[Prefix, ...], ifname: str, proto: int, via: s
     extra = {"via": _via(via)} if via else {}
     for p in prefixes:
         await asyncio.to_thread(_replace, p, ifname, f"cannot route {p} via {via or ifname}", proto=proto, **extra)
+
+
+def _ours(protos: tuple[int, ...]) -> list[tuple[Prefix, int, str | None, str | None]]:
+    found = []
+    with IPRoute() as ipr:
+        for family in (socket.AF_INET, socket.AF_INET6):
+            for r in ipr.route("dump", family=family):
+                if r.get("proto") not in protos or r.get("table") != 254:
+                    continue
+                dst = r.get_attr("RTA_DST") or ("0.0.0.0" if family == socket.AF_INET else "::")
+                prefix = ipaddress.ip_network(f"{dst}/{r['dst_len']}", strict=False)
+                via = r.get_attr("RTA_GATEWAY")
+                if via is None and r.get_attr("RTA_VIA") is not None:
+                    via = r.get_attr("RTA_VIA").get("addr")
+                oif = r.get_attr("RTA_OIF")
+                try:
+                    dev = socket.if_indextoname(oif) if oif else None
+                except OSError:
+                    dev = None
+                found.append((prefix, int(r["proto"]), via, dev))
+    return found
+
+
+async def ours(protos: tuple[int, ...]) -> list[tuple[Prefix, int, str | None, str | None]]:
+    """Main-table routes with one of our protocols: (prefix, protocol, next hop or None, device or None)."""
+    try:
+        return await asyncio.to_thread(_ours, protos)
+    except NetlinkError as exc:
+        raise RouteError(f"cannot list routes: {exc}") from None
 
 
 async def withdraw(prefixes: tuple[Prefix, ...], protos: tuple[int, ...]) -> None:

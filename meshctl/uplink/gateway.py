@@ -1,0 +1,307 @@
+"""The gateway role without I/O: probes in, acks and route changes out.
+
+Theory of operation
+-------------------
+A gateway announces a client's addresses into Babel (a kernel route babeld
+redistributes) for as long as the client asks, per address family: as the
+*primary* (routed into our uplink tunnel) or as a *standby* (routed through
+the mesh to the client, ready before a planned switch).  Asking is soft
+state: every probe renews a lease.  The runner passes the clock in and
+carries out the actions that come back.
+
+- A probe that asks for nothing, for a family we announce, means the client
+  chose another gateway: withdraw at once, handing replies that still reach
+  us to the mesh.
+- A lease that runs out withdraws too, unless the client's WireGuard peer is
+  still sending (:meth:`on_device`): a client whose controller restarts keeps
+  its return path.
+- At start, routes a previous run left in the kernel are adopted for one
+  lease (:meth:`adopt`): a client that still wants them claims them with its
+  next probe, and nothing is withdrawn under a live client's traffic.
+
+Each ack carries our Babel metric toward the prefixes the client listed,
+counting no route that leads back through that client: a gateway that lost
+its own way onward must not look fine because the client itself can reach
+the prefixes through another gateway.
+
+Cheap refusals come before expensive ones: a datagram from an address that is
+no client's, or from a source over its rate, is dropped before its MAC is
+computed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from meshctl.config import ClientEntry, GatewayConfig, Prefix
+from meshctl.topology.model import INFINITY, TopologyModel
+from meshctl.uplink.control import (
+    FAMILIES,
+    ROLE_NONE,
+    ROLE_PRIMARY,
+    ControlError,
+    Message,
+    ReplayGuard,
+    decode,
+    encode,
+)
+from meshctl.wireguard.state import Device
+
+RATE = 100.0  # datagrams per second one source may send us (a client probes at 10-20)
+BURST = 100.0
+
+
+@dataclass(frozen=True, slots=True)
+class Announce:
+    """Route ``client``'s addresses of ``family`` for Babel, as ``role``."""
+
+    client: str
+    family: int
+    role: int
+
+
+@dataclass(frozen=True, slots=True)
+class Withdraw:
+    """Stop announcing ``client``'s addresses of ``family``; ``handoff``: replies still arriving go to the mesh."""
+
+    client: str
+    family: int
+    handoff: bool
+    why: str
+
+
+Action = Announce | Withdraw
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """What one datagram did."""
+
+    rejected: str | None = None  # a counter label when refused
+    ack: bytes | None = None  # what to send back
+    actions: tuple[Action, ...] = ()
+
+
+@dataclass
+class TokenBucket:
+    """Per-source rate limit: ``rate`` per second, ``burst`` at once (time is an argument)."""
+
+    tokens: float = BURST
+    at: float = 0.0
+
+    def take(self, now: float) -> bool:
+        self.tokens = min(BURST, self.tokens + (now - self.at) * RATE)
+        self.at = now
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True
+
+
+@dataclass
+class Activity:
+    """A client's WireGuard peer as our device shows it."""
+
+    rx_bytes: int = -1
+    moved: float | None = None  # when rx last grew
+
+
+def _family_of(prefix: Prefix) -> int:
+    return prefix.version
+
+
+def route_leads_through(model: TopologyModel, route_neighbour: tuple, client_router: str | None,
+                        client_hop: tuple | None) -> bool:
+    """Is the next hop of a route the client itself?"""
+    if client_hop is not None and route_neighbour == client_hop:
+        return True
+    return client_router is not None and model.neighbour_router_id(route_neighbour) == client_router
+
+
+def upstream_metric(model: TopologyModel, prefix: Prefix, client_mesh: Prefix | None) -> int:
+    """Our Babel metric toward ``prefix``, not through the client whose mesh address is ``client_mesh``.
+
+    0 when we originate a prefix covering it ourselves.  Otherwise the most
+    specific covering prefix we have a route for, best metric among its
+    routes that do not go back through the client.
+    """
+    for x in model.xroutes.values():
+        if x.prefix.version == prefix.version and prefix.subnet_of(x.prefix):  # type: ignore[arg-type]
+            return 0
+    client_router = client_hop = None
+    if client_mesh is not None:
+        for r in model.routes_for(client_mesh):
+            if r.refmetric == 0 and r.reachable:
+                client_router, client_hop = r.router_id, r.neighbour
+                break
+    for length in range(prefix.prefixlen, -1, -1):
+        covering = prefix.supernet(new_prefix=length) if length < prefix.prefixlen else prefix
+        routes = [r for r in model.routes_for(covering)
+                  if r.reachable and not route_leads_through(model, r.neighbour, client_router, client_hop)]
+        if routes:
+            return min(r.metric for r in routes)
+        if model.routes_for(covering):
+            return INFINITY  # the most specific route we know goes back through the client: no way onward
+    return INFINITY
+
+
+def mesh_path(model: TopologyModel, target: Prefix, avoid_interface: str) -> tuple[str, str] | None:
+    """(next hop, interface) of the best Babel route to ``target`` not through ``avoid_interface``."""
+    paths = [r for r in model.routes_for(target) if r.reachable and r.interface != avoid_interface]
+    return (str(paths[0].via), paths[0].interface) if paths else None
+
+
+class GatewayController:
+    """Serves clients: answers probes, says which addresses to announce."""
+
+    def __init__(self, config: GatewayConfig, node: str) -> None:
+        self.config = config
+        self.node = node
+        self.clients = {c.name: c for c in config.clients}
+        self.replay = ReplayGuard()
+        self.roles: dict[tuple[str, int], int] = {}  # (client, family) -> what we announce
+        self.leases: dict[str, float] = {}  # client -> lease end (monotonic)
+        self.activity: dict[str, Activity] = {c.name: Activity() for c in config.clients}
+        self.buckets: dict[str, TokenBucket] = {}
+        self.sources = [(p, c.name) for c in config.clients for p in c.addresses]
+
+    # -- datagrams ---------------------------------------------------------------
+
+    def _client_at(self, source: str) -> str | None:
+        try:
+            addr = ipaddress.ip_address(source.split("%", 1)[0])
+        except ValueError:
+            return None
+        return next((name for prefix, name in self.sources if addr.version == prefix.version and addr in prefix), None)
+
+    def receive(self, data: bytes, source: str, model: TopologyModel, now: float, wall: float) -> Received:
+        """One datagram from ``source`` (its address): refuse it, or act on the probe and answer it."""
+        owner = self._client_at(source)
+        if owner is None:
+            return Received("wrong-source")
+        bucket = self.buckets.setdefault(source, TokenBucket(at=now))
+        if not bucket.take(now):
+            return Received("rate-limited")
+        try:
+            message = decode(data, self.config.secret, wall)
+        except ControlError as exc:
+            return Received(exc.reason)
+        client = self.clients.get(message.sender)
+        if client is None or message.kind != "probe":
+            return Received("unknown-client")
+        if client.name != owner:
+            return Received("wrong-source")
+        if not self.replay.accept(message.sender, message.seq):
+            return Received("replay")
+        actions = self.on_probe(client, message, now)
+        metrics = self.metrics(model, message.prefixes, client)
+        roles = (self.roles.get((client.name, 4), ROLE_NONE), self.roles.get((client.name, 6), ROLE_NONE))
+        ack = Message("ack", self.node, message.seq, wall, roles, (), metrics)
+        return Received(None, encode(ack, self.config.secret), tuple(actions))
+
+    def on_probe(self, client: ClientEntry, message: Message, now: float) -> list[Action]:
+        """What a probe asks, per family: announce, change role, or withdraw."""
+        out: list[Action] = []
+        asked_any = False
+        for family in FAMILIES:
+            if not any(_family_of(p) == family for p in client.addresses):
+                continue
+            want, have = message.role(family), self.roles.get((client.name, family), ROLE_NONE)
+            if want != ROLE_NONE:
+                asked_any = True
+            if want == have:
+                continue
+            if want == ROLE_NONE:
+                out.append(Withdraw(client.name, family, True, "it chose another gateway"))
+                self.roles.pop((client.name, family), None)
+            else:
+                out.append(Announce(client.name, family, want))
+                self.roles[(client.name, family)] = want
+        if asked_any:
+            self.leases[client.name] = now + self.config.lease
+        else:
+            self.leases.pop(client.name, None)
+        return out
+
+    @staticmethod
+    def metrics(model: TopologyModel, prefixes: tuple[str, ...], client: ClientEntry) -> tuple[int, ...]:
+        """Our metric toward each listed prefix (65535 for text that is no prefix)."""
+        out = []
+        for text in prefixes:
+            try:
+                prefix = ipaddress.ip_network(text)
+            except ValueError:
+                out.append(INFINITY)
+                continue
+            out.append(upstream_metric(model, prefix, client.mesh))
+        return tuple(out)
+
+    # -- time and the device ---------------------------------------------------------
+
+    def on_device(self, device: Device, now: float) -> None:
+        """Note which clients' peers still send: their announcements outlive a silent controller."""
+        for c in self.config.clients:
+            peer = device.peer(c.public_key)
+            if peer is None:
+                continue
+            a = self.activity[c.name]
+            if a.rx_bytes >= 0 and peer.rx_bytes > a.rx_bytes:
+                a.moved = now
+            a.rx_bytes = peer.rx_bytes
+
+    def present(self, client: str, now: float, poll: float) -> bool:
+        """Has the client asked lately, or has its peer sent something since (within a lease and a poll)?"""
+        if now <= self.leases.get(client, float("-inf")):
+            return True
+        moved = self.activity[client].moved
+        return moved is not None and now - moved <= self.config.lease + poll
+
+    def expire(self, now: float, poll: float) -> list[Action]:
+        """Withdraw what no present client keeps asking for."""
+        out: list[Action] = []
+        for (client, family) in sorted(self.roles):
+            if not self.present(client, now, poll):
+                out.append(Withdraw(client, family, False,
+                                    f"lease expired ({self.config.lease:g} s without a probe, and its peer silent)"))
+                del self.roles[(client, family)]
+        for client in [c for c in self.leases if not any(k[0] == c for k in self.roles)]:
+            del self.leases[client]
+        return out
+
+    def adopt(self, found: dict[Prefix, int], now: float) -> list[Prefix]:
+        """Routes found in the kernel at start (prefix -> role they stand for).
+
+        Each client's are kept for one lease, for the client to claim; the
+        prefixes that are no client's are returned, to be removed at once.
+        """
+        stale = []
+        for prefix, role in found.items():
+            owner = next((c for c in self.config.clients if prefix in c.addresses), None)
+            if owner is None:
+                stale.append(prefix)
+                continue
+            key = (owner.name, _family_of(prefix))
+            self.roles[key] = max(self.roles.get(key, ROLE_NONE), role)
+            self.leases[owner.name] = now + self.config.lease
+        return stale
+
+    def withdraw_all(self, why: str) -> list[Action]:
+        """Everything we announce, withdrawn (on stop)."""
+        out: list[Action] = [Withdraw(c, f, False, why) for (c, f) in sorted(self.roles)]
+        self.roles.clear()
+        self.leases.clear()
+        return out
+
+    def addresses(self, client: str, family: int) -> tuple[Prefix, ...]:
+        """The client's addresses of one family (from our config, never from a message)."""
+        return tuple(p for p in self.clients[client].addresses if _family_of(p) == family)
+
+    def role(self, client: str, family: int) -> int:
+        return self.roles.get((client, family), ROLE_NONE)
+
+    def primary_clients(self) -> list[str]:
+        return sorted({c for (c, _), r in self.roles.items() if r == ROLE_PRIMARY})
+
+
+
