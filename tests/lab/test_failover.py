@@ -137,29 +137,35 @@ def test_planned_switch_loses_no_packet(seed: RunningLab) -> None:
     ``ip monitor`` (about one run in thirty, at 100 packets a second).
     """
     lab = seed
-    gw2 = lab.plan.node("gw2")
+    gw2, upstream = lab.plan.node("gw2"), lab.plan.node("upstream")
     to_client = next(t for t in gw2.tunnels if t.peer == "client")
+    to_gw2 = next(t for t in upstream.tunnels if t.peer == "gw2")
 
-    async def improve_gw2_link() -> None:
-        # gw2's operator makes its link to the client cheaper (babeld's link cost
-        # is the rxcost the far end advertises, so it is set on gw2's side): gw2
-        # (32) now beats gw1 (96) by more than the margin, so the switch waits out
-        # the hold and happens warm.  Nothing on the active path is touched: a
-        # babeld interface flush on the gateway carrying the traffic costs
-        # ~50-100 ms of it by itself (seen here), which is not the switch's doing.
-        conn = await Connection.open(parse_endpoint(lab.babel("gw2")))
+    async def set_rxcost(node: str, ifname: str, cost: int) -> None:
+        conn = await Connection.open(parse_endpoint(lab.babel(node)))
         try:
-            await conn.command(f"flush interface {to_client.ifname}")
-            await conn.command(f"interface {to_client.ifname} type wired hello-interval 0.1 rxcost 32")
+            await conn.command(f"flush interface {ifname}")
+            await conn.command(f"interface {ifname} type wired hello-interval 0.1 rxcost {cost}")
         finally:
             await conn.wait_closed()
+
+    def improve_gw2() -> None:
+        # gw2's whole path becomes cheaper (babeld's link cost is the rxcost the
+        # far end advertises): client-gw2 on gw2's side, gw2-upstream on the
+        # upstream's.  Path metrics: gw2 32 + 32 = 64 against gw1 96 + 96 = 192,
+        # better by more than the margin, so the switch waits out the hold and
+        # happens warm.  Nothing on the active path is touched: a babeld
+        # interface flush on the gateway carrying the traffic costs ~50-100 ms
+        # of it by itself (seen here), which is not the switch's doing.
+        asyncio.run(set_rxcost("upstream", to_gw2.ifname, 32))
+        asyncio.run(set_rxcost("gw2", to_client.ifname, 32))
 
     drops = disallowed_drops(lab)
     watch = RouteWatch(lab.plan.node("upstream").namespace)
     pinger = ping(lab)
     try:
         time.sleep(1.0)
-        asyncio.run(improve_gw2_link())
+        improve_gw2()
         wait_moved_to_gw2(lab, "planned switch to gw2")
         time.sleep(1.0)
     finally:
@@ -243,10 +249,10 @@ s.bind(({source!r}, 0))
 dst = ({target!r}, {port})
 now = time.time()
 datagrams = [
-    encode(Message("probe", "client", 2**63, now, 0), b"x" * 32),   # forged: wrong key
-    encode(Message("probe", "client", 1, now, 0), secret),           # replayed: an old sequence number
-    encode(Message("probe", "client", 2**63, now - 3600, 0), secret),  # stale timestamp
-    encode(Message("probe", "mallory", 2**63, now, 2), secret),     # a client the gateway does not serve
+    encode(Message("probe", "client", 2**63, now), b"x" * 32),       # forged: wrong key
+    encode(Message("probe", "client", 1, now), secret),              # replayed: an old sequence number
+    encode(Message("probe", "client", 2**63, now - 3600), secret),   # stale timestamp
+    encode(Message("probe", "mallory", 2**63, now, (2, 0)), secret), # a client the gateway does not serve
     b"\\x00" * 10,                                                    # truncated
     b"\\x00" * 4000,                                                  # oversized
     signed(b"\\x81\\xa1v\\x01\\xc1"),                                   # malformed msgpack, valid MAC
@@ -305,7 +311,7 @@ def test_metrics_and_logs_tell_what_a_failover_did(seed: RunningLab) -> None:
     """Issue #6: the switch counter, chosen gauge and reaction histogram move; the log says why; no key leaks."""
     lab = seed
     uplink_if = lab.plan.node("client").uplink.ifname  # type: ignore[union-attr]
-    g1, g2 = ((("gateway", g), ("uplink", uplink_if)) for g in ("gw1", "gw2"))
+    g1, g2 = ((("family", "ipv4"), ("gateway", g), ("uplink", uplink_if)) for g in ("gw1", "gw2"))
     cause = lambda c: (("cause", c), ("uplink", uplink_if))  # noqa: E731
     hist = (("uplink", uplink_if),)
     before = scrape(lab, "client")
