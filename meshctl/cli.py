@@ -152,6 +152,35 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_withdraw(args: argparse.Namespace) -> int:
+    """Remove every route this gateway announced for its clients (after a crash: systemd's ExecStopPost)."""
+    from meshctl.config import load_config
+    from meshctl.uplink.gateway_runner import HANDOFF_PROTO
+    from meshctl.uplink.routes import ours, withdraw
+
+    config = load_config(args.config)
+    gw = config.gateway
+    if gw is None:
+        if args.json:
+            print(json.dumps({"removed": [], "note": "not a gateway"}))
+        return EXIT_OK
+    protos = (gw.route_protocol, gw.standby_protocol, HANDOFF_PROTO)
+    addresses = {a for c in gw.clients for a in c.addresses}
+
+    async def run() -> list[str]:
+        found = sorted({prefix for prefix, _, _, _ in await ours(protos) if prefix in addresses}, key=str)
+        for prefix in found:
+            await withdraw((prefix,), protos)
+        return [str(p) for p in found]
+
+    removed = asyncio.run(run())
+    if args.json:
+        print(json.dumps({"removed": removed}))
+    elif removed:
+        print(f"withdrew {', '.join(removed)}")
+    return EXIT_OK
+
+
 def cmd_daemon(args: argparse.Namespace) -> int:
     import signal
 
@@ -281,6 +310,17 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: the config's node.metrics, else off)",
     )
     daemon.set_defaults(func=cmd_daemon)
+
+    wd = sub.add_parser(
+        "withdraw",
+        help="remove the routes this gateway announced for its clients",
+        description="Remove the kernel routes this node announced into Babel for its gateway clients (route "
+        "protocols route_protocol, standby_protocol and the handoff's). The daemon does this itself when it "
+        "stops; run this after it crashed (the systemd unit does, as ExecStopPost). Other routes are left alone.",
+    )
+    wd.add_argument("--config", default=DEFAULT_CONFIG, help="node config (default: %(default)s)")
+    wd.add_argument("--json", action="store_true", help="machine-readable output")
+    wd.set_defaults(func=cmd_withdraw)
 
     status = sub.add_parser("status", help="ask the running daemon what it chose and why")
     status.add_argument("--socket", help="daemon control socket (default: from --config, else /run/meshctl/meshctl.sock)")

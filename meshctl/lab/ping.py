@@ -38,8 +38,29 @@ class PingResult:
 
     @property
     def outage(self) -> float:
-        """Longest gap in seconds (lost replies x interval)."""
+        """Longest gap in seconds (lost replies x interval): what ping's pace promised, not what traffic saw."""
         return self.longest_gap * self.interval
+
+    @property
+    def silence(self) -> float:
+        """The longest silence between two consecutive replies, by their own timestamps (``ping -D``).
+
+        This is what traffic saw: on a loaded machine ping cannot hold a 10 ms
+        pace, so lost replies x interval understates an outage.
+        """
+        times = sorted(self.received_at.values())
+        return max((b - a for a, b in zip(times, times[1:], strict=False)), default=0.0)
+
+    def silence_between(self, start: float, end: float) -> float:
+        """The longest silence between replies that overlaps the wall-clock window [start, end]."""
+        times = sorted(self.received_at.values())
+        gaps = [b - a for a, b in zip(times, times[1:], strict=False) if b >= start and a <= end]
+        return max(gaps, default=0.0)
+
+    def lost_in(self, start: float, end: float) -> int:
+        """Replies lost whose neighbours arrived within [start, end] (wall clock)."""
+        return sum(1 for after, before in self.lost_between().values()
+                   if (before or float("inf")) >= start and (after or 0.0) <= end)
 
 
 def parse_ping(output: str, interval: float) -> PingResult:

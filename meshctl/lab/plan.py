@@ -96,6 +96,10 @@ class UplinkPlan:
     margin: int
     hold: float
     probe_interval: float
+    backup_probe_interval: float | None = None
+    probe_loss: int = 3
+    check: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...] = ()
+    check_interval: float = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +139,11 @@ class NodePlan:
     def control_socket(self) -> str:
         """The node's meshctl daemon control socket."""
         return os.path.join(self.run_dir, "meshctl.sock")
+
+    @property
+    def daemon_pid_file(self) -> str:
+        """Where the lab's supervisor keeps the running daemon's PID."""
+        return os.path.join(self.run_dir, "meshctl.pid")
 
     @property
     def metrics(self) -> str:
@@ -296,15 +305,19 @@ def make_plan(spec: LabSpec, tag: str | None = None, run_root: str = RUN_ROOT) -
         gws = []
         for gw in up.gateways:
             gi = index[gw]
-            k = next(k for k, lk in enumerate(spec.links) if {lk.a, lk.b} == {up.client, gw})
-            hosts = list(links[k].hosts())
-            gw_underlay = hosts[0] if spec.links[k].a == gw else hosts[1]
-            gws.append(UplinkGatewayPlan(gw, f"{tag}g{gi}", GATEWAY_NET[gi], f"{gw_underlay}:{GATEWAY_PORT}",
+            direct = next((k for k, lk in enumerate(spec.links) if {lk.a, lk.b} == {up.client, gw}), None)
+            if direct is not None:  # a direct link: the gateway's underlay address on it
+                hosts = list(links[direct].hosts())
+                gw_address = hosts[0] if spec.links[direct].a == gw else hosts[1]
+            else:  # further away: its mesh address, which Babel routes through the tunnels between
+                gw_address = spec.mesh4[gi]
+            gws.append(UplinkGatewayPlan(gw, f"{tag}g{gi}", GATEWAY_NET[gi], f"{gw_address}:{GATEWAY_PORT}",
                                          ipaddress.IPv4Network(f"{spec.mesh4[gi]}/32")))
             served[gw].append(ServedClientPlan(up.client, f"{tag}u{ci}", ipaddress.IPv4Interface(f"{CLIENT_NET[ci]}/32"),
                                                ipaddress.IPv4Network(f"{spec.mesh4[ci]}/32")))
         uplinks[up.client] = UplinkPlan(f"{tag}u{ci}", ipaddress.IPv4Interface(f"{CLIENT_NET[ci]}/32"), up.steer,
-                                        tuple(gws), up.margin, up.hold, up.probe_interval)
+                                        tuple(gws), up.margin, up.hold, up.probe_interval, up.backup_probe_interval,
+                                        up.probe_loss, up.check, up.check_interval)
     nodes = []
     for n in spec.nodes:
         i = index[n.name]
@@ -366,6 +379,13 @@ def node_config(node: NodePlan, plan: LabPlan, public_keys: dict[str, str], secr
             f'secret_file = "{secret_file}"',
             f"control_port = {CONTROL_PORT}",
             f"probe_interval = {up.probe_interval}",
+            f"probe_loss = {up.probe_loss}",
+        ]
+        if up.backup_probe_interval is not None:
+            lines.append(f"backup_probe_interval = {up.backup_probe_interval}")
+        if up.check:
+            lines += ["check = [" + ", ".join(f'"{c}"' for c in up.check) + "]", f"check_interval = {up.check_interval}"]
+        lines += [
             "",
             "[uplink.hysteresis]",
             f"margin = {up.margin}",

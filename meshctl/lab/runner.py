@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import secrets
@@ -30,6 +31,7 @@ from meshctl.wireguard.uapi import SetPeer, SetRequest, UapiError
 from meshctl.wireguard.uapi_client import SOCKET_DIR, socket_path, uapi_set
 
 log = logging.getLogger("meshctl.lab")
+RESTART_SEC = 2.0  # contrib/meshctl.service's RestartSec
 
 Progress = Callable[[str], None]
 NETNS_DIR = "/run/netns"
@@ -231,10 +233,51 @@ class Lab:
             if node.daemon:
                 with open(node.config_path, "w") as f:
                     f.write(node_config(node, plan, public, secret_file, gossip, link_keys))
-                pid = self._spawn(state, node, [sys.executable, "-m", "meshctl.cli", "daemon", "--config", node.config_path],
-                                  "meshctl daemon", "meshctl.log")
-                self.progress(f"  {node.name}: meshctl daemon pid {pid}")
+                pid = self._spawn(state, node, self._supervised(node), "meshctl daemon", "meshctl.log")
+                self.progress(f"  {node.name}: meshctl daemon (supervisor pid {pid})")
         self._wait_for([n.control_socket for n in plan.nodes if n.daemon], "meshctl daemons", state)
+
+    @staticmethod
+    def _supervised(node: NodePlan) -> list[str]:
+        """The daemon as contrib/meshctl.service runs it: restarted 2 s after a crash, routes withdrawn after each stop."""
+        cli = [sys.executable, "-m", "meshctl.cli"]
+        return [sys.executable, "-m", "meshctl.lab.supervise", "--restart-sec", str(RESTART_SEC),
+                "--pid-file", node.daemon_pid_file,
+                "--stop-post", json.dumps([*cli, "withdraw", "--config", node.config_path]),
+                "--", *cli, "daemon", "--config", node.config_path]
+
+    def daemon_pid(self, node_name: str) -> int | None:
+        """The running daemon's own PID (its supervisor's child), if any."""
+        try:
+            with open(self.plan.node(node_name).daemon_pid_file) as f:
+                pid = int(f.read().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        return pid if process_start_time(pid) is not None else None
+
+    def kill_daemon(self, node_name: str, sig: int = signal.SIGKILL) -> int:
+        """Signal the daemon itself (not its supervisor, which restarts it after RESTART_SEC); returns its PID."""
+        self._state()  # the lab is up
+        pid = self.daemon_pid(node_name)
+        if pid is None:
+            raise LabError(f"no running meshctl daemon on {node_name}")
+        os.kill(pid, sig)
+        return pid
+
+    def kill_babeld(self, node_name: str) -> None:
+        """SIGKILL one node's babeld: no state file written, its routes left in the kernel."""
+        state = self._state()
+        stop_processes([r for r in state.processes if r.node == node_name and r.what == "babeld"], signal.SIGKILL)
+        state.processes = [r for r in state.processes if r.what != "babeld" or r.node != node_name or r.alive()]
+        state.save(self.state_path)
+
+    def set_link(self, a: str, b: str, up: bool) -> None:
+        """Take the underlay link between two nodes down (a cut cable) or up again, on ``a``'s side."""
+        node = self.plan.node(a)
+        veths = [v.ifname for v in node.veths if v.peer == b]
+        if not veths:
+            raise LabError(f"no link between {a} and {b}")
+        _ip_batch(node.namespace, [f"link set {v} {'up' if up else 'down'}" for v in veths])
 
     def _uplink_addressing(self, node: NodePlan, only: str | None = None) -> None:
         """Addresses, rules and routes of a node's uplink/gateway interfaces.
@@ -367,12 +410,8 @@ class Lab:
         self._stop_process(node_name, "meshctl daemon")
 
     def signal_daemon(self, node_name: str, sig: int) -> None:
-        """Send a signal (SIGHUP: reload) to one node's meshctl daemon, by its recorded PID."""
-        for r in self._state().processes:
-            if r.node == node_name and r.what == "meshctl daemon" and r.alive():
-                os.kill(r.pid, sig)
-                return
-        raise LabError(f"no running meshctl daemon on {node_name}")
+        """Send a signal (SIGHUP: reload) to one node's meshctl daemon."""
+        self.kill_daemon(node_name, sig)
 
     def _stop_process(self, node_name: str, what: str) -> None:
         state = self._state()
@@ -397,10 +436,14 @@ class Lab:
         return pid
 
     def fail_node(self, node_name: str) -> None:
-        """Simulate a node dying: its underlay links go down, its processes stop."""
+        """Simulate a node losing power: its underlay links go down, every process of it dies at once."""
         state = self._state()
         node = self.plan.node(node_name)
         _ip_batch(node.namespace, [f"link set {v.ifname} down" for v in node.veths])
+        daemon = self.daemon_pid(node_name)
+        if daemon is not None:  # before its supervisor, which would otherwise stop it cleanly
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(daemon, signal.SIGKILL)
         for rec in state.processes:
             if rec.node == node_name and rec.alive():
                 os.kill(rec.pid, signal.SIGKILL)

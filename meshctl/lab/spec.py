@@ -60,6 +60,10 @@ class UplinkSpec:
     margin: int = 32
     hold: float = 3.0
     probe_interval: float = 0.1
+    backup_probe_interval: float | None = None  # None: as probe_interval
+    probe_loss: int = 3
+    check: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...] = ()  # end-to-end targets behind the gateways
+    check_interval: float = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +214,26 @@ def parse_lab(data: dict, source: str = "<topology>") -> LabSpec:
         margin = f.take("margin", int, 32)
         hold = f.take("hold", float, 3.0)
         probe_interval = f.take("probe_interval", float, 0.1)
+        backup_probe_interval = f.take("backup_probe_interval", float, None)
+        probe_loss = f.take("probe_loss", int, 3)
+        check = []
+        for j, text in enumerate(f.take_list("check", str, [])):
+            try:
+                check.append(ipaddress.ip_address(text))
+            except ValueError as exc:
+                f.error(f"check[{j}]", f"not an address: {exc}")
+        check_interval = f.take("check_interval", float, 0.2)
+        # The same bounds the node config enforces: refused here, before anything is built.
+        if not 0 <= margin < 65535:
+            f.error("margin", "must be 0..65534")
+        if not 0 <= hold <= 3600:
+            f.error("hold", "must be 0..3600 seconds")
+        for key, value in (("probe_interval", probe_interval), ("backup_probe_interval", backup_probe_interval),
+                           ("check_interval", check_interval)):
+            if value is not None and not 0.01 <= value <= 10:
+                f.error(key, "must be 0.01..10 seconds")
+        if not 1 <= probe_loss <= 100:
+            f.error("probe_loss", "must be 1..100")
         f.finish()
         if client not in seen:
             f.error("client", f"unknown node {client!r}")
@@ -221,10 +245,14 @@ def parse_lab(data: dict, source: str = "<topology>") -> LabSpec:
         for j, gw in enumerate(gateways):
             if gw not in seen:
                 f.error(f"gateways[{j}]", f"unknown node {gw!r}")
-            elif frozenset((client, gw)) not in pairs:
-                why = "the uplink's endpoint is that link's underlay address"
-                f.error(f"gateways[{j}]", f"{gw!r} has no link to {client!r}: {why}")
-        uplinks.append(UplinkSpec(client, gateways, tuple(steer), margin, hold, probe_interval))
+            elif gw == client:
+                f.error(f"gateways[{j}]", f"{gw!r} is the client itself")
+            elif gateways.index(gw) != j:
+                f.error(f"gateways[{j}]", f"duplicate gateway {gw!r}")
+        # A gateway linked to the client is reached at that link's underlay address;
+        # one further away at its mesh address, through the mesh (a tunnel in tunnels).
+        uplinks.append(UplinkSpec(client, gateways, tuple(steer), margin, hold, probe_interval, backup_probe_interval,
+                                  probe_loss, tuple(check), check_interval))
     top.finish()
     if errors:
         raise ConfigError.collect(errors)

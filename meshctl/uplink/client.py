@@ -41,7 +41,7 @@ from dataclasses import dataclass, field, replace
 from meshctl.config import GatewayCandidate, Prefix, UplinkConfig
 from meshctl.topology.model import INFINITY, TopologyModel
 from meshctl.uplink.control import FAMILIES, ROLE_NONE, ROLE_PRIMARY, ROLE_STANDBY, Message, Sequence
-from meshctl.uplink.policy import FAILURE_CAUSES, CandidateView, SelectorState, Switch, select
+from meshctl.uplink.policy import CandidateView, SelectorState, Switch, select
 from meshctl.wireguard.state import Device, Peer
 
 STANDBY_TIMEOUT = 1.0  # seconds to wait for the new gateway's standby return path
@@ -50,6 +50,11 @@ PENALTY_MAX = 300.0  # seconds: the longest a gateway whose check failed is kept
 STRIKES_FORGET = 600.0  # seconds of good checks after which earlier failures are forgiven
 
 PREPARE, RELEASE, WRITE = "prepare", "release", "write"
+#: Causes that leave at once even while the old gateway answers probes: its tunnel
+#: is gone, or traffic through it is (no route onward, a failed check).  Babel
+#: calling a gateway unreachable is not one: the tunnel may well work (a flushed
+#: interface, a metric spike), so that switch is made before it breaks.
+IMMEDIATE = frozenset({"down", "gone", "no-route", "check"})
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -436,7 +441,7 @@ class UplinkController:
         g.pending = None
         if switch.new == holder:
             return True  # back to the gateway that still holds the prefixes: nothing to move
-        if holder is not None and switch.cause not in FAILURE_CAUSES and self.alive(holder, now):
+        if holder is not None and switch.cause not in IMMEDIATE and self.alive(holder, now):
             if holder != switch.old:
                 switch = replace(switch, old=holder)
             g.transition = Transition(switch, PREPARE, now, now)

@@ -151,7 +151,9 @@ class UplinkRunner:
         async with self.evaluate_lock:
             trigger, self._trigger = self._trigger, None
             loop = asyncio.get_running_loop()
+            phases = self._phases()
             step = self.ctl.step(self.view.model, self.view.synced, self.device, loop.time(), time.time(), trigger)
+            self._log_phases(phases)
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
@@ -162,6 +164,24 @@ class UplinkRunner:
             done = await self.converge()
             if done:
                 await self._send_probes(everyone=True)  # tell the new gateway at once (and the old one, if not told yet)
+
+    def _phases(self) -> dict[int, tuple[str, str, str] | None]:
+        return {f: (g.transition.phase, g.transition.switch.old or "", g.transition.switch.new) if g.transition else None
+                for f, g in self.ctl.groups.items()}
+
+    def _log_phases(self, before: dict[int, tuple[str, str, str] | None]) -> None:
+        """One INFO line per step of a planned switch: what it waited for, so a slow or aborted one can be read."""
+        for family, was in before.items():
+            now = self._phases()[family]
+            if now == was or now is None:
+                continue
+            phase, old, new = now
+            what = {"prepare": f"asking {new} to stand by (a return path through the mesh), {old} keeps the prefixes",
+                    "release": f"{new} stands by; asking {old} to let go",
+                    "write": f"moving the prefixes from {old} to {new}"}[phase]
+            log.info("uplink %s: planned switch %s -> %s: %s", self.name, old, new, what,
+                     extra={"event": "switch-phase", "uplink": self.name, "family": family, "phase": phase,
+                            "old": old, "new": new})
 
     async def converge(self) -> list[Done]:
         """Bring the device to the desired state in one write; log the switches that write completes."""
