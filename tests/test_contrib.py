@@ -102,7 +102,7 @@ def test_unit_keeps_what_the_daemon_needs() -> None:
         if "=" in line and not line.startswith("#"):
             key, _, value = line.partition("=")
             settings.setdefault(key, []).append(value)
-    assert settings["CapabilityBoundingSet"] == ["CAP_NET_ADMIN"]
+    assert settings["CapabilityBoundingSet"] == ["CAP_NET_ADMIN CAP_NET_RAW"]  # routes and netlink; raw ICMP checks
     assert set(settings["RestrictAddressFamilies"][0].split()) == {"AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK"}
     assert "wireguard" in settings["RuntimeDirectory"][0].split()  # wireguard-go's UAPI sockets, under ProtectSystem=strict
     assert settings["DeviceAllow"] == ["/dev/net/tun rw"]
