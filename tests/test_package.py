@@ -42,7 +42,8 @@ def test_wheel_ships_the_data_and_no_top_level_babel(dist: tuple[Path, Path]) ->
     assert {n.removeprefix("meshctl/data/") for n in names if n.startswith("meshctl/data/")} == shipped
     data = f"{DISTRIBUTION}-0.1.0.data/data/share"
     assert {f"{data}/man/man1/meshctl.1", f"{data}/bash-completion/completions/meshctl",
-            f"{data}/zsh/site-functions/_meshctl"} <= names
+            f"{data}/zsh/site-functions/_meshctl", f"{data}/meshctl/meshctl.service", f"{data}/meshctl/node.toml.example",
+            f"{data}/meshctl/babeld-meshctl.conf"} <= names
     entry_points = zipfile.ZipFile(wheel).read(f"{DISTRIBUTION}-0.1.0.dist-info/entry_points.txt").decode()
     assert "meshctl = meshctl.cli:main" in entry_points
 
