@@ -8,6 +8,7 @@ under it.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import subprocess
@@ -36,7 +37,9 @@ def allowed(unit: str) -> tuple[set[str], int]:
     allow: set[str] = set()
     deny: set[str] = set()
     number = errno.EPERM
-    for line in open(unit):
+    with open(unit) as f:
+        lines = f.read().splitlines()
+    for line in lines:
         key, _, value = line.strip().partition("=")
         if key == "SystemCallFilter":
             target = deny if value.startswith("~") else allow
@@ -53,10 +56,8 @@ def main() -> None:
     calls, number = allowed(unit)
     f = seccomp.SyscallFilter(defaction=seccomp.ERRNO(number))
     for name in sorted(calls):
-        try:
+        with contextlib.suppress(RuntimeError, ValueError):  # a name this kernel or libseccomp does not know
             f.add_rule(seccomp.ALLOW, name)
-        except (RuntimeError, ValueError):
-            pass  # a name this kernel or libseccomp does not know
     f.load()  # sets no_new_privs as well
     os.execvp(command[0], command)
 
