@@ -4,13 +4,14 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: all venv test test-unit test-lab bench demo lint clean
+.PHONY: all venv test test-unit test-lab bench demo lint manuals dist clean
 
 all: test
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip uninstall -q -y meshctl 2>/dev/null || true  # the distribution was called meshctl before babelwire
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
@@ -40,5 +41,13 @@ lint: venv
 	$(PY) -m ruff check meshctl tests bench
 	$(PY) -m mypy meshctl
 
+## The man page and bash/zsh completions in contrib/, from the argparse parser (commit the result).
+manuals: venv
+	$(PY) -m meshctl.manuals
+
+## dist/babelwire-VERSION.tar.gz and dist/babelwire-VERSION-py3-none-any.whl (the command is still meshctl).
+dist: venv
+	$(PY) -m build
+
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info
+	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info dist

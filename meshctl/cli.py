@@ -3,7 +3,8 @@
 Exit codes: 0 success; 1 failure at run time (e.g. babeld unreachable);
 2 bad usage or bad config/topology file; 3 lab could not be built or removed;
 4 needs root.  Errors are one line on stderr (several for a config with
-several problems), never a traceback.
+several problems), never a traceback.  A reader that stops early (``| head``)
+ends the command quietly.
 """
 
 from __future__ import annotations
@@ -11,51 +12,160 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import json
 import logging
+import math
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
 
 from meshctl import __version__
 from meshctl.babel.endpoint import DEFAULT_PORT
 from meshctl.babel.errors import BabelError
-from meshctl.config import DEFAULT_CONFIG
+from meshctl.config import DEFAULT_CONFIG, DEFAULT_CONTROL_SOCKET
 from meshctl.errors import ConfigError, MeshctlError
 from meshctl.listen import DEFAULT_METRICS, parse_listen
 from meshctl.node.logs import FORMATS as LOG_FORMATS
 from meshctl.node.logs import REDACTOR
 from meshctl.node.logs import setup as setup_logging
+from meshctl.shipped import topologies
 from meshctl.topology.export import FORMATS, render, render_mesh
 from meshctl.topology.snapshot import fetch_model
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+MAX_TIMEOUT = 3600.0
+DEFAULT_BABEL = f"tcp:[::1]:{DEFAULT_PORT}"
+SHELLS = ("bash", "zsh")
+# shtab's completion hints, spelled out so the parser needs shtab only when the scripts are generated.
+FILE = {"bash": "_shtab_compgen_files", "zsh": "_files"}
+TOML_FILE = {"bash": "_shtab_compgen_files", "zsh": "_files -g '*.toml'"}
 
 log = logging.getLogger("meshctl")
 
 
-def _daemon_socket(args: argparse.Namespace) -> str:
-    """The control socket named by --socket, else by --config, else the default."""
-    from meshctl.config import DEFAULT_CONTROL_SOCKET, load_config
+class _OutputClosed(Exception):
+    """Whoever read standard output stopped reading (``meshctl ... | head``)."""
+
+
+def _stdout_to_devnull() -> None:
+    """After a failed write, send what is still buffered nowhere, so exiting does not fail a second time."""
+    with contextlib.suppress(OSError, ValueError):
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno())
+        os.close(fd)
+
+
+def emit(data: str | bytes) -> None:
+    """Write to standard output now; a closed pipe or a full disk becomes one clear error."""
+    try:
+        if isinstance(data, bytes):
+            sys.stdout.flush()
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+        else:
+            sys.stdout.write(data)
+            sys.stdout.flush()
+    except BrokenPipeError:
+        _stdout_to_devnull()
+        raise _OutputClosed from None
+    except OSError as exc:
+        _stdout_to_devnull()
+        raise MeshctlError(f"cannot write to standard output: {exc.strerror}") from None
+
+
+def write_file(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path``; a full disk or a bad path is one line naming the file."""
+    try:
+        with open(path, "wb") as f:
+            f.write(data)
+    except OSError as exc:
+        raise MeshctlError(f"{path}: cannot write: {exc.strerror}") from None
+
+
+def seconds(text: str) -> float:
+    """argparse type for --timeout: a finite number of seconds, more than 0 (``inf`` would wait forever)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not (math.isfinite(value) and 0 < value <= MAX_TIMEOUT):
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most {MAX_TIMEOUT:g} seconds, not {text!r}")
+    return value
+
+
+def babel_address(text: str) -> str:
+    """argparse type for --babel: checked here so a typo is a usage error (exit 2), not a failed connection."""
+    from meshctl.config import parse_babel_address
+
+    try:
+        return str(parse_babel_address(text))
+    except BabelError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _config_path(args: argparse.Namespace) -> str | None:
+    """--config, else the system's node config when there is one."""
+    if args.config:
+        return str(args.config)
+    return DEFAULT_CONFIG if os.path.lexists(DEFAULT_CONFIG) else None
+
+
+def _babel(args: argparse.Namespace) -> str:
+    """babeld's address: --babel, else node.babel of the node config, else the default."""
+    from meshctl.config import load_node_addresses
+
+    if args.babel:
+        return str(args.babel)
+    path = _config_path(args)
+    return str(load_node_addresses(path)[0]) if path else DEFAULT_BABEL
+
+
+def _socket(args: argparse.Namespace) -> str:
+    """The daemon's control socket: --socket, else node.control_socket of the node config, else the default."""
+    from meshctl.config import load_node_addresses
 
     if args.socket:
-        return args.socket
-    return load_config(args.config).control_socket if args.config else DEFAULT_CONTROL_SOCKET
+        return str(args.socket)
+    path = _config_path(args)
+    return load_node_addresses(path)[1] if path else DEFAULT_CONTROL_SOCKET
 
 
 def _mesh(args: argparse.Namespace) -> dict:
     from meshctl.node.sockets import query
 
-    return asyncio.run(query(_daemon_socket(args), "mesh", args.timeout))
+    return asyncio.run(query(_socket(args), "mesh", args.timeout))
+
+
+def _model(args: argparse.Namespace):  # noqa: ANN202 - a TopologyModel
+    return asyncio.run(fetch_model(_babel(args), args.timeout))
+
+
+def _answer(what: str, make: Callable[[], Any]) -> Any:
+    """Format an answer from the daemon; one that lacks what we expect is an error, not a traceback."""
+    try:
+        return make()
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise MeshctlError(f"the daemon's {what} is not what this meshctl understands ({type(exc).__name__}: {exc}); "
+                           "is it another version?") from None
+
+
+def _dump_format(args: argparse.Namespace) -> str:
+    if args.json and args.format not in (None, "json"):
+        raise ConfigError(f"--json asks for JSON, --format for {args.format}: give one", field="--json")
+    return str(args.format or "json")
 
 
 def cmd_topology_dump(args: argparse.Namespace) -> int:
+    fmt = _dump_format(args)
     if args.mesh:
-        sys.stdout.write(render_mesh(_mesh(args), args.format))
-        return EXIT_OK
-    model = asyncio.run(fetch_model(args.babel, args.timeout))
-    sys.stdout.write(render(model, args.format))
+        mesh = _mesh(args)
+        emit(_answer("mesh", lambda: render_mesh(mesh, fmt)))
+    else:
+        emit(render(_model(args), fmt))
     return EXIT_OK
 
 
@@ -66,28 +176,51 @@ def cmd_topology_render(args: argparse.Namespace) -> int:
     fmt = args.format or (args.output.rsplit(".", 1)[-1].lower() if args.output and "." in args.output else "svg")
     if fmt not in IMAGE_FORMATS:
         raise ConfigError(f"cannot draw {fmt!r}: give --format svg or png", field="--format")
+    to_stdout = args.output in (None, "-")
+    if args.json and to_stdout:
+        raise ConfigError("--json describes the file written: give -o FILE too", field="--json")
     if args.mesh:
-        dot = netjson_to_dot(mesh_to_netjson(_mesh(args)))
+        mesh = _mesh(args)
+        dot = _answer("mesh", lambda: netjson_to_dot(mesh_to_netjson(mesh)))
     else:
-        dot = to_dot(asyncio.run(fetch_model(args.babel, args.timeout)))
+        dot = to_dot(_model(args))
     image = render_dot(dot, fmt)
-    if args.output in (None, "-"):
-        sys.stdout.buffer.write(image)
-    else:
-        with open(args.output, "wb") as f:
-            f.write(image)
-        log.info("wrote %s (%d bytes)", args.output, len(image))
+    if to_stdout:
+        emit(image)
+        return EXIT_OK
+    write_file(args.output, image)
+    if args.json:
+        emit(json.dumps({"output": args.output, "format": fmt, "bytes": len(image),
+                         "view": "mesh" if args.mesh else "node"}) + "\n")
+    log.info("wrote %s (%d bytes)", args.output, len(image))
     return EXIT_OK
 
 
+def _topology_file(text: str) -> str:
+    """A topology file's path, or the name of one shipped with meshctl (``seed``, ``grid4x4``, ...)."""
+    from meshctl.shipped import topology
+
+    if os.path.exists(text) or os.sep in text or text.endswith(".toml"):
+        return text
+    found = topology(text)
+    return str(found) if found else text
+
+
 def _lab(args: argparse.Namespace):  # noqa: ANN202
+    """The lab for FILE, after the checks that refuse before anything is printed."""
     from meshctl.lab.plan import make_plan
-    from meshctl.lab.runner import Lab
+    from meshctl.lab.runner import Lab, require_root
     from meshctl.lab.spec import load_lab
 
-    spec = load_lab(args.file)
-    progress = (lambda line: None) if args.json or args.quiet else (lambda line: print(line, flush=True))
-    return Lab(make_plan(spec, args.tag), progress)
+    spec = load_lab(_topology_file(args.file))  # a broken file is exit 2 for anyone
+    require_root()  # exit 4, before the first progress line
+    quiet = args.json or args.quiet
+
+    def progress(line: str) -> None:
+        with contextlib.suppress(_OutputClosed):  # progress is for a person; a closed pipe must not fail the lab
+            emit(line + "\n")
+
+    return Lab(make_plan(spec, args.tag), (lambda line: None) if quiet else progress)
 
 
 def cmd_lab_up(args: argparse.Namespace) -> int:
@@ -95,7 +228,7 @@ def cmd_lab_up(args: argparse.Namespace) -> int:
     lab.progress(f"bringing up lab {lab.plan.name!r} (tag {lab.plan.tag}, {len(lab.plan.nodes)} nodes)")
     state = lab.up(keep_on_failure=args.keep_on_failure)
     if args.json:
-        print(json.dumps(lab.status(), indent=2))
+        emit(json.dumps(lab.status(), indent=2) + "\n")
     else:
         lab.progress(f"lab {state.name!r} is up; state in {lab.state_path}")
         lab.progress(f"inspect a node: meshctl topology dump --babel {state.nodes[lab.plan.nodes[0].name]['babel']}")
@@ -106,7 +239,7 @@ def cmd_lab_down(args: argparse.Namespace) -> int:
     lab = _lab(args)
     removed = lab.down()
     if args.json:
-        print(json.dumps({"name": lab.plan.name, "tag": lab.plan.tag, "removed": removed}, indent=2))
+        emit(json.dumps({"name": lab.plan.name, "tag": lab.plan.tag, "removed": removed}, indent=2) + "\n")
     else:
         for line in removed:
             lab.progress(line)
@@ -114,18 +247,30 @@ def cmd_lab_down(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def format_lab_status(status: dict, sockets: dict[str, str]) -> str:
+    """``lab status`` for people: each node, then each process the lab started on it."""
+    lines = [f"lab {status['name']} (tag {status['tag']}): {status['status']}"]
+    processes = status.get("processes", [])
+    for name, node in status.get("nodes", {}).items():
+        lines.append(f"  {name:10} netns {node['namespace']:16} {node['mesh4']:12} babel {node['babel']}")
+        for p in (p for p in processes if p["node"] == name):
+            state = "running" if p["alive"] else "DEAD"
+            extra = f"  meshctl status --socket {sockets[name]}" if p["what"] == "meshctl daemon" and name in sockets else ""
+            lines.append(f"    {p['what']:24} pid {p['pid']:<8} {state}{extra}")
+    for p in processes:
+        if not p["alive"]:
+            lines.append(f"  DEAD: {p['what']} on {p['node']} (pid {p['pid']})")
+    return "\n".join(lines) + "\n"
+
+
 def cmd_lab_status(args: argparse.Namespace) -> int:
     lab = _lab(args)
     status = lab.status()
-    if args.json:
-        print(json.dumps(status, indent=2))
-        return EXIT_OK
-    print(f"lab {status['name']} (tag {status['tag']}): {status['status']}")
-    for name, node in status.get("nodes", {}).items():
-        print(f"  {name:10} netns {node['namespace']:16} {node['mesh4']:12} babel {node['babel']}")
     dead = [p for p in status.get("processes", []) if not p["alive"]]
-    for p in dead:
-        print(f"  DEAD: {p['what']} on {p['node']} (pid {p['pid']})")
+    if args.json:
+        emit(json.dumps(status, indent=2) + "\n")
+    else:
+        emit(format_lab_status(status, {n.name: n.control_socket for n in lab.plan.nodes if n.daemon}))
     return EXIT_OK if not dead else EXIT_FAILURE
 
 
@@ -138,17 +283,16 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         if args.json:
             problems = [{"field": p.field or None, "line": p.line, "message": p.message} for p in exc.problems]
-            print(json.dumps({"file": args.file, "ok": False, "problems": problems}, indent=2))
+            emit(json.dumps({"file": args.file, "ok": False, "problems": problems}, indent=2) + "\n")
         else:
-            for p in exc.problems:
-                print(p)
-            print(f"{args.file}: {len(exc.problems)} problem(s); nothing was touched")
+            emit("".join(f"{p}\n" for p in exc.problems)
+                 + f"{args.file}: {len(exc.problems)} problem(s); nothing was touched\n")
         return exc.exit_code
     if args.json:
-        print(json.dumps({"file": args.file, "ok": True, "node": config.name, "problems": []}))
+        emit(json.dumps({"file": args.file, "ok": True, "node": config.name, "problems": []}) + "\n")
     else:
         gateway = "yes" if config.gateway else "no"
-        print(f"{args.file}: ok (node {config.name}, {len(config.uplinks)} uplink(s), gateway: {gateway})")
+        emit(f"{args.file}: ok (node {config.name}, {len(config.uplinks)} uplink(s), gateway: {gateway})\n")
     return EXIT_OK
 
 
@@ -186,6 +330,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
 
     from meshctl.config import load_config
     from meshctl.node.daemon import Daemon
+    from meshctl.node.sockets import instance_lock
 
     config = load_config(args.config)  # refuses a broken config before touching anything
     for key in config.private_keys():
@@ -195,6 +340,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
             parse_listen(args.metrics)
         except ValueError as exc:
             raise ConfigError(str(exc), field="--metrics") from None
+    lock = instance_lock(config.control_socket)  # a second daemon stops here, before it touches anything
 
     async def run() -> None:
         daemon = Daemon(config, metrics=args.metrics)
@@ -207,11 +353,15 @@ def cmd_daemon(args: argparse.Namespace) -> int:
             await task
         log.warning("meshctl daemon for %s stopped", config.name)
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    finally:
+        os.close(lock)
     return EXIT_OK
 
 
 def _format_status(status: dict) -> str:
+    """``meshctl status`` for people."""
     lines = [f"node {status['node']}: babeld {'synced' if status['babel']['synced'] else 'NOT SYNCED'}"
              f" ({status['babel']['address']}, {status['babel']['reconnects']} reconnects)"]
     for up in status["uplinks"]:
@@ -247,15 +397,41 @@ def _format_status(status: dict) -> str:
 def cmd_status(args: argparse.Namespace) -> int:
     from meshctl.node.sockets import query_status
 
-    status = asyncio.run(query_status(_daemon_socket(args)))
-    print(json.dumps(status, indent=2) if args.json else _format_status(status))
+    status = asyncio.run(query_status(_socket(args), args.timeout))
+    emit(json.dumps(status, indent=2) + "\n" if args.json else _answer("status", lambda: _format_status(status) + "\n"))
     return EXIT_OK
 
 
+def cmd_completion(args: argparse.Namespace) -> int:
+    from meshctl.shipped import completion
+
+    emit(completion(args.shell).read_text())
+    return EXIT_OK
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with usage errors on one line (exit 2) like every other error of meshctl."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _ask_daemon_options(p: argparse.ArgumentParser, timeout: float) -> None:
+    """--config, --socket and --timeout of the commands that read the node config to find the daemon or babeld."""
+    p.add_argument("--config", metavar="FILE", help=f"node config to take the control socket and babeld's address from "
+                   f"(default: {DEFAULT_CONFIG} when it exists)").complete = TOML_FILE  # type: ignore[attr-defined]
+    p.add_argument("--socket", metavar="PATH", help=f"the daemon's control socket (default: node.control_socket of the "
+                   f"config, else {DEFAULT_CONTROL_SOCKET})").complete = FILE  # type: ignore[attr-defined]
+    p.add_argument("--timeout", type=seconds, default=timeout, metavar="SECONDS",
+                   help="how long to wait for an answer (default: %(default)s)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    """The whole command line; the man page and the shell completions are generated from it."""
+    parser = Parser(
         prog="meshctl",
-        description="Babel-over-WireGuard mesh controller.",
+        description="Babel-over-WireGuard mesh controller: fast, loss-free gateway fail-over steered by babeld's "
+        "metrics, the mesh's topology for people and tools, and whole meshes in network namespaces for testing.",
         epilog="Exit codes: 0 ok, 1 run-time failure, 2 bad usage or config, 3 lab failure, 4 needs root.",
     )
     parser.add_argument("--version", action="version", version=f"meshctl {__version__}")
@@ -264,51 +440,52 @@ def build_parser() -> argparse.ArgumentParser:
                         help="text for people, json (one object per line) for log shippers (default: %(default)s)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    topo = sub.add_parser("topology", help="show the mesh as babeld sees it")
+    topo = sub.add_parser("topology", help="show the mesh as babeld sees it",
+                          description="Show the mesh: this node's view from babeld, or the whole mesh from the daemon.")
     topo_sub = topo.add_subparsers(dest="topology_command", metavar="SUBCOMMAND", required=True)
     dump = topo_sub.add_parser(
         "dump",
         help="print this node's view of the mesh",
-        description="Connect to babeld's local interface, take one dump, print it.",
+        description="Connect to babeld's local interface, take one dump, print it (with --mesh: ask the running "
+        "daemon for the whole mesh instead).",
     )
-    dump.add_argument("--format", choices=FORMATS, default="json",
-                      help="json (meshctl.topology/1), netjson (NetworkGraph), dot or graphml (default: %(default)s)")
+    dump.add_argument("--format", choices=FORMATS,
+                      help="json (meshctl.topology/1), netjson (NetworkGraph), dot or graphml (default: json)")
+    dump.add_argument("--json", action="store_true", help="the same as --format json")
     draw = topo_sub.add_parser(
         "render",
         help="draw this node's view of the mesh (SVG or PNG, with Graphviz)",
         description="Connect to babeld's local interface, take one dump, and draw it with Graphviz's dot.",
     )
-    draw.add_argument("-o", "--output", metavar="FILE", help="image file (default: standard output)")
+    draw.add_argument("-o", "--output", metavar="FILE", help="image file (default: standard output)"
+                      ).complete = FILE  # type: ignore[attr-defined]
     draw.add_argument("--format", choices=("svg", "png"), help="image format (default: from FILE's suffix, else svg)")
+    draw.add_argument("--json", action="store_true", help="with -o FILE: print what was written, as JSON")
     draw.set_defaults(func=cmd_topology_render)
     for p in (dump, draw):
-        p.add_argument(
-            "--babel",
-            default=f"tcp:[::1]:{DEFAULT_PORT}",
-            metavar="ADDR",
-            help="babeld's local interface: tcp:[::1]:PORT or unix:PATH (default: %(default)s)",
-        )
-        p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for babeld (default: %(default)s)")
+        p.add_argument("--babel", type=babel_address, metavar="ADDR",
+                       help=f"babeld's local interface: tcp:[::1]:PORT or unix:PATH (default: node.babel of the "
+                       f"config, else {DEFAULT_BABEL})")
         p.add_argument("--mesh", action="store_true",
                        help="the whole mesh, from the running daemon's gossip, instead of this babeld's view")
-        p.add_argument("--socket", help="with --mesh: the daemon's control socket (default: from --config, else "
-                       "/run/meshctl/meshctl.sock)")
-        p.add_argument("--config", help="with --mesh: node config to read the control socket path from")
+        _ask_daemon_options(p, 5.0)
     dump.set_defaults(func=cmd_topology_dump)
 
     daemon = sub.add_parser(
         "daemon",
         help="run the controller for this node",
         description="Follow babeld, keep every gateway's WireGuard session warm, and move the steered "
-        "prefixes to the best gateway in one WireGuard write.",
+        "prefixes to the best gateway in one WireGuard write. Runs in the foreground; one daemon per control socket.",
     )
-    daemon.add_argument("--config", default=DEFAULT_CONFIG, help="node config (default: %(default)s)")
+    daemon.add_argument("--config", default=DEFAULT_CONFIG, metavar="FILE", help="node config (default: %(default)s)"
+                        ).complete = TOML_FILE  # type: ignore[attr-defined]
     daemon.add_argument(
         "--metrics",
         metavar="ADDR:PORT",
         help=f"serve Prometheus metrics at http://ADDR:PORT/metrics, e.g. {DEFAULT_METRICS} "
         "(default: the config's node.metrics, else off)",
     )
+    daemon.add_argument("--json", action="store_true", help="log one JSON object per line (as --log-format json)")
     daemon.set_defaults(func=cmd_daemon)
 
     wd = sub.add_parser(
@@ -318,13 +495,19 @@ def build_parser() -> argparse.ArgumentParser:
         "protocols route_protocol, standby_protocol and the handoff's). The daemon does this itself when it "
         "stops; run this after it crashed (the systemd unit does, as ExecStopPost). Other routes are left alone.",
     )
-    wd.add_argument("--config", default=DEFAULT_CONFIG, help="node config (default: %(default)s)")
+    wd.add_argument("--config", default=DEFAULT_CONFIG, metavar="FILE", help="node config (default: %(default)s)"
+                    ).complete = TOML_FILE  # type: ignore[attr-defined]
     wd.add_argument("--json", action="store_true", help="machine-readable output")
     wd.set_defaults(func=cmd_withdraw)
 
-    status = sub.add_parser("status", help="ask the running daemon what it chose and why")
-    status.add_argument("--socket", help="daemon control socket (default: from --config, else /run/meshctl/meshctl.sock)")
-    status.add_argument("--config", help="node config to read the control socket path from")
+    status = sub.add_parser(
+        "status",
+        help="ask the running daemon what it chose and why",
+        description="Ask the running daemon, over its control socket, for its state: babeld sync, each uplink's "
+        "chosen gateway and candidates (metric, handshake age, probes), the last switch and why, the gateway's "
+        "clients, gossip and rejected datagrams. Opens no connection to babeld.",
+    )
+    _ask_daemon_options(status, 3.0)
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(func=cmd_status)
 
@@ -334,25 +517,38 @@ def build_parser() -> argparse.ArgumentParser:
         description="Validate a node config as the daemon does at start, without touching anything. Prints every "
         "problem as FILE:LINE: FIELD: MESSAGE; exits 0 if the config is good, 2 if not.",
     )
-    check.add_argument("file", metavar="FILE")
+    check.add_argument("file", metavar="FILE").complete = TOML_FILE  # type: ignore[attr-defined]
     check.add_argument("--json", action="store_true", help="machine-readable output")
     check.set_defaults(func=cmd_check_config)
 
-    lab = sub.add_parser("lab", help="run a topology from topologies/ in network namespaces (root)")
+    lab = sub.add_parser("lab", help="run a topology in network namespaces (root)",
+                         description="Build a whole mesh on this machine: one network namespace per node, veth "
+                         "links, wireguard-go tunnels, babeld, and meshctl daemons where the topology asks for them.")
     lab_sub = lab.add_subparsers(dest="lab_command", metavar="SUBCOMMAND", required=True)
     for name, func, text in (
         ("up", cmd_lab_up, "build the mesh: namespaces, veths, wireguard-go tunnels, babeld"),
         ("down", cmd_lab_down, "remove everything the lab made (also after a failed up)"),
-        ("status", cmd_lab_status, "show the lab's nodes and whether its processes live"),
+        ("status", cmd_lab_status, "show the lab's nodes and each node's processes (babeld, wireguard-go, meshctl "
+         "daemon), and whether they live; exits 1 if one died"),
     ):
-        p = lab_sub.add_parser(name, help=text, description=text)
-        p.add_argument("file", metavar="FILE", help="topology file, e.g. topologies/seed.toml")
+        p = lab_sub.add_parser(name, help=text.split(";")[0], description=text[0].upper() + text[1:] + ". Needs root.")
+        p.add_argument("file", metavar="FILE", help="topology file, or the name of one shipped with meshctl: "
+                       + ", ".join(topologies())).complete = TOML_FILE  # type: ignore[attr-defined]
         p.add_argument("--tag", help="name prefix (1-6 chars) overriding the file's; run two copies side by side")
         p.add_argument("--json", action="store_true", help="machine-readable output")
         p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
         if name == "up":
             p.add_argument("--keep-on-failure", action="store_true", help="leave a failed lab in place to debug it")
         p.set_defaults(func=func)
+
+    completion = sub.add_parser(
+        "completion",
+        help="print the shell completion script",
+        description="Print the completion script for bash or zsh, e.g. "
+        "meshctl completion bash > /etc/bash_completion.d/meshctl",
+    )
+    completion.add_argument("shell", choices=SHELLS)
+    completion.set_defaults(func=cmd_completion)
     return parser
 
 
@@ -362,14 +558,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     daemon = args.command == "daemon"
     default = logging.INFO if daemon else logging.WARNING
     level = min(max(default - 10 * args.verbose, logging.DEBUG), logging.CRITICAL)
-    setup_logging(level, args.log_format, daemon)
+    setup_logging(level, "json" if daemon and args.json else args.log_format, daemon)
     try:
         return int(args.func(args))
+    except _OutputClosed:
+        return EXIT_FAILURE  # quietly, as `yes | head` does: the reader has what it wanted
     except MeshctlError as exc:
         print(f"meshctl: {exc}", file=sys.stderr)
         return exc.exit_code
     except BabelError as exc:
         print(f"meshctl: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except OSError as exc:  # the last guard: one line, not a traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"meshctl: {where}{exc.strerror or errno.errorcode.get(exc.errno or 0, exc)}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:
         print("meshctl: interrupted", file=sys.stderr)

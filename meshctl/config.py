@@ -18,7 +18,7 @@ from meshctl.errors import ConfigError
 from meshctl.gossip.signing import SigningKey, parse_public, read_signing_key
 from meshctl.links.plan import interface_name
 from meshctl.listen import parse_listen
-from meshctl.tomlfile import Fields, load_toml, with_lines
+from meshctl.tomlfile import Fields, load_toml, not_regular, with_lines
 from meshctl.uplink.policy import Hysteresis
 from meshctl.wireguard.keys import KeyPair, decode_key, read_private_key
 
@@ -26,6 +26,9 @@ DEFAULT_CONFIG = "/etc/meshctl/node.toml"
 DEFAULT_CONTROL_SOCKET = "/run/meshctl/meshctl.sock"
 DEFAULT_CONTROL_PORT = 51901
 DEFAULT_GOSSIP_PORT = 51903
+MAX_METRIC = 65535  # Babel metrics are 16 bits; 65535 is unreachable
+MAX_HOLD = 3600.0  # seconds; a longer hold is a typo, not a policy
+SUN_PATH_MAX = 107  # a unix socket path longer than sockaddr_un's sun_path cannot be bound
 
 Prefix = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -151,6 +154,9 @@ class NodeConfig:
 
 def read_secret(path: str, field: str, source: str) -> bytes:
     """A shared secret file (>= 16 bytes), readable by its owner only."""
+    problem = not_regular(path)
+    if problem:
+        raise ConfigError(f"{path} {problem}", source=source, field=field)
     try:
         st = os.stat(path)
         if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
@@ -169,7 +175,7 @@ def read_secret(path: str, field: str, source: str) -> bytes:
 
 def _keys(f: Fields, source: str, errors: list[ConfigError]) -> KeyPair | None:
     path = f.take("private_key_file", str, None, required=True)
-    if path is None:
+    if path is None or not _regular(f, "private_key_file", path):
         return None
     try:
         return read_private_key(path, f"{f.path}.private_key_file")
@@ -187,6 +193,14 @@ def _secret(f: Fields, source: str, errors: list[ConfigError]) -> bytes:
     except ConfigError as exc:
         errors.append(exc)
         return b""
+
+
+def _regular(f: Fields, key: str, path: str) -> bool:
+    """False (and a problem recorded) when a key file is a FIFO, directory or device: reading one would hang or fail."""
+    problem = not_regular(path)
+    if problem:
+        f.error(key, f"{path} {problem}")
+    return problem is None
 
 
 def _public_key(f: Fields, key: str = "public_key") -> str:
@@ -314,10 +328,10 @@ def _hysteresis(f: Fields) -> Hysteresis:
     margin = f.take("margin", int, d.margin)
     hold = f.take("hold", float, d.hold)
     warm = f.take("warm_age", float, d.warm_age)
-    if margin < 0:
-        f.error("margin", "must be >= 0")
-    if hold < 0:
-        f.error("hold", "must be >= 0 seconds")
+    if not 0 <= margin <= MAX_METRIC:
+        f.error("margin", f"must be 0..{MAX_METRIC} (a Babel metric difference)")
+    if not 0 <= hold <= MAX_HOLD:
+        f.error("hold", f"must be 0..{MAX_HOLD} seconds")
     if not 10 <= warm < 180:
         f.error("warm_age", "must be 10..180 seconds (WireGuard rejects sessions older than 180 s)")
     f.finish()
@@ -436,7 +450,7 @@ def _gossip(raw: object, source: str, errors: list[ConfigError]) -> GossipConfig
     f = Fields(raw, "gossip", source, errors)
     path = f.take("private_key_file", str, None, required=True)
     key = None
-    if path is not None:
+    if path is not None and _regular(f, "private_key_file", path):
         try:
             key = read_signing_key(path, "gossip.private_key_file")
         except ConfigError as exc:
@@ -514,19 +528,66 @@ def _links(raw: object, source: str, errors: list[ConfigError]) -> LinksConfig |
     return LinksConfig(keys, keepalive, dead_after, babel, tuple(neighbours))
 
 
+def parse_babel_address(text: str) -> Endpoint:
+    """``parse_endpoint``, stricter: ``tcp: 41001``, ``tcp:+41001`` or ``unix: /run/x`` are typos, refused.
+
+    The port must be written as digits alone, and there is no space around a
+    path, so the address babeld is asked at is the one the user meant.
+    """
+    endpoint = parse_endpoint(text)
+    if endpoint.scheme == "tcp":
+        if text.rpartition(":")[2] != str(endpoint.port):
+            raise BabelError(f"bad port in babeld address {text!r}: digits only, 1..65535")
+    elif endpoint.path != endpoint.path.strip() or not endpoint.path.strip():
+        raise BabelError(f"bad babeld address {text!r}: no spaces around the socket path")
+    return endpoint
+
+
+def _babel_endpoint(node: Fields) -> Endpoint:
+    """node.babel: where babeld's local interface listens."""
+    default = parse_endpoint(f"tcp:[::1]:{DEFAULT_PORT}")
+    text = node.take("babel", str, str(default))
+    try:
+        return parse_babel_address(text)
+    except BabelError as exc:
+        node.error("babel", str(exc))
+        return default
+
+
+def _control_socket(node: Fields) -> str:
+    """node.control_socket: a unix socket path the daemon may (re)create, and nothing else.
+
+    The daemon removes a stale socket at start; anything else found there (a
+    regular file, a directory) is someone's and stays untouched.
+    """
+    path = node.take("control_socket", str, DEFAULT_CONTROL_SOCKET)
+    if len(os.fsencode(path)) > SUN_PATH_MAX:
+        node.error("control_socket", f"longer than {SUN_PATH_MAX} bytes: a unix socket cannot be bound there")
+    try:
+        mode = os.lstat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        parent = os.path.dirname(os.path.abspath(path))
+        while not os.path.lexists(parent):
+            parent = os.path.dirname(parent)
+        if not os.path.isdir(parent):
+            node.error("control_socket", f"{parent} is not a directory")
+    except OSError:
+        pass  # not ours to inspect (e.g. no search permission); the daemon reports what binding says
+    else:
+        if not stat.S_ISSOCK(mode):
+            kind = "directory" if stat.S_ISDIR(mode) else "file that is not a socket"
+            node.error("control_socket", f"{path} is a {kind}; meshctl replaces only a stale socket there")
+    return path
+
+
 def parse_config(data: dict, source: str = "<config>") -> NodeConfig:
     """Validate a parsed config; raise one :class:`ConfigError` listing every problem."""
     errors: list[ConfigError] = []
     top = Fields(data, "", source, errors)
     node = Fields(top.take("node", dict, {}, required=True), "node", source, errors)
     name = node.take("name", str, "", required=True)
-    babel_text = node.take("babel", str, f"tcp:[::1]:{DEFAULT_PORT}")
-    try:
-        babel = parse_endpoint(babel_text)
-    except BabelError as exc:
-        node.error("babel", str(exc))
-        babel = parse_endpoint(f"tcp:[::1]:{DEFAULT_PORT}")
-    control_socket = node.take("control_socket", str, DEFAULT_CONTROL_SOCKET)
+    babel = _babel_endpoint(node)
+    control_socket = _control_socket(node)
     metrics = node.take("metrics", str, None)
     if metrics is not None:
         try:
@@ -568,3 +629,19 @@ def load_config(path: str) -> NodeConfig:
         return parse_config(data, path)
     except ConfigError as exc:
         raise with_lines(exc, path) from None
+
+
+def load_node_addresses(path: str) -> tuple[Endpoint, str]:
+    """Only ``[node]``'s babel address and control socket, for commands that ask the daemon or babeld.
+
+    Reads no key file and checks no other section, so ``meshctl status`` works
+    for anyone who may read the config, whatever the rest of it says.
+    """
+    data = load_toml(path)
+    errors: list[ConfigError] = []
+    node = Fields(data.get("node", {}), "node", path, errors)
+    babel = _babel_endpoint(node)
+    control_socket = node.take("control_socket", str, DEFAULT_CONTROL_SOCKET)
+    if errors:
+        raise with_lines(ConfigError.collect(errors), path)
+    return babel, control_socket

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
+import os
 import re
+import stat
 import tomllib
 from typing import Any
 
@@ -14,15 +17,47 @@ _KEY = re.compile(r"^\s*([A-Za-z0-9_\-]+)\s*=")
 _INDEX = re.compile(r"\[\d+\]$")
 
 
+_KINDS = {stat.S_IFDIR: "directory", stat.S_IFIFO: "FIFO", stat.S_IFSOCK: "socket", stat.S_IFCHR: "character device",
+          stat.S_IFBLK: "block device"}
+
+
+def not_regular(path: str) -> str | None:
+    """Why ``path`` is no file to read (``"is a FIFO, not a regular file"``), or None.
+
+    Checked before opening: a FIFO named as a config or key file would hang
+    the reader until someone writes to it.  A missing or unreadable path is
+    left to the reader to report.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    return f"is a {_KINDS.get(stat.S_IFMT(mode), 'special file')}, not a regular file"
+
+
 def load_toml(path: str) -> dict[str, Any]:
-    """Parse a TOML file or raise :class:`ConfigError` naming it."""
+    """Parse a TOML file or raise :class:`ConfigError` naming it (and the line, where there is one)."""
+    problem = not_regular(path)
+    if problem:
+        raise ConfigError(problem, source=path)
     try:
         with open(path, "rb") as f:
-            return tomllib.load(f)
+            data = f.read()
     except FileNotFoundError:
         raise ConfigError("no such file", source=path) from None
     except OSError as exc:
         raise ConfigError(f"cannot read: {exc.strerror}", source=path) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ConfigError(f"not UTF-8 text (byte 0x{data[exc.start]:02x} at column {column}); TOML files are UTF-8",
+                          source=path, line=line) from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         match = _LINE.search(str(exc))
         raise ConfigError(
@@ -125,6 +160,10 @@ class Fields:
             ok = True
         else:
             ok = isinstance(value, kinds)
+        # TOML has nan and inf; no setting of ours means either (a hold of nan never expires).
+        if ok and isinstance(value, float) and not math.isfinite(value):
+            self.error(key, f"must be a finite number, not {value}")
+            return default
         if not ok:
             names = " or ".join(k.__name__ for k in kinds)
             self.error(key, f"must be {names}, not {type(value).__name__} ({value!r})")

@@ -64,7 +64,7 @@ def test_dump_when_the_peer_speaks_garbage() -> None:
 
 def test_bad_address_is_a_usage_error() -> None:
     out = meshctl("topology", "dump", "--babel", "tcp:[::1]:99999")
-    assert out.returncode == 1 and "bad port" in out.stderr
+    assert out.returncode == 2 and "bad port" in out.stderr
 
 
 def test_unknown_format_is_refused_by_argparse() -> None:

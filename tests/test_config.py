@@ -77,7 +77,7 @@ def mutate(files: dict, path: str, value: object) -> dict:
         ("uplink.0.keepalive", 90, "uplink[0].keepalive", "0..60"),
         ("uplink.0.keepalive", "10", "uplink[0].keepalive", "must be int"),
         ("uplink.0.probe_loss", 0, "uplink[0].probe_loss", "1..100"),
-        ("uplink.0.hysteresis", {"hold": -1}, "uplink[0].hysteresis.hold", ">= 0"),
+        ("uplink.0.hysteresis", {"hold": -1}, "uplink[0].hysteresis.hold", "0..3600"),
         ("uplink.0.hysteresis", {"warm_age": 200}, "uplink[0].hysteresis.warm_age", "180"),
         ("uplink.0.gateway.0.public_key", "nope", "uplink[0].gateway[0].public_key", "32 bytes"),
         ("uplink.0.gateway.0.public_key", "not base64!", "uplink[0].gateway[0].public_key", "base64"),

@@ -84,3 +84,28 @@ def test_sample_node_config_passes_check_config(tmp_path: Path, capsys: pytest.C
     path.write_text(text + "[gateway]" + on.replace("/etc/meshctl/wg-gw.key", str(key2)).replace(
         "/etc/meshctl/uplink.secret", str(secret)))
     assert main(["check-config", str(path)]) == 0, capsys.readouterr().out
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed (apt-get install systemd)")
+def test_unit_sandbox_scores_at_most_2_5() -> None:
+    out = subprocess.run(["systemd-analyze", "security", "--offline=true", "--no-pager", str(UNIT)],
+                         capture_output=True, text=True, timeout=60)
+    match = re.search(r"Overall exposure level for meshctl\.service: (\d+\.\d+)", out.stdout)
+    assert match, out.stdout + out.stderr
+    assert float(match.group(1)) <= 2.5, out.stdout
+
+
+def test_unit_keeps_what_the_daemon_needs() -> None:
+    """The sandbox must not take away what a fail-over uses: netlink, the UAPI sockets, the TUN device."""
+    settings: dict[str, list[str]] = {}
+    for line in UNIT.read_text().splitlines():
+        if "=" in line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            settings.setdefault(key, []).append(value)
+    assert settings["CapabilityBoundingSet"] == ["CAP_NET_ADMIN CAP_NET_RAW"]  # routes and netlink; raw ICMP checks
+    assert set(settings["RestrictAddressFamilies"][0].split()) == {"AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK"}
+    assert "wireguard" in settings["RuntimeDirectory"][0].split()  # wireguard-go's UAPI sockets, under ProtectSystem=strict
+    assert settings["DeviceAllow"] == ["/dev/net/tun rw"]
+    assert settings["SystemCallErrorNumber"] == ["EPERM"]  # a filtered call fails; it never kills the daemon
+    # After a crash the gateway's routes must not outlive it: withdrawn after every stop.
+    assert settings["ExecStopPost"] == ["/usr/local/bin/meshctl withdraw --config /etc/meshctl/node.toml"]
