@@ -55,22 +55,31 @@ def cmd_topology_dump(args: argparse.Namespace) -> int:
         sys.stdout.write(render_mesh(_mesh(args), args.format))
         return EXIT_OK
     model = asyncio.run(fetch_model(args.babel, args.timeout))
-    sys.stdout.write(render(model, args.format))
+    sys.stdout.write(render(model, args.format, _served(args)))
     return EXIT_OK
 
 
+def _served(args: argparse.Namespace) -> list[str]:
+    """With --config: the addresses this node announces for others, which are not its own (NetJSON local_addresses)."""
+    from meshctl.config import load_config
+    from meshctl.node.meshmap import served_addresses
+
+    return served_addresses(load_config(args.config)) if args.config else []
+
+
 def cmd_topology_render(args: argparse.Namespace) -> int:
-    from meshctl.topology.export import mesh_to_netjson, netjson_to_dot, to_dot
+    from meshctl.topology.export import mesh_to_netjson, netjson_to_dot, to_netjson
+    from meshctl.topology.html import mesh_page
     from meshctl.topology.render import IMAGE_FORMATS, render_dot
 
     fmt = args.format or (args.output.rsplit(".", 1)[-1].lower() if args.output and "." in args.output else "svg")
-    if fmt not in IMAGE_FORMATS:
-        raise ConfigError(f"cannot draw {fmt!r}: give --format svg or png", field="--format")
+    if fmt not in (*IMAGE_FORMATS, "html"):
+        raise ConfigError(f"cannot draw {fmt!r}: give --format svg, png or html", field="--format")
     if args.mesh:
-        dot = netjson_to_dot(mesh_to_netjson(_mesh(args)))
+        graph = mesh_to_netjson(_mesh(args))
     else:
-        dot = to_dot(asyncio.run(fetch_model(args.babel, args.timeout)))
-    image = render_dot(dot, fmt)
+        graph = to_netjson(asyncio.run(fetch_model(args.babel, args.timeout)), _served(args))
+    image = mesh_page(graph).encode() if fmt == "html" else render_dot(netjson_to_dot(graph), fmt)
     if args.output in (None, "-"):
         sys.stdout.buffer.write(image)
     else:
@@ -250,7 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Connect to babeld's local interface, take one dump, and draw it with Graphviz's dot.",
     )
     draw.add_argument("-o", "--output", metavar="FILE", help="image file (default: standard output)")
-    draw.add_argument("--format", choices=("svg", "png"), help="image format (default: from FILE's suffix, else svg)")
+    draw.add_argument("--format", choices=("svg", "png", "html"),
+                      help="svg, png, or html: a self-contained interactive page (default: from FILE's suffix, else svg)")
     draw.set_defaults(func=cmd_topology_render)
     for p in (dump, draw):
         p.add_argument(
@@ -264,7 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the whole mesh, from the running daemon's gossip, instead of this babeld's view")
         p.add_argument("--socket", help="with --mesh: the daemon's control socket (default: from --config, else "
                        "/run/meshctl/meshctl.sock)")
-        p.add_argument("--config", help="with --mesh: node config to read the control socket path from")
+        p.add_argument("--config", help="node config: with --mesh, where the control socket is; without, which "
+                       "addresses this node announces for its clients (left out of NetJSON's local_addresses)")
     dump.set_defaults(func=cmd_topology_dump)
 
     daemon = sub.add_parser(

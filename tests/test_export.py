@@ -127,8 +127,9 @@ def test_netdiff_parses_our_netjson(model: TopologyModel, directed: bool) -> Non
     for _, _, attrs in parsed.graph.edges(data=True):
         assert attrs["rxcost"] == 96 and attrs["txcost"] == 96 and attrs["cost_text"] == "rxcost 96 txcost 96"
     assert parsed.protocol == "babel" and parsed.metric == "babel"
-    # and netdiff can compare two of our dumps (here: identical, so nothing changed)
-    changes = diff(parsed, NetJsonParser(data=json.dumps(data), directed=directed))
+    # and netdiff can compare two of our dumps (here: identical, so nothing changed).  Only undirected:
+    # netdiff 1.3's diff pairs edges as unordered sets, which on a directed graph comes out by chance.
+    changes = diff(NetJsonParser(data=json.dumps(data)), NetJsonParser(data=json.dumps(data)))
     assert changes["added"] is None and changes["removed"] is None
 
 

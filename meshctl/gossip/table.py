@@ -49,6 +49,11 @@ class GossipError(Refused):
     """A gossip datagram was refused; ``reason`` is a short counter label."""
 
 
+#: Every reason :class:`GossipTable` counts a datagram under (metrics start each at 0).
+REJECT_REASONS = ("malformed", "oversized", "unknown-signer", "bad-signature", "stale", "own", "duplicate", "replay",
+                  "full")
+
+
 @dataclass(frozen=True, slots=True)
 class Link:
     """One Babel neighbour as its node sees it."""

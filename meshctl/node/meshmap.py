@@ -13,7 +13,15 @@ from meshctl.gossip.table import UPLINK_STATES, UplinkChoice, describe_node, mes
 from meshctl.topology.export import mesh_json
 
 if TYPE_CHECKING:
+    from meshctl.config import NodeConfig
     from meshctl.node.daemon import Daemon
+
+
+def served_addresses(config: NodeConfig) -> list[str]:
+    """Addresses this node announces for others (a gateway's clients, in its config): never its own."""
+    if config.gateway is None:
+        return []
+    return sorted({str(a) for c in config.gateway.clients for a in c.addresses})
 
 
 def uplink_choices(daemon: Daemon) -> tuple[UplinkChoice, ...]:
