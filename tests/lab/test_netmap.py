@@ -102,7 +102,7 @@ def test_seed_netjson_of_every_node_and_of_the_mesh(start_lab: Callable[[str], R
 
 
 HOLDER = r"""
-import resource, selectors, socket, sys, time
+import resource, selectors, signal, socket, sys, time
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 count, duration, port = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
@@ -121,6 +121,7 @@ for _ in range(count):
     hold()
 print("holding", count, flush=True)
 reopened, end = 0, time.monotonic() + duration
+signal.signal(signal.SIGTERM, lambda *_: (print("reopened", reopened, flush=True), sys.exit(0)))
 while time.monotonic() < end:
     for key, _ in sel.select(0.2):
         s = key.fileobj
