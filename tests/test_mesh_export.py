@@ -136,7 +136,8 @@ def test_uplinks_cross_gossip_and_old_descriptions_still_verify() -> None:
 
 
 @pytest.mark.parametrize("bad", [
-    UplinkChoice("gw1", G1, "sleepy", True),  # unknown state
+    UplinkChoice("gw1", G1, "x" * 33, True),  # a state is one short word
+    UplinkChoice("gw1", G1, "", True),
 ])
 def test_malformed_uplinks_are_refused(bad: UplinkChoice) -> None:
     key = Ed25519PrivateKey.generate()

@@ -296,3 +296,16 @@ def test_listen_refusals(text: str) -> None:
 def test_listen_forms() -> None:
     assert parse_listen("[::1]:9474") == ("::1", 9474)
     assert parse_listen("127.0.0.1:9") == ("127.0.0.1", 9)
+
+
+def test_uplink_choices_for_gossip_and_the_map(files: dict) -> None:  # noqa: F811
+    """What the client tells the mesh about its gateways: names, router ids, state, choice, its own address."""
+    from meshctl.node.meshmap import uplink_choices
+
+    d = daemon(files)
+    choices = {c.gateway: c for c in uplink_choices(d)}
+    assert set(choices) == {"gw1", "gw2"}
+    assert choices["gw1"].router_id == "02:00:00:00:00:00:00:02"  # from the route to its mesh address
+    assert choices["gw2"].router_id == "02:00:00:00:00:00:00:03"  # from the config
+    assert {c.address for c in choices.values()} == {"10.98.0.1"}
+    assert not any(c.chosen for c in choices.values()) and all(c.state for c in choices.values())

@@ -74,12 +74,9 @@ class UplinkChoice:
 
     gateway: str  # the gateway's name in the client's config
     router_id: str  # its Babel router id, "" while not known
-    state: str  # warm, cold, down or unreachable (CandidateView.state)
+    state: str  # one word: warm, cold, down, unreachable, ... (CandidateView.state; new words may come)
     chosen: bool
     address: str = ""
-
-
-UPLINK_STATES = ("warm", "cold", "down", "unreachable")
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +151,7 @@ def _uplinks(value: object) -> tuple[UplinkChoice, ...]:
             or len(u) != 5
             or not all(isinstance(u[i], str) for i in (0, 1, 2, 4))
             or not isinstance(u[3], bool)
-            or u[2] not in UPLINK_STATES
+            or not 0 < len(u[2]) <= 32
         ):
             raise GossipError("malformed", "an uplink must be [gateway, router_id, state, chosen, address]")
         out.append(UplinkChoice(u[0], u[1], u[2], u[3], u[4]))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from meshctl.gossip.table import UPLINK_STATES, UplinkChoice, describe_node, mesh_graph
+from meshctl.gossip.table import UplinkChoice, describe_node, mesh_graph
 from meshctl.topology.export import mesh_json
 
 if TYPE_CHECKING:
@@ -27,24 +27,26 @@ def served_addresses(config: NodeConfig) -> list[str]:
 def uplink_choices(daemon: Daemon) -> tuple[UplinkChoice, ...]:
     """What each of this node's uplinks makes of its gateways now: the map's uplink plane.
 
-    Read defensively: the uplink controllers' views grow new fields over time,
-    and the map needs only a name, a router id, a state and the choice.
+    One entry per gateway and address family (a dual-stack client may choose
+    differently per family).  Read defensively: the uplink controllers grow,
+    and the map needs only a name, a router id, a state word and the choice.
     """
     out = []
     model = daemon.view.model
     now, wall = time.monotonic(), time.time()  # the controllers' clocks (asyncio's loop clock is monotonic)
     for u in daemon.uplinks:
-        address = str(u.config.address.ip) if getattr(u.config, "address", None) is not None else ""
         by_name = {g.name: g for g in u.config.gateways}
-        for view in u.ctl.candidates(model, u.device, now, wall):
-            gw = by_name.get(view.name)
-            rid = (gw.router_id or "") if gw is not None else ""
-            if not rid and gw is not None and gw.mesh is not None:
-                route = model.installed_route(gw.mesh)
-                rid = route.router_id if route is not None else ""
-            state = view.state(u.config.hysteresis)
-            out.append(UplinkChoice(view.name, rid, state if state in UPLINK_STATES else "cold",
-                                    view.name == u.ctl.state.chosen, address))
+        for family, group in sorted(getattr(u.ctl, "groups", {}).items()):
+            address = getattr(group, "address", None)
+            for view in u.ctl.candidates(family, model, u.device, now, wall):
+                gw = by_name.get(view.name)
+                rid = (gw.router_id or "") if gw is not None else ""
+                if not rid and gw is not None and gw.mesh is not None:
+                    route = model.installed_route(gw.mesh)
+                    rid = route.router_id if route is not None else ""
+                out.append(UplinkChoice(view.name, rid, view.state(u.config.hysteresis),
+                                        view.name == getattr(group, "holder", None),
+                                        str(address.ip) if address is not None else ""))
     return tuple(out)
 
 

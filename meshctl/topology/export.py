@@ -269,13 +269,14 @@ def uplink_edges(data: dict[str, Any]) -> list[tuple[str, str, bool]]:
     """The uplink plane of a mesh NetworkGraph: (client id, gateway id, chosen), gateways found by router id or name."""
     by_name = {node["label"]: node["id"] for node in data["nodes"]}
     ids = set(by_name.values())
-    out = []
+    chosen: dict[tuple[str, str], bool] = {}  # one edge per client and gateway, chosen in any address family
     for node in data["nodes"]:
         for up in node["properties"].get("uplinks", ()):
             gateway = up["router_id"] if up["router_id"] in ids else by_name.get(up["gateway"])
             if gateway is not None:
-                out.append((node["id"], gateway, bool(up["chosen"])))
-    return out
+                key = (node["id"], gateway)
+                chosen[key] = chosen.get(key, False) or bool(up["chosen"])
+    return [(client, gateway, c) for (client, gateway), c in chosen.items()]
 
 
 def to_graphml(model: TopologyModel, exclude: Collection[str] = ()) -> str:
@@ -394,13 +395,13 @@ def mesh_to_netjson(doc: dict[str, Any]) -> dict[str, Any]:
     a gateway's ``properties.serving`` names the clients that chose it.
     """
     client_addresses = {u["address"] for n in doc["nodes"] for u in n.get("uplinks", ()) if u["address"]}
-    serving: dict[str, list[str]] = {}
+    serving: dict[str, set[str]] = {}
     by_name = {n["name"]: n["router_id"] for n in doc["nodes"]}
     for n in doc["nodes"]:
         for u in n.get("uplinks", ()):
             if u["chosen"]:
                 gateway = u["router_id"] or by_name.get(u["gateway"], "")
-                serving.setdefault(gateway, []).append(n["name"])
+                serving.setdefault(gateway, set()).add(n["name"])
     nodes = []
     for n in doc["nodes"]:
         props: dict[str, Any] = {"roles": n["roles"], "prefixes": _sorted_prefixes(n["prefixes"]), "reported": n["reported"]}

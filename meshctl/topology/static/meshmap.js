@@ -60,9 +60,15 @@
         out.push({ group: "edges", data: { id: "v " + p.via + " " + n.id, source: p.via, target: n.id,
           text: "metric " + p.metric }, classes: "via" });
       }
+      var uplinks = {};  // one edge per gateway, chosen in any address family
       (p.uplinks || []).forEach(function (u) {
         var gw = ids[u.router_id] ? u.router_id : byLabel[u.gateway];
         if (!gw) return;
+        var seen = uplinks[gw];
+        uplinks[gw] = { chosen: u.chosen || (seen && seen.chosen), state: seen ? seen.state : u.state };
+      });
+      Object.keys(uplinks).sort().forEach(function (gw) {
+        var u = uplinks[gw];
         out.push({ group: "edges", data: { id: "u " + n.id + " " + gw, source: n.id, target: gw,
           text: u.chosen ? "chosen" : u.state }, classes: "uplink" + (u.chosen ? " chosen" : "") });
       });
