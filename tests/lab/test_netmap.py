@@ -225,5 +225,5 @@ def test_live_mesh_page_draws_grid4x4_and_follows_a_link_cut(start_lab: Callable
                             else "r22-r23 still drawn", 30, "the page dropping the cut link")
         print(f"the live page dropped the cut link {took:.1f} s after the cut "
               f"({time.monotonic() - cut:.1f} s incl. polling); babeld hello interval 1 s, page refresh 2 s")
-        assert page.evaluate("document.body.dataset.links") == "23"
+        assert page.evaluate("document.body.dataset.links") == "23", page.evaluate("document.body.dataset.linkset")
         assert page.evaluate("document.body.dataset.error") == ""

@@ -106,7 +106,9 @@
     });
     var body = document.body.dataset;
     body.nodes = cy.nodes().length; body.links = links; body.uplinks = uplinks; body.refreshes = refreshes;
-    body.linkset = cy.edges(".babel").map(function (e) { return e.source().id() + "|" + e.target().id(); }).sort().join(",");
+    body.linkset = cy.edges(".babel").map(function (e) {
+      return [e.source().id(), e.target().id()].sort().join("|");
+    }).sort().join(",");
     body.error = "";
     summary.textContent = "babel " + (graph.label || "") + ": " + cy.nodes().length + " nodes, " + links +
       " links" + (chosen.length ? "; uplinks " + chosen.join(", ") : "") +
