@@ -165,26 +165,35 @@ def cmd_topology_dump(args: argparse.Namespace) -> int:
         mesh = _mesh(args)
         emit(_answer("mesh", lambda: render_mesh(mesh, fmt)))
     else:
-        emit(render(_model(args), fmt))
+        emit(render(_model(args), fmt, _served(args)))
     return EXIT_OK
 
 
+def _served(args: argparse.Namespace) -> list[str]:
+    """With --config: the addresses this node announces for others, which are not its own (NetJSON local_addresses)."""
+    from meshctl.config import load_config
+    from meshctl.node.meshmap import served_addresses
+
+    return served_addresses(load_config(args.config)) if args.config else []
+
+
 def cmd_topology_render(args: argparse.Namespace) -> int:
-    from meshctl.topology.export import mesh_to_netjson, netjson_to_dot, to_dot
+    from meshctl.topology.export import mesh_to_netjson, netjson_to_dot, to_netjson
+    from meshctl.topology.html import mesh_page
     from meshctl.topology.render import IMAGE_FORMATS, render_dot
 
     fmt = args.format or (args.output.rsplit(".", 1)[-1].lower() if args.output and "." in args.output else "svg")
-    if fmt not in IMAGE_FORMATS:
-        raise ConfigError(f"cannot draw {fmt!r}: give --format svg or png", field="--format")
+    if fmt not in (*IMAGE_FORMATS, "html"):
+        raise ConfigError(f"cannot draw {fmt!r}: give --format svg, png or html", field="--format")
     to_stdout = args.output in (None, "-")
     if args.json and to_stdout:
         raise ConfigError("--json describes the file written: give -o FILE too", field="--json")
     if args.mesh:
         mesh = _mesh(args)
-        dot = _answer("mesh", lambda: netjson_to_dot(mesh_to_netjson(mesh)))
+        graph = _answer("mesh", lambda: mesh_to_netjson(mesh))
     else:
-        dot = to_dot(_model(args))
-    image = render_dot(dot, fmt)
+        graph = to_netjson(_model(args), _served(args))
+    image = mesh_page(graph).encode() if fmt == "html" else render_dot(netjson_to_dot(graph), fmt)
     if to_stdout:
         emit(image)
         return EXIT_OK
@@ -459,7 +468,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     draw.add_argument("-o", "--output", metavar="FILE", help="image file (default: standard output)"
                       ).complete = FILE  # type: ignore[attr-defined]
-    draw.add_argument("--format", choices=("svg", "png"), help="image format (default: from FILE's suffix, else svg)")
+    draw.add_argument("--format", choices=("svg", "png", "html"),
+                      help="svg, png, or html: a self-contained interactive page (default: from FILE's suffix, else svg)")
     draw.add_argument("--json", action="store_true", help="with -o FILE: print what was written, as JSON")
     draw.set_defaults(func=cmd_topology_render)
     for p in (dump, draw):

@@ -39,7 +39,7 @@ _shtab_meshctl_lab_down_pos_0_COMPGEN=_shtab_compgen_files
 _shtab_meshctl_lab_status_pos_0_COMPGEN=_shtab_compgen_files
 
 _shtab_meshctl_topology_dump___format_choices=(json netjson dot graphml)
-_shtab_meshctl_topology_render___format_choices=(svg png)
+_shtab_meshctl_topology_render___format_choices=(svg png html)
 _shtab_meshctl_topology_pos_0_choices=(dump render)
 _shtab_meshctl_lab_pos_0_choices=(up down status)
 _shtab_meshctl_completion_pos_0_choices=(bash zsh)

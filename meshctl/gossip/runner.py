@@ -13,13 +13,24 @@ import contextlib
 import logging
 import socket
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import asyncio_dgram
 import networkx as nx
 
 from meshctl.gossip.signing import parse_public
-from meshctl.gossip.table import Description, GossipTable, Identity, NodeInfo, describe_node, mesh_graph, originate_due, sign
+from meshctl.gossip.table import (
+    Description,
+    GossipTable,
+    Identity,
+    NodeInfo,
+    UplinkChoice,
+    describe_node,
+    mesh_graph,
+    originate_due,
+    sign,
+)
 from meshctl.udp import datagram_server
 
 if TYPE_CHECKING:
@@ -34,8 +45,10 @@ Address = tuple[str, str]  # (link-local address, interface)
 class GossipRunner:
     """One node's gossip: its own description, the table, the socket."""
 
-    def __init__(self, config: GossipConfig, me: Identity, view: MeshView) -> None:
+    def __init__(self, config: GossipConfig, me: Identity, view: MeshView,
+                 uplinks: Callable[[], tuple[UplinkChoice, ...]] = tuple) -> None:
         self.config = config
+        self.uplinks = uplinks  # what this node's uplinks make of their gateways now (the map's uplink plane)
         self.me = me
         self.view = view
         self.name = me.name
@@ -52,7 +65,7 @@ class GossipRunner:
 
     def describe(self) -> NodeInfo | None:
         """This node as babeld and the config show it; None until babeld is synced."""
-        return describe_node(self.view.model, self.view.synced, self.me)
+        return describe_node(self.view.model, self.view.synced, self.me, self.uplinks())
 
     def neighbours(self) -> set[Address]:
         model = self.view.model

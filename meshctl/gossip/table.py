@@ -49,6 +49,11 @@ class GossipError(Refused):
     """A gossip datagram was refused; ``reason`` is a short counter label."""
 
 
+#: Every reason :class:`GossipTable` counts a datagram under (metrics start each at 0).
+REJECT_REASONS = ("malformed", "oversized", "unknown-signer", "bad-signature", "stale", "own", "duplicate", "replay",
+                  "full")
+
+
 @dataclass(frozen=True, slots=True)
 class Link:
     """One Babel neighbour as its node sees it."""
@@ -56,6 +61,22 @@ class Link:
     router_id: str
     cost: int
     interface: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class UplinkChoice:
+    """One gateway a client's uplink may use, and what the client makes of it now.
+
+    This is the uplink plane on the mesh map: which client uses which gateway,
+    and which backups are warm.  ``address`` is the client's own address inside
+    the uplink (the one the chosen gateway announces into Babel for it).
+    """
+
+    gateway: str  # the gateway's name in the client's config
+    router_id: str  # its Babel router id, "" while not known
+    state: str  # one word: warm, cold, down, unreachable, ... (CandidateView.state; new words may come)
+    chosen: bool
+    address: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +90,7 @@ class NodeInfo:
     wg_keys: tuple[str, ...] = ()  # WireGuard public keys
     endpoints: tuple[str, ...] = ()  # ADDRESS:PORT where its tunnels listen
     roles: tuple[str, ...] = ()
+    uplinks: tuple[UplinkChoice, ...] = ()  # a client's gateways; optional on the wire ("u")
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +137,25 @@ def _node(obj: dict) -> NodeInfo:
         except ValueError:
             raise GossipError("malformed", f"not a prefix: {p[:50]!r}") from None
     return NodeInfo(name, router_id, tuple(parsed), prefixes, _str_list(obj.get("k", []), "keys"),
-                    _str_list(obj.get("e", []), "endpoints"), _str_list(obj.get("o", []), "roles"))
+                    _str_list(obj.get("e", []), "endpoints"), _str_list(obj.get("o", []), "roles"),
+                    _uplinks(obj.get("u", [])))
+
+
+def _uplinks(value: object) -> tuple[UplinkChoice, ...]:
+    if not isinstance(value, list) or len(value) > 64:
+        raise GossipError("malformed", "uplinks must be a list")
+    out = []
+    for u in value:
+        if (
+            not isinstance(u, list)
+            or len(u) != 5
+            or not all(isinstance(u[i], str) for i in (0, 1, 2, 4))
+            or not isinstance(u[3], bool)
+            or not 0 < len(u[2]) <= 32
+        ):
+            raise GossipError("malformed", "an uplink must be [gateway, router_id, state, chosen, address]")
+        out.append(UplinkChoice(u[0], u[1], u[2], u[3], u[4]))
+    return tuple(out)
 
 
 def sign(description: Description, key: Ed25519PrivateKey) -> bytes:
@@ -135,7 +175,7 @@ def sign(description: Description, key: Ed25519PrivateKey) -> bytes:
             "k": list(n.wg_keys),
             "e": list(n.endpoints),
             "o": list(n.roles),
-        },
+        } | ({"u": [[u.gateway, u.router_id, u.state, u.chosen, u.address] for u in n.uplinks]} if n.uplinks else {}),
         use_bin_type=True,
     )
     return msgpack.packb([body, key.sign(body)], use_bin_type=True)
@@ -285,8 +325,12 @@ class Identity:
     roles: tuple[str, ...] = ()
 
 
-def describe_node(model: TopologyModel, synced: bool, me: Identity) -> NodeInfo | None:
-    """This node as babeld shows it and its config names it; None until babeld is synced."""
+def describe_node(model: TopologyModel, synced: bool, me: Identity,
+                  uplinks: tuple[UplinkChoice, ...] = ()) -> NodeInfo | None:
+    """This node as babeld shows it and its config names it; None until babeld is synced.
+
+    ``uplinks`` is what this node's uplink controllers make of their gateways now.
+    """
     if not synced or not model.me.router_id:
         return None
     links = []
@@ -295,7 +339,8 @@ def describe_node(model: TopologyModel, synced: bool, me: Identity) -> NodeInfo 
         if n.reachable and rid:
             links.append(Link(rid, n.cost, key[1]))
     prefixes = sorted({str(x.prefix) for x in model.xroutes.values()})
-    return NodeInfo(me.name, model.me.router_id, tuple(links), tuple(prefixes), me.keys, me.endpoints, me.roles)
+    return NodeInfo(me.name, model.me.router_id, tuple(links), tuple(prefixes), me.keys, me.endpoints, me.roles,
+                    uplinks)
 
 
 def mesh_graph(nodes: Iterable[NodeInfo]) -> nx.MultiDiGraph:
@@ -309,12 +354,12 @@ def mesh_graph(nodes: Iterable[NodeInfo]) -> nx.MultiDiGraph:
     graph = nx.MultiDiGraph()
     for node in nodes:
         graph.add_node(node.router_id, name=node.name, prefixes=node.prefixes, roles=node.roles,
-                       wg_keys=node.wg_keys, endpoints=node.endpoints, reported=True)
+                       wg_keys=node.wg_keys, endpoints=node.endpoints, uplinks=node.uplinks, reported=True)
     for node in nodes:
         for link in node.links:
             if not graph.has_node(link.router_id):
                 graph.add_node(link.router_id, name=link.router_id, prefixes=(), roles=(), wg_keys=(), endpoints=(),
-                               reported=False)
+                               uplinks=(), reported=False)
             graph.add_edge(node.router_id, link.router_id, key=link.interface, cost=link.cost)
     return graph
 

@@ -21,12 +21,12 @@ from meshctl.config import GossipConfig, NeighbourConfig, NodeConfig, load_confi
 from meshctl.counters import Counters
 from meshctl.errors import MeshctlError
 from meshctl.gossip.runner import GossipRunner
-from meshctl.gossip.table import Identity, describe_node, mesh_graph
+from meshctl.gossip.table import Identity
 from meshctl.links.runner import LinkRunner
 from meshctl.node.logs import REDACTOR
+from meshctl.node.meshmap import mesh_doc, uplink_choices
 from meshctl.node.metrics import Metrics
 from meshctl.node.sockets import serve_control
-from meshctl.topology.export import mesh_json
 from meshctl.topology.model import MeshView
 from meshctl.uplink.client_runner import UplinkRunner
 from meshctl.uplink.gateway_runner import GatewayRunner
@@ -57,7 +57,8 @@ class Daemon:
             if config.gateway
             else None
         )
-        self.gossip = GossipRunner(config.gossip, self.identity(), self.view) if config.gossip else None
+        self.gossip = (GossipRunner(config.gossip, self.identity(), self.view, lambda: uplink_choices(self))
+                       if config.gossip else None)
         self.backend = backend
         self.links: dict[str, LinkRunner] = {}  # neighbour name -> its tunnel
         self._link_tasks: dict[str, asyncio.Task[None]] = {}
@@ -168,13 +169,7 @@ class Daemon:
 
     def mesh(self) -> dict[str, Any]:
         """The whole mesh as gossip shows it (this node alone without gossip)."""
-        me = self.view.model.me
-        if self.gossip is not None:
-            graph = self.gossip.graph()
-        else:
-            own = describe_node(self.view.model, self.view.synced, self.identity())
-            graph = mesh_graph([own] if own else [])
-        return mesh_json(graph, me.router_id, self.config.name)
+        return mesh_doc(self)
 
     def status(self) -> dict[str, Any]:
         """Everything ``meshctl status`` shows."""
