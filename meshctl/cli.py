@@ -308,7 +308,6 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_withdraw(args: argparse.Namespace) -> int:
     """Remove every route this gateway announced for its clients (after a crash: systemd's ExecStopPost)."""
     from meshctl.config import load_config
-    from meshctl.uplink.gateway_runner import HANDOFF_PROTO
     from meshctl.uplink.routes import ours, withdraw
 
     config = load_config(args.config)
@@ -317,7 +316,7 @@ def cmd_withdraw(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps({"removed": [], "note": "not a gateway"}))
         return EXIT_OK
-    protos = (gw.route_protocol, gw.standby_protocol, HANDOFF_PROTO)
+    protos = (gw.route_protocol, gw.standby_protocol)
     addresses = {a for c in gw.clients for a in c.addresses}
 
     async def run() -> list[str]:
@@ -502,7 +501,7 @@ def build_parser() -> argparse.ArgumentParser:
         "withdraw",
         help="remove the routes this gateway announced for its clients",
         description="Remove the kernel routes this node announced into Babel for its gateway clients (route "
-        "protocols route_protocol, standby_protocol and the handoff's). The daemon does this itself when it "
+        "protocols route_protocol and standby_protocol). The daemon does this itself when it "
         "stops; run this after it crashed (the systemd unit does, as ExecStopPost). Other routes are left alone.",
     )
     wd.add_argument("--config", default=DEFAULT_CONFIG, metavar="FILE", help="node config (default: %(default)s)"

@@ -18,7 +18,7 @@ from meshctl.topology.model import MeshView
 from meshctl.udp import BoundSocket
 from meshctl.uplink.control import ROLE_NAMES, ROLE_NONE, ROLE_PRIMARY, ROLE_STANDBY
 from meshctl.uplink.gateway import Action, Announce, GatewayController, Withdraw, mesh_path
-from meshctl.uplink.routes import RouteError, announce, drop_handoff, handoff, ours, withdraw
+from meshctl.uplink.routes import RouteError, announce, ours, withdraw
 from meshctl.uplink.watchdog import Watchdog, demotions
 from meshctl.wireguard.backend import Backend, converge
 from meshctl.wireguard.state import Device, Peer
@@ -27,10 +27,7 @@ from meshctl.wireguard.uapi import UapiError
 log = logging.getLogger("meshctl.daemon")
 
 DEVICE_POLL = 1.0  # seconds between WireGuard reads
-# The handoff route: below babeld's (kernel priority 0), never redistributed.
-HANDOFF_PROTO = 154
-HANDOFF_METRIC = 1024
-HANDOFF_SECONDS = 5.0
+HANDOFF_SECONDS = 5.0  # how long a demoted route carries replies to a client that left, through the mesh
 
 
 class GatewayRunner:
@@ -48,6 +45,7 @@ class GatewayRunner:
         self.sock: BoundSocket | None = None
         self.watchdog = Watchdog() if watchdog else None
         self.routes: dict[Prefix, tuple[str | None, str]] = {}  # what we announce now: prefix -> (via, device)
+        self.demoted: dict[Prefix, tuple[str, str]] = {}  # withdrawn but still routed through the mesh, for a while
         self.adopted: list[str] = []
 
     def desired(self) -> Device:
@@ -161,10 +159,19 @@ class GatewayRunner:
         await self._arm()
 
     async def _arm(self) -> None:
-        """Tell the watchdog what to demote if we die now."""
-        if self.watchdog is not None:
-            routes = [(str(p), via, dev) for p, (via, dev) in sorted(self.routes.items(), key=lambda kv: str(kv[0]))]
-            await self.watchdog.arm(demotions(routes, self.config.standby_protocol))
+        """Tell the watchdog what to demote if we die now: each route, through the mesh to its client if we can.
+
+        Through the mesh, because the client will leave us for another
+        gateway, and its WireGuard drops what our tunnel still delivers then.
+        """
+        if self.watchdog is None:
+            return
+        routes = []
+        for prefix, (via, dev) in sorted(self.routes.items(), key=lambda kv: str(kv[0])):
+            owner = next((c for c in self.config.clients if prefix in c.addresses), None)
+            path = self._mesh_path(owner) if owner is not None and via is None else None
+            routes.append((str(prefix), *(path or (via, dev))))
+        await self.watchdog.arm(demotions(routes, self.config.standby_protocol))
 
     async def _announce(self, client: ClientEntry, family: int, role: int) -> None:
         """Route the client's addresses for babeld to redistribute: into our tunnel when chosen.
@@ -205,48 +212,51 @@ class GatewayRunner:
                     ", ".join(map(str, prefixes)), what)
 
     async def _withdraw(self, client: ClientEntry, family: int, why: str, handoff: bool = False) -> None:
+        """Stop announcing the client's addresses of ``family``.
+
+        With ``handoff`` (the client chose another gateway, and replies may
+        still be on their way to us) the route is *demoted*, not deleted: it
+        is replaced by one through the mesh to the client, with
+        ``standby_protocol``, which babeld redistributes at a high metric.
+        A deleted route reaches babeld's neighbours as a retraction, at once
+        or only at its next kernel scan, and a router that hears it before
+        the new gateway's announcement has no route at all for a moment (40
+        ms seen on the upstream).  A worse route keeps the mesh's return path
+        through us until the new gateway's announcement wins; what still
+        reaches us goes to the client over a Babel link, where no AllowedIPs
+        filter applies.  The demoted route goes a few seconds later.
+        """
         prefixes = self.ctl.addresses(client.name, family)
-        if handoff:
-            await self._handoff(client, prefixes)
+        path = self._mesh_path(client) if handoff else None
         try:
-            await withdraw(prefixes, (self.config.route_protocol, self.config.standby_protocol))
+            if path is not None:
+                await announce(prefixes, path[1], self.config.standby_protocol, via=path[0])
+                for p in prefixes:
+                    self.demoted[p] = (path[0], path[1])
+                asyncio.get_running_loop().call_later(HANDOFF_SECONDS, self._drop_demoted_later, prefixes)
+            else:
+                await withdraw(prefixes, (self.config.route_protocol, self.config.standby_protocol))
         except RouteError as exc:
             self.counters.route_errors += 1
             log.error("gateway: cannot withdraw %s: %s", client.name, exc)
             return
         for p in prefixes:
             self.routes.pop(p, None)
-        log.warning("gateway %s: withdrawing %s (%s): %s", self.config.interface, client.name,
-                    ", ".join(map(str, prefixes)), why)
+        how = f" (demoted: through the mesh via {path[0]} for {HANDOFF_SECONDS:g} s)" if path else ""
+        log.warning("gateway %s: withdrawing %s (%s): %s%s", self.config.interface, client.name,
+                    ", ".join(map(str, prefixes)), why, how)
 
-    async def _handoff(self, client: ClientEntry, prefixes: tuple[Prefix, ...]) -> None:
-        """Send replies that still reach us to the client through the mesh, not through our tunnel.
+    def _drop_demoted_later(self, prefixes: tuple[Prefix, ...]) -> None:
+        gone = tuple(p for p in prefixes if p not in self.routes and self.demoted.pop(p, None) is not None)
+        if gone:
+            asyncio.ensure_future(self._drop_demoted(gone))
 
-        The client is about to give its steered prefixes to another gateway,
-        and WireGuard there will drop anything our tunnel still delivers whose
-        source it no longer assigns to us.  Until the mesh's return path has
-        moved (babeld takes tens to hundreds of milliseconds to spread our
-        withdrawal), replies keep arriving here.  A route toward the client's
-        own mesh address carries them over a Babel link, where no AllowedIPs
-        filter applies, and the client takes them as addressed to itself.
-        The route sits below babeld's own (kernel priority 1024 against 0), is
-        never redistributed, and goes after a few seconds.
-        """
-        path = self._mesh_path(client)
-        if path is None:
-            log.info("gateway: no mesh path to %s to hand its replies to", client.name)
-            return
-        for prefix in prefixes:
-            try:
-                await handoff(prefix, path[0], path[1], HANDOFF_PROTO, HANDOFF_METRIC)
-            except RouteError as exc:
-                log.info("gateway: no handoff route for %s: %s", prefix, exc)
-                continue
-            asyncio.get_running_loop().call_later(HANDOFF_SECONDS, self._drop_handoff_later, prefix)
-
-    @staticmethod
-    def _drop_handoff_later(prefix: Prefix) -> None:
-        asyncio.ensure_future(drop_handoff(prefix, HANDOFF_PROTO, HANDOFF_METRIC))
+    async def _drop_demoted(self, prefixes: tuple[Prefix, ...]) -> None:
+        try:
+            await withdraw(prefixes, (self.config.standby_protocol,))
+        except RouteError as exc:
+            self.counters.route_errors += 1
+            log.error("gateway: cannot remove demoted routes %s: %s", ", ".join(map(str, prefixes)), exc)
 
     def _mesh_path(self, client: ClientEntry) -> tuple[str, str] | None:
         """(next hop, interface) of the best Babel route to the client's mesh address, not through our tunnel.

@@ -61,18 +61,6 @@ def _delete(what: str, ifname: str | None = None, **match: object) -> bool:
         raise RouteError(f"{what}: {exc}") from None
 
 
-async def handoff(prefix: Prefix, via: str, ifname: str, proto: int, metric: int) -> None:
-    """A low-priority route toward the mesh that bridges the moment before babeld installs its own."""
-    await asyncio.to_thread(_replace, prefix, ifname, f"cannot hand {prefix} off via {via}", proto=proto,
-                            priority=metric, via=_via(via))
-
-
-async def drop_handoff(prefix: Prefix, proto: int, metric: int) -> None:
-    """Remove a handoff route (missing is fine)."""
-    await asyncio.to_thread(_delete, f"cannot remove handoff route {prefix}", dst=str(prefix), proto=proto,
-                            priority=metric)
-
-
 def _via(via: str) -> dict[str, object]:
     return {"family": socket.AF_INET6 if ":" in via else socket.AF_INET, "addr": via}
 
