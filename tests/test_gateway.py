@@ -160,3 +160,19 @@ def test_mesh_path_avoids_our_own_tunnel() -> None:
     m = model(CLIENT_ROUTE)
     assert mesh_path(m, ipaddress.ip_network("10.99.0.1/32"), "wggw") == ("fe80::1", "wg1")
     assert mesh_path(m, ipaddress.ip_network("10.99.0.1/32"), "wg1") is None
+
+
+def test_watchdog_demotions_are_ip_batch_lines_with_the_right_next_hop_family() -> None:
+    from meshctl.uplink.watchdog import demotions
+
+    lines = demotions([("10.98.0.1/32", "fe80::1", "wg1"), ("fd98::1/128", None, "wggw"), ("10.98.0.2/32", "10.0.0.1", "e0")],
+                      153)
+    assert lines == ["route replace 10.98.0.1/32 via inet6 fe80::1 dev wg1 proto 153",
+                     "route replace fd98::1/128 dev wggw proto 153",
+                     "route replace 10.98.0.2/32 via 10.0.0.1 dev e0 proto 153"]
+
+
+def test_a_gateway_whose_babeld_is_gone_reports_no_route(gw: GatewayController) -> None:
+    """Its kernel routes outlive a dead babeld, but the mesh forgets them: the client must leave at once."""
+    got = gw.receive(probe(1), "10.98.0.1", model(CLIENT_ROUTE, VIA_UPSTREAM), 0.0, WALL, synced=False)
+    assert got.ack is not None and decode(got.ack, SECRET, WALL).metrics == (65535,)

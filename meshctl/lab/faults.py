@@ -113,17 +113,19 @@ def stale_announcements(plan: LabPlan, gateways: list[str], chosen: str, client:
     return stale
 
 
-def ready(plan: LabPlan, gateway: str, client: str = "client", upstream: str = "upstream") -> Check:
-    """Converged; ``gateway`` chosen and announcing the client; every candidate warm or plainly dead; settled."""
+def ready(plan: LabPlan, gateway: str, client: str = "client", upstream: str = "upstream",
+          converged: bool = True) -> Check:
+    """Converged (unless a node is dead); ``gateway`` chosen and announcing the client; every candidate warm or
+    plainly dead; settled."""
 
     def check() -> str | None:
-        problem = check_converged(plan)
+        problem = check_converged(plan) if converged else None
         if problem:
             return problem
         up = uplink(plan, client)
         if up["chosen"] != gateway:
             return f"chosen {up['chosen']}, not {gateway}"
-        if up["candidates"] and any(c["state"] in ("cold", "unknown") for c in up["candidates"]):
+        if any(c["state"] in ("cold", "unknown") for c in up["candidates"] if c["name"] != gateway and c["alive"]):
             return f"states {({c['name']: c['state'] for c in up['candidates']})}"
         fam = next(iter(up["families"].values()))
         if fam["switching"] or fam["holder"] != gateway:
@@ -176,15 +178,36 @@ def set_rxcost(plan: LabPlan, node: str, neighbour: str, cost: int, hello: float
     asyncio.run(run())
 
 
+#: (node, neighbour, rxcost) changes that make a planned switch happen on topologies/faults.toml, each
+#: on links that do not carry the traffic at that moment (a babeld interface flush on an active link
+#: costs that link's traffic by itself).  gw2: 160+96 -> 32+96, then back.  gw3 (behind the relay, its
+#: uplink tunnel through the mesh): 96+96+96 -> 96+16+16; back by making gw1's own path cheaper
+#: (96+96 -> 16+16), since every link of gw3's path then carries the traffic.
+Costs = tuple[tuple[str, str, int], ...]
+PLANNED: dict[str, tuple[Costs, Costs]] = {
+    "gw2": ((("gw2", "client", 32),), (("gw2", "client", 160),)),
+    "gw3": ((("gw3", "relay", 16), ("upstream", "gw3", 16)), (("gw1", "client", 16), ("upstream", "gw1", 16))),
+}
+
+
+def set_costs(plan: LabPlan, changes: Costs) -> None:
+    for node, neighbour, cost in changes:
+        set_rxcost(plan, node, neighbour, cost)
+
+
 class Faults:
     """One lab (topologies/faults.toml or another with a client, gateways and an upstream), fault after fault."""
 
     def __init__(self, lab: Lab, gateways: list[str], best: str, client: str = "client", upstream: str = "upstream"):
         self.lab, self.plan = lab, lab.plan
         self.gateways, self.best, self.client, self.upstream = gateways, best, client, upstream
+        self.dead: set[str] = set()  # nodes that lost power: the mesh is no longer whole
+
+    def _ready(self, gateway: str) -> Check:
+        return ready(self.plan, gateway, self.client, self.upstream, converged=not self.dead)
 
     def ready(self, timeout: float = 60.0) -> None:
-        wait(ready(self.plan, self.best, self.client, self.upstream), timeout, f"client on {self.best}, settled")
+        wait(self._ready(self.best), timeout, f"client on {self.best}, settled")
 
     def _around(self, inject: Callable[[], None], recover: Callable[[], None] | None, fault: str,
                 back: bool) -> FaultResult:
@@ -207,22 +230,26 @@ class Faults:
             if recover is not None:
                 recover()
             if back:
-                wait(ready(self.plan, self.best, self.client, self.upstream), 60, f"{fault}: back on {self.best}")
+                wait(self._ready(self.best), 60, f"{fault}: back on {self.best}")
             time.sleep(1.0)
         finally:
             result = pinger.stop()
         t2 = time.time()
-        stale: list[str] = []
-        try:
-            wait(lambda: "; ".join(stale_announcements(self.plan, self.gateways, self.best, self.client)) or None,
-                 10.0, "no stale announcement")
-        except LabError:
-            stale = stale_announcements(self.plan, self.gateways, self.best, self.client)
+        stale = self._stale([g for g in self.gateways if g not in self.dead], uplink(self.plan, self.client)["chosen"])
         return FaultResult(
             fault, result.silence_between(t0, t1), result.lost_in(t0, t1), result.sent, to,
             result.lost_in(t1, t2) if back else None, result.silence_between(t1, t2) if back else None,
             tuple(stale),
         )
+
+    def _stale(self, gateways: list[str], chosen: str) -> list[str]:
+        """Announcements left where none should be, after the demoted routes' few seconds (waits up to 10 s)."""
+        try:
+            wait(lambda: "; ".join(stale_announcements(self.plan, gateways, chosen, self.client)) or None, 10.0,
+                 "no stale announcement", step=0.5)
+        except LabError:
+            return stale_announcements(self.plan, gateways, chosen, self.client)
+        return []
 
     def upstream_loss(self) -> FaultResult:
         """The chosen gateway loses its upstream link and stays up; later the link returns."""
@@ -238,14 +265,20 @@ class Faults:
         return self._around(kill, None, "gateway meshctl SIGKILL", back=True)
 
     def gateway_babeld_kill(self) -> FaultResult:
-        """The chosen gateway's babeld is SIGKILLed (no state file written) and restarted RESTART_SEC later."""
+        """The chosen gateway's babeld is SIGKILLed (no state file written) and restarted RESTART_SEC later.
+
+        No switch back is awaited: a babeld restarted without its state file
+        starts from an older sequence number than its neighbours remember,
+        and they may refuse its routes for minutes (babeld's own behaviour).
+        Traffic must keep flowing through another gateway meanwhile.
+        """
         gw = self.best
 
         def recover() -> None:
             time.sleep(max(0.0, RESTART_SEC - 1.0))  # _around already waited a second
             self.lab.start_babeld(gw)
 
-        return self._around(lambda: self.lab.kill_babeld(gw), recover, "gateway babeld SIGKILL", back=True)
+        return self._around(lambda: self.lab.kill_babeld(gw), recover, "gateway babeld SIGKILL", back=False)
 
     def client_meshctl_restart(self) -> FaultResult:
         """The client's meshctl is SIGKILLed; restarted RESTART_SEC later, it adopts what the device holds."""
@@ -265,35 +298,35 @@ class Faults:
         finally:
             result = pinger.stop()
         up = uplink(self.plan, self.client)
-        last = up["last_switch"] or {}
-        stale = stale_announcements(self.plan, self.gateways, self.best, self.client)
-        moved_to = up["chosen"] if up["chosen"] != self.best or last.get("cause") != "adopted" else None
+        moved_to = up["chosen"] if up["chosen"] != self.best or up["switches"] != 1 else None
         del switches
+        stale = self._stale(self.gateways, self.best)
         return FaultResult("client meshctl SIGKILL + restart", result.silence_between(t0, t1),
                            result.lost_in(t0, t1), result.sent, moved_to, None, None, tuple(stale))
 
-    def planned(self, to: str, improve: Callable[[], None], undo: Callable[[], None]) -> FaultResult:
+    def planned(self, to: str, improve: Costs, undo: Costs) -> FaultResult:
         """``improve`` makes ``to`` better by more than the margin: a planned switch there; ``undo``, and back."""
         self.ready()
         pinger = ping(self.plan, self.client)
         try:
             time.sleep(1.0)
             t0 = time.time()
-            improve()
-            wait(ready(self.plan, to, self.client, self.upstream), 30, f"planned switch to {to}")
+            set_costs(self.plan, improve)
+            wait(self._ready(to), 30, f"planned switch to {to}")
             t1 = time.time()
-            undo()
-            wait(ready(self.plan, self.best, self.client, self.upstream), 30, f"planned switch back to {self.best}")
+            set_costs(self.plan, undo)
+            wait(self._ready(self.best), 30, f"planned switch back to {self.best}")
             time.sleep(0.5)
         finally:
             result = pinger.stop()
         t2 = time.time()
         return FaultResult(f"planned switch to {to} and back", result.silence_between(t0, t1), result.lost_in(t0, t1),
                            result.sent, to, result.lost_in(t1, t2), result.silence_between(t1, t2),
-                           tuple(stale_announcements(self.plan, self.gateways, self.best, self.client)))
+                           tuple(self._stale(self.gateways, self.best)))
 
     def power_loss(self) -> FaultResult:
-        """The chosen gateway loses power: links down, every process of it killed.  It does not come back."""
+        """The chosen gateway loses power: links down, every process of it killed.  It does not come back:
+        the next best gateway becomes :attr:`best` for the faults after it."""
         self.ready()
         pinger = ping(self.plan, self.client)
         try:
@@ -306,7 +339,8 @@ class Faults:
         finally:
             result = pinger.stop()
         t1 = time.time()
-        others = [g for g in self.gateways if g != self.best]
-        stale = stale_announcements(self.plan, others, to, self.client)
+        self.dead.add(self.best)
+        self.best = to
+        stale = self._stale([g for g in self.gateways if g not in self.dead], to)
         return FaultResult("gateway power loss", result.silence_between(t0, t1), result.lost_in(t0, t1),
                            result.sent, to, None, None, tuple(stale))

@@ -33,6 +33,10 @@ MESHCTL_RTPROTO = 152
 #: mesh keeps using the current gateway until the client has switched.
 MESHCTL_STANDBY_RTPROTO = 153
 STANDBY_METRIC = 8192
+#: A client announces its own uplink addresses into Babel at this metric: above every gateway's
+#: announcement (0), below a standby or demoted one (8192).  The mesh then always has a way back to
+#: the client over Babel links, which no gateway's failure takes away and no via-mesh route loops on.
+CLIENT_SELF_METRIC = 4096
 
 MANAGED_BASE_PORT = 52000  # + the peer's index: a managed tunnel's listen port
 MANAGED_KEEPALIVE = 1  # seconds: a dead path shows within a few
@@ -246,6 +250,8 @@ def babeld_conf(node: NodeSpec, plan_node: dict, run_dir: str) -> str:
         lines.append(f"redistribute local ip {host} allow")
         if addr.network.prefixlen < addr.max_prefixlen:
             lines.append(f"redistribute ip {addr.network} eq {addr.network.prefixlen} allow")
+    for addr in plan_node.get("uplink_addresses", ()):
+        lines.append(f"redistribute local ip {addr.ip}/{addr.max_prefixlen} metric {CLIENT_SELF_METRIC}")
     lines.append(f"redistribute proto {MESHCTL_RTPROTO} allow")
     lines.append(f"redistribute proto {MESHCTL_STANDBY_RTPROTO} metric {STANDBY_METRIC}")
     lines.append("# never the underlay: WireGuard endpoints must not be routed into their own tunnels")
@@ -328,6 +334,7 @@ def make_plan(spec: LabSpec, tag: str | None = None, run_root: str = RUN_ROOT) -
             "mesh6": ipaddress.IPv6Interface(f"{spec.mesh6[i]}/128"),
             "tunnels": tunnels[n.name],
             "placeholder": placeholder_name(tag, i) if not tunnels[n.name] else None,
+            "uplink_addresses": (uplinks[n.name].address,) if n.name in uplinks else (),
         }
         is_gateway = bool(served[n.name])
         nodes.append(

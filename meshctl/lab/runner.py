@@ -444,9 +444,12 @@ class Lab:
         if daemon is not None:  # before its supervisor, which would otherwise stop it cleanly
             with contextlib.suppress(ProcessLookupError):
                 os.kill(daemon, signal.SIGKILL)
-        for rec in state.processes:
-            if rec.node == node_name and rec.alive():
-                os.kill(rec.pid, signal.SIGKILL)
+        mine = [r for r in state.processes if r.node == node_name and r.alive()]
+        for rec in mine:
+            os.kill(rec.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 2.0  # SIGKILL is not instant: wait, so no dead process stays on record
+        while any(r.alive() for r in mine) and time.monotonic() < deadline:
+            time.sleep(0.01)
         state.processes = [r for r in state.processes if r.node != node_name or r.alive()]
         state.save(self.state_path)
 

@@ -48,6 +48,10 @@ STANDBY_TIMEOUT = 1.0  # seconds to wait for the new gateway's standby return pa
 RELEASE_TIMEOUT = 0.25  # seconds to wait for the old gateway to confirm it let go
 PENALTY_MAX = 300.0  # seconds: the longest a gateway whose check failed is kept out
 STRIKES_FORGET = 600.0  # seconds of good checks after which earlier failures are forgiven
+#: A path that has not answered a check since it began carrying traffic gets this long before it is
+#: judged: the mesh's return path follows a switch only when the new gateway's announcement has spread
+#: and the old one's route is gone (Babel's neighbour timeout, when the old gateway died).
+SETTLE = 2.0
 
 PREPARE, RELEASE, WRITE = "prepare", "release", "write"
 #: Causes that leave at once even while the old gateway answers probes: its tunnel
@@ -331,9 +335,11 @@ class UplinkController:
             return
         if c.via is None or c.failed:
             return
-        since = c.since if c.last_reply is None else max(c.since, c.last_reply)
+        answered = c.last_reply is not None and c.last_reply >= c.since
+        since = max(c.since, c.last_reply) if answered and c.last_reply is not None else c.since
         unanswered = sum(1 for t in c.sent.values() if t >= since)
-        if now - since < self.check_timeout or unanswered < self.config.check_loss:
+        timeout = self.check_timeout if answered else max(self.check_timeout, SETTLE)
+        if now - since < timeout or unanswered < self.config.check_loss:
             return
         if self.alive(c.via, now) is not True:
             return  # the tunnel itself is silent: the probes decide that case

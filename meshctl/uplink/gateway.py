@@ -175,8 +175,15 @@ class GatewayController:
             return None
         return next((name for prefix, name in self.sources if addr.version == prefix.version and addr in prefix), None)
 
-    def receive(self, data: bytes, source: str, model: TopologyModel, now: float, wall: float) -> Received:
-        """One datagram from ``source`` (its address): refuse it, or act on the probe and answer it."""
+    def receive(self, data: bytes, source: str, model: TopologyModel, now: float, wall: float,
+                synced: bool = True) -> Received:
+        """One datagram from ``source`` (its address): refuse it, or act on the probe and answer it.
+
+        ``synced`` False (our babeld is gone or resyncing): every metric is
+        reported as 65535.  A babeld that died leaves its routes in the
+        kernel, but the mesh drops ours within a few hellos, and with them
+        the client's return path: the client should leave at once.
+        """
         owner = self._client_at(source)
         if owner is None:
             return Received("wrong-source")
@@ -195,7 +202,7 @@ class GatewayController:
         if not self.replay.accept(message.sender, message.seq):
             return Received("replay")
         actions = self.on_probe(client, message, now)
-        metrics = self.metrics(model, message.prefixes, client)
+        metrics = self.metrics(model, message.prefixes, client) if synced else (INFINITY,) * len(message.prefixes)
         roles = (self.roles.get((client.name, 4), ROLE_NONE), self.roles.get((client.name, 6), ROLE_NONE))
         ack = Message("ack", self.node, message.seq, wall, roles, (), metrics)
         return Received(None, encode(ack, self.config.secret), tuple(actions))

@@ -142,7 +142,7 @@ class GatewayRunner:
         loop = asyncio.get_running_loop()
         while True:
             data, addr = await sock.recv()
-            got = self.ctl.receive(data, str(addr[0]), self.view.model, loop.time(), time.time())
+            got = self.ctl.receive(data, str(addr[0]), self.view.model, loop.time(), time.time(), self.view.synced)
             if got.rejected is not None:
                 self.counters.rejected[got.rejected] += 1
                 continue
@@ -177,31 +177,30 @@ class GatewayRunner:
         """Route the client's addresses for babeld to redistribute: into our tunnel when chosen.
 
         As a standby (the client is about to switch here) the route goes
-        through the mesh to the client's own mesh address, at the normal
-        metric: the mesh may move its return path here at once, and the client
-        takes what arrives over a Babel link whatever its WireGuard says.
-        (Into our tunnel, those replies would be dropped by the client's
-        WireGuard until its switch.  A standby announced at a high metric
-        instead is often not *feasible* in Babel, where this gateway was
-        chosen before, and is then ignored until a seqno request.)  Without a
-        mesh path to the client, the standby goes into the tunnel with
-        ``standby_protocol``, which babeld redistributes with a high metric.
+        through the mesh toward the client, with ``standby_protocol``, which
+        babeld redistributes at a high metric: ready for the switch, but
+        attracting nothing.  It must attract nothing: a relay between us and
+        the client routes the client's address by Babel, and would send it
+        straight back to a standby announced at the normal metric (a loop,
+        seen with tcpdump).  The mesh's way back to a client that no gateway
+        serves yet is the client's own announcement of its address (babeld's
+        ``redistribute local ... metric 4096`` on the client), which sits
+        between the two.
         """
         prefixes = self.ctl.addresses(client.name, family)
         path = self._mesh_path(client) if role == ROLE_STANDBY else None
         try:
+            # A replace: whatever route of ours was there (primary, standby, demoted) is overwritten in one step.
             if role == ROLE_PRIMARY:
                 await announce(prefixes, self.config.interface, self.config.route_protocol)
                 what, via, dev = "primary: chosen by it", None, self.config.interface
             elif path is not None:
-                await announce(prefixes, path[1], self.config.route_protocol, via=path[0])
+                await announce(prefixes, path[1], self.config.standby_protocol, via=path[0])
                 what, via, dev = f"standby through the mesh (via {path[0]} on {path[1]}): it is about to switch here", \
                     path[0], path[1]
             else:
                 await announce(prefixes, self.config.interface, self.config.standby_protocol)
                 what, via, dev = "standby (high metric): it is about to switch here", None, self.config.interface
-            if role == ROLE_PRIMARY or path is not None:  # only one of our routes per prefix at a time
-                await withdraw(prefixes, (self.config.standby_protocol,))
         except RouteError as exc:
             self.counters.route_errors += 1
             log.error("gateway: cannot announce %s: %s", client.name, exc)

@@ -44,7 +44,8 @@ def demotions(routes: list[tuple[str, str | None, str]], proto: int) -> list[str
     """``ip -batch`` lines that re-announce each (prefix, next hop or None, device) with ``proto``."""
     out = []
     for prefix, via, dev in routes:
-        hop = f" via {via}" if via else ""
+        # An IPv4 route through an IPv6 next hop (babeld's own kind) needs ``via inet6``.
+        hop = (f" via inet6 {via}" if ":" in via else f" via {via}") if via else ""
         out.append(f"route replace {prefix}{hop} dev {dev} proto {proto}")
     return out
 
