@@ -37,6 +37,8 @@ STANDBY_METRIC = 8192
 MANAGED_BASE_PORT = 52000  # + the peer's index: a managed tunnel's listen port
 MANAGED_KEEPALIVE = 1  # seconds: a dead path shows within a few
 MANAGED_DEAD_AFTER = 4.0
+MANAGED_HELLO = 0.5  # seconds: babeld's hello interval on managed tunnels, unless the link says
+MANAGED_PATH_BASE_PORT = 53000  # + 10 x the peer's index + the path: a per-path tunnel's listen port
 GOSSIP_LIFETIME = 10.0  # seconds: a stopped lab node leaves every view within this
 METRICS_LISTEN = "[::1]:9474"  # every node has its own loopback, so one port serves all
 
@@ -63,6 +65,16 @@ class ManagedLinkPlan:
     peer: str
     listen_port: int
     endpoints: tuple[str, ...]  # the peer's underlay address on each path, with its port
+    per_path: bool = False  # one tunnel per path (then ``path_ifnames``, ``path_ports``, ``costs`` per path)
+    path_ifnames: tuple[str, ...] = ()
+    path_ports: tuple[int, ...] = ()
+    costs: tuple[int | None, ...] = ()
+    hello_interval: float = MANAGED_HELLO
+
+    @property
+    def ifnames(self) -> tuple[str, ...]:
+        """Every interface this link's tunnels have at this end."""
+        return self.path_ifnames if self.per_path else (self.ifname,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +205,7 @@ class LabPlan:
         out = [t.ifname for n in self.nodes for t in n.tunnels]
         out += [n.uplink.ifname for n in self.nodes if n.uplink]
         out += [n.gateway_ifname for n in self.nodes if n.gateway_ifname]
-        out += [m.ifname for n in self.nodes for m in n.managed]
+        out += [i for n in self.nodes for m in n.managed for i in m.ifnames]
         return tuple(out)
 
 
@@ -280,10 +292,22 @@ def make_plan(spec: LabSpec, tag: str | None = None, run_root: str = RUN_ROOT) -
                 veths[me].append(VethPlan(veth_name(tag, mi, oi) + suffix, addr[me], other))
         addr = per_path[0]
         for me, other, mi, oi in ((link.a, link.b, i, j), (link.b, link.a, j, i)):
+            if link.managed and link.per_path:
+                managed[me].append(ManagedLinkPlan(
+                    f"{tag}m{mi}-{oi}", other, 0,
+                    tuple(f"{a[other].ip}:{MANAGED_PATH_BASE_PORT + 10 * mi + p}" for p, a in enumerate(per_path)),
+                    per_path=True,
+                    path_ifnames=tuple(f"{tag}m{mi}-{oi}p{p}" for p in range(link.paths)),
+                    path_ports=tuple(MANAGED_PATH_BASE_PORT + 10 * oi + p for p in range(link.paths)),
+                    costs=link.costs or (None,) * link.paths,
+                    hello_interval=link.hello_interval or MANAGED_HELLO,
+                ))
+                continue
             if link.managed:
                 managed[me].append(ManagedLinkPlan(
                     f"{tag}m{mi}-{oi}", other, MANAGED_BASE_PORT + oi,
                     tuple(f"{a[other].ip}:{MANAGED_BASE_PORT + mi}" for a in per_path),
+                    hello_interval=link.hello_interval or MANAGED_HELLO,
                 ))
                 continue
             tunnels[me].append(
@@ -430,18 +454,23 @@ def node_config(node: NodePlan, plan: LabPlan, public_keys: dict[str, str], secr
             f'private_key_file = "{os.path.join(node.run_dir, "links.key")}"',
             f"keepalive = {MANAGED_KEEPALIVE}",
             f"dead_after = {MANAGED_DEAD_AFTER}",
-            'babel = "type tunnel hello-interval 0.5"',
+            f'babel = "type tunnel hello-interval {MANAGED_HELLO:g}"',
         ]
         for m in node.managed:
-            lines += [
-                "",
-                "[[links.neighbour]]",
-                f'name = "{m.peer}"',
-                f'public_key = "{link_keys[m.peer]}"',
-                "endpoints = [" + ", ".join(f'"{e}"' for e in m.endpoints) + "]",
-                f'interface = "{m.ifname}"',
-                f"listen_port = {m.listen_port}",
-            ]
+            lines += ["", "[[links.neighbour]]", f'name = "{m.peer}"', f'public_key = "{link_keys[m.peer]}"']
+            if not m.per_path:
+                lines += [
+                    "endpoints = [" + ", ".join(f'"{e}"' for e in m.endpoints) + "]",
+                    f'interface = "{m.ifname}"',
+                    f"listen_port = {m.listen_port}",
+                ]
+                if m.hello_interval != MANAGED_HELLO:
+                    lines.append(f'babel = "type tunnel hello-interval {m.hello_interval:g}"')
+            for ifname, port, endpoint, cost in zip(m.path_ifnames, m.path_ports, m.endpoints, m.costs, strict=True):
+                lines += ["", "[[links.neighbour.path]]", f'interface = "{ifname}"', f"listen_port = {port}",
+                          f'endpoint = "{endpoint}"', f'babel = "type tunnel hello-interval {m.hello_interval:g}"']
+                if cost is not None:
+                    lines.append(f"rxcost = {cost}")
     if gossip_keys:
         lines += [
             "",
