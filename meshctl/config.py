@@ -16,7 +16,7 @@ from meshctl.babel.endpoint import DEFAULT_PORT, Endpoint, parse_endpoint
 from meshctl.babel.errors import BabelError
 from meshctl.errors import ConfigError
 from meshctl.gossip.signing import SigningKey, parse_public, read_signing_key
-from meshctl.links.plan import MAX_PATHS, interface_name, path_interface
+from meshctl.links.plan import MAX_PATHS, gossip_interface, interface_name, path_interface
 from meshctl.listen import parse_listen
 from meshctl.tomlfile import Fields, load_toml, not_regular, with_lines
 from meshctl.uplink.policy import Hysteresis
@@ -151,20 +151,18 @@ class NeighbourConfig:
     @property
     def interfaces(self) -> tuple[str, ...]:
         """Every interface name this neighbour's tunnels may take."""
-        if self.paths:
-            return tuple(p.interface for p in self.paths)
-        if self.from_gossip == "paths":
-            return tuple(path_interface(self.interface, k) for k in range(MAX_PATHS))
-        return (self.interface,)
+        if not self.per_path:
+            return (self.interface,)
+        learnt = [gossip_interface(self.interface, k) for k in range(MAX_PATHS)] if self.from_gossip == "paths" else []
+        return tuple([p.interface for p in self.paths] + learnt)
 
     @property
     def listen_ports(self) -> tuple[int, ...]:
         """Every UDP port this neighbour's tunnels may listen on."""
-        if self.paths:
-            return tuple(p.listen_port for p in self.paths)
-        if self.from_gossip == "paths":
-            return tuple(self.listen_port + k for k in range(MAX_PATHS))
-        return (self.listen_port,)
+        if not self.per_path:
+            return (self.listen_port,)
+        learnt = [self.listen_port + k for k in range(MAX_PATHS)] if self.from_gossip == "paths" else []
+        return tuple([p.listen_port for p in self.paths] + learnt)
 
 
 @dataclass(frozen=True, slots=True)
@@ -551,7 +549,7 @@ def _path(raw: object, where: str, k: int, base: str, source: str, errors: list[
     endpoint = _endpoint(pf, "endpoint", False)
     listen_port = _listen_ports(pf, "listen_port", True)
     interface = pf.take("interface", str, path_interface(base, k))
-    if len(interface) > 15 or "/" in interface or " " in interface:
+    if len(interface.encode()) > 15 or "/" in interface or " " in interface:
         pf.error("interface", "not a valid interface name (at most 15 characters, no '/' or spaces)")
     rxcost = pf.take("rxcost", int, None)
     if rxcost is not None and not 1 <= rxcost < 65535:
@@ -573,8 +571,8 @@ def _neighbour(raw: object, j: int, source: str, errors: list[ConfigError]) -> N
     if from_gossip not in ("", "endpoints", "paths"):
         nf.error("from_gossip", 'must be "endpoints" (more endpoints for one tunnel) or "paths" (a tunnel per address)')
         from_gossip = ""
-    if raw_paths and from_gossip == "paths":
-        nf.error("from_gossip", "paths come from [[links.neighbour.path]] or from gossip, not both")
+    if raw_paths and from_gossip == "endpoints":
+        nf.error("from_gossip", '"endpoints" is for one tunnel; with [[links.neighbour.path]] use "paths"')
     endpoints = []
     needs_endpoints = not raw_paths and not from_gossip
     for k, text in enumerate(nf.take_list("endpoints", str, [], required=needs_endpoints)):
@@ -586,10 +584,10 @@ def _neighbour(raw: object, j: int, source: str, errors: list[ConfigError]) -> N
     if raw_paths and endpoints:
         nf.error("endpoints", "give each [[links.neighbour.path]] its endpoint instead")
     interface = nf.take("interface", str, interface_name(name))
-    if len(interface) > 15 or "/" in interface or " " in interface:
+    if len(interface.encode()) > 15 or "/" in interface or " " in interface:
         nf.error("interface", "not a valid interface name (at most 15 characters, no '/' or spaces)")
-    listen_port = _listen_ports(nf, "listen_port", not raw_paths)
-    if raw_paths and listen_port:
+    listen_port = _listen_ports(nf, "listen_port", not raw_paths or from_gossip == "paths")
+    if raw_paths and listen_port and from_gossip != "paths":
         nf.error("listen_port", "give each [[links.neighbour.path]] its listen_port instead")
     if from_gossip == "paths" and listen_port + MAX_PATHS > 65536:
         nf.error("listen_port", f"gossip paths take {MAX_PATHS} ports from listen_port on")

@@ -141,9 +141,14 @@ def path_interface(base: str, k: int) -> str:
     return f"{base[:13]}-{k}"
 
 
+def gossip_interface(base: str, k: int) -> str:
+    """The interface for the path to (or from) the k-th advertised address of a neighbour."""
+    return f"{base[:12]}-g{k}"
+
+
 def interface_name(neighbour: str, prefix: str = "mc-") -> str:
-    """A Linux interface name for the tunnel to ``neighbour`` (at most 15 characters, no odd characters)."""
-    clean = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in neighbour)
+    """A Linux interface name for the tunnel to ``neighbour`` (at most 15 bytes, plain ASCII: no odd characters)."""
+    clean = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "-_") else "_" for ch in neighbour)
     return (prefix + clean)[:15]
 
 
@@ -205,7 +210,7 @@ def desired_paths(neighbour: NeighbourConfig, links: LinksConfig, advertised: tu
         for k in range(count):
             endpoint = theirs[k] if k < len(theirs) else None
             if checked(endpoint):
-                plans.append(PathPlan(path_interface(neighbour.interface, k), neighbour.listen_port + k, endpoint,
+                plans.append(PathPlan(gossip_interface(neighbour.interface, k), neighbour.listen_port + k, endpoint,
                                       neighbour.babel or links.babel, learnt=True))
     return tuple(plans), tuple(refused)
 
