@@ -37,7 +37,7 @@ def test_shipped_topologies_load_and_plan(path: str) -> None:
     assert len(managed) == 2 * sum(1 for lk in spec.links if lk.managed)
     managed_ifnames = [i for n in plan.nodes for m in n.managed for i in m.ifnames]  # one per path if per_path
     assert len(names) == len(tunnels) + len(managed_ifnames) + len(spec.uplinks) \
-         + len({g for u in spec.uplinks for g in u.gateways})
+        + len({g for u in spec.uplinks for g in u.gateways})
     assert sum(len(n.veths) for n in plan.nodes) == 2 * sum(lk.paths for lk in spec.links)
     for node in plan.nodes:
         for name in ([t.ifname for t in node.tunnels] + [v.ifname for v in node.veths]
