@@ -293,6 +293,29 @@ def test_one_tunnel_neighbours_read_as_before(tmp_path: Path) -> None:
     assert (n.from_gossip, n.port, n.babel) == ("endpoints", 52011, "type wired")
 
 
+@pytest.mark.parametrize("topology", ["twopath", "threepath", "pathline"])
+def test_the_lab_writes_link_configs_the_daemon_reads(tmp_path: Path, topology: str) -> None:
+    import os
+
+    import tomllib
+
+    from meshctl.lab.plan import make_plan, node_config
+    from meshctl.lab.spec import load_lab
+
+    plan = make_plan(load_lab(os.path.join(os.path.dirname(__file__), "..", "topologies", f"{topology}.toml")), "tq",
+                     run_root=str(tmp_path))
+    keys = {n.name: KeyPair.generate().public for n in plan.nodes}
+    for node in (n for n in plan.nodes if n.managed):
+        os.makedirs(node.run_dir)
+        write_private_key(os.path.join(node.run_dir, "links.key"), KEYS)
+        text = node_config(node, plan, {}, "", None, keys)
+        config = parse_config(tomllib.loads(text), node.name)
+        assert config.links is not None
+        for m, n in zip(node.managed, config.links.neighbours, strict=True):
+            assert n.interfaces == m.ifnames
+            assert n.per_path == m.per_path
+
+
 # -- the runner, on a memory backend and fake devices ---------------------------
 
 

@@ -466,7 +466,8 @@ def node_config(node: NodePlan, plan: LabPlan, public_keys: dict[str, str], secr
                 ]
                 if m.hello_interval != MANAGED_HELLO:
                     lines.append(f'babel = "type tunnel hello-interval {m.hello_interval:g}"')
-            for ifname, port, endpoint, cost in zip(m.path_ifnames, m.path_ports, m.endpoints, m.costs, strict=True):
+            for ifname, port, endpoint, cost in zip(m.path_ifnames, m.path_ports, m.endpoints if m.per_path else (),
+                                                    m.costs, strict=True):
                 lines += ["", "[[links.neighbour.path]]", f'interface = "{ifname}"', f"listen_port = {port}",
                           f'endpoint = "{endpoint}"', f'babel = "type tunnel hello-interval {m.hello_interval:g}"']
                 if cost is not None:

@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
-from meshctl.lab.ping import Pinger, PingResult
-from meshctl.lab.plan import ManagedLinkPlan, NodePlan
+from meshctl.lab.linkpaths import paths_problem, replying, route_dev, set_path, silence
+from meshctl.lab.ping import Pinger
 from meshctl.lab.routewatch import RouteWatch, route_gaps
 from meshctl.node.sockets import query
 from tests.lab.conftest import RunningLab
@@ -148,31 +148,9 @@ def test_sighup_retires_and_creates_tunnels_and_refuses_a_broken_config(
 # -- one warm tunnel per path ----------------------------------------------------
 
 
-def route_dev(node: NodePlan, target: str) -> str:
-    """The interface the kernel sends ``target``'s packets out of (babeld's installed route)."""
-    out = subprocess.run(["ip", "-n", node.namespace, "route", "get", target], capture_output=True, text=True).stdout
-    match = re.search(r" dev (\S+)", out)
-    return match.group(1) if match else ""
-
-
 def paths_up(lab: RunningLab, *nodes: str) -> Callable[[], str | None]:
-    """A check: every path tunnel of ``nodes`` is up in babeld (a live neighbour on it)."""
-
-    def check() -> str | None:
-        for name in nodes:
-            for path in link_status(lab, name)["paths"]:
-                if path["state"] != "up":
-                    return f"{name}: {path['interface']} is {path['state']}"
-        return None
-
-    return check
-
-
-def silence(result: PingResult, start: float, end: float) -> float:
-    """The longest stretch without a reply that overlaps [start, end] (epoch seconds, ping -D's own stamps)."""
-    stamps = sorted(result.received_at.values())
-    gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False) if b >= start and a <= end]
-    return max(gaps, default=float("inf"))
+    """A check: every path tunnel of ``nodes`` is up in babeld (a live neighbour on it) and handshaked."""
+    return lambda: paths_problem(*(lab.plan.node(n) for n in nodes))
 
 
 _ADDED = re.compile(r"^\[(?P<ts>[0-9T:.\-]+)\]\s+(?P<dst>\S+) .* dev (?P<dev>\S+)")
@@ -188,14 +166,6 @@ def routes_added(lines: list[str], destination: str) -> list[tuple[float, str]]:
     return out
 
 
-def cut(node: NodePlan, link: ManagedLinkPlan, path: int, how: str) -> float:
-    """Take ``node``'s underlay veth on one path down (or up); returns when, in epoch seconds."""
-    veth = [v for v in node.veths if v.peer == link.peer][path]
-    at = time.time()
-    subprocess.run(["ip", "-n", node.namespace, "link", "set", veth.ifname, how], check=True, timeout=10)
-    return at
-
-
 def fail_over_three_paths(lab: RunningLab, source: str, target: str) -> None:
     """Cut the path carrying traffic, then the next one, then restore the first; ping from ``source`` to ``target``.
 
@@ -207,7 +177,7 @@ def fail_over_three_paths(lab: RunningLab, source: str, target: str) -> None:
     link = a.managed[0]
     costly = len(link.path_ifnames) - 1
     lab.wait_for(paths_up(lab, "a", "b"), 60, "every path tunnel up at both ends")
-    lab.wait_for(converged_ping(src, str(dst.mesh4.ip)), 30, "traffic flowing")
+    lab.wait_for(lambda: replying(src, str(dst.mesh4.ip)), 30, "traffic flowing")
     assert route_dev(a, str(dst.mesh4.ip)) != link.path_ifnames[costly], "the costly path carries traffic"
     watches = (RouteWatch(a.namespace), RouteWatch(b.namespace))
     pinger = Pinger(src.namespace, str(dst.mesh4.ip), 0.01)
@@ -215,17 +185,17 @@ def fail_over_three_paths(lab: RunningLab, source: str, target: str) -> None:
     try:
         time.sleep(1.0)
         first = link.path_ifnames.index(route_dev(a, str(dst.mesh4.ip)))
-        moments["cut1"] = cut(a, link, first, "down")
+        moments["cut1"] = set_path(a, link, first, "down")
         lab.wait_for(lambda: None if route_dev(a, str(dst.mesh4.ip)) != link.path_ifnames[first] else "not moved", 10,
                      "traffic off the cut path")
         time.sleep(1.0)
         second = link.path_ifnames.index(route_dev(a, str(dst.mesh4.ip)))
         assert second != costly, "the costly path took over while a better one was alive"
-        moments["cut2"] = cut(a, link, second, "down")
+        moments["cut2"] = set_path(a, link, second, "down")
         lab.wait_for(lambda: None if route_dev(a, str(dst.mesh4.ip)) == link.path_ifnames[costly] else "not on it", 10,
                      "traffic on the costly path, the last one alive")
         time.sleep(1.0)
-        moments["restore"] = cut(a, link, first, "up")
+        moments["restore"] = set_path(a, link, first, "up")
         lab.wait_for(lambda: None if route_dev(a, str(dst.mesh4.ip)) == link.path_ifnames[first] else "not back", 15,
                      "traffic back on the restored path")
         lab.wait_for(lambda: None if route_dev(b, str(src.mesh4.ip)) == link.path_ifnames[first].replace(
@@ -261,15 +231,6 @@ def fail_over_three_paths(lab: RunningLab, source: str, target: str) -> None:
     assert status["moves"] == 0 and status["carrying"] == link.path_ifnames[first]
 
 
-def converged_ping(src: NodePlan, target: str) -> Callable[[], str | None]:
-    def check() -> str | None:
-        out = subprocess.run(["ip", "netns", "exec", src.namespace, "ping", "-c", "1", "-W", "1", target],
-                             capture_output=True)
-        return None if out.returncode == 0 else f"no reply from {target}"
-
-    return check
-
-
 def test_three_paths_fail_over_in_hello_intervals_and_the_costly_one_waits(
     start_lab: Callable[[str], RunningLab],
 ) -> None:
@@ -285,9 +246,7 @@ def test_three_paths_in_a_line_carry_other_routers_traffic(start_lab: Callable[[
 
 def test_status_shows_every_path_with_its_endpoint_state_and_cost(start_lab: Callable[[str], RunningLab]) -> None:
     lab = start_lab("threepath")
-    lab.wait_for(paths_up(lab, "a", "b"), 60, "every path tunnel up at both ends")
-    lab.wait_for(lambda: None if all(p["handshake_age_s"] is not None for p in link_status(lab, "a")["paths"])
-                 else "handshake not read yet", 5, "every path handshaked")
+    lab.wait_for(paths_up(lab, "a", "b"), 60, "every path tunnel up and handshaked at both ends")
     a = lab.plan.node("a")
     link = a.managed[0]
     status = link_status(lab, "a")
