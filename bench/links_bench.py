@@ -59,14 +59,15 @@ def per_path(runs: int = RUNS) -> tuple[list[float], list[float], list[int]]:
             time.sleep(0.5)
             first = link.path_ifnames.index(route_dev(a, target))
             t1 = set_path(a, link, first, "down")
-            _until(lambda: route_dev(a, target) not in ("", link.path_ifnames[first]), 10, "off the first path")
+            was = link.path_ifnames[first]
+            _until(lambda: route_dev(a, target) not in ("", was), 10, "off the first path")  # noqa: B023 - used at once
             time.sleep(0.5)
             second = link.path_ifnames.index(route_dev(a, target))
             t2 = set_path(a, link, second, "down")
             _until(lambda: route_dev(a, target) == costly, 10, "on the costly path")
             time.sleep(0.5)
             t3 = set_path(a, link, first, "up")
-            _until(lambda: route_dev(a, target) == link.path_ifnames[first], 15, "back on the first path")
+            _until(lambda: route_dev(a, target) == was, 15, "back on the first path")  # noqa: B023
             time.sleep(0.5)
             result = pinger.stop()
             first_cuts.append(silence(result, t1, t2 - 0.3))
@@ -93,7 +94,8 @@ def one_tunnel(hello: float, runs: int = RUNS) -> list[float]:
             pinger = Pinger(a.namespace, target, 0.01)
             time.sleep(0.5)
             cut = set_path(a, link, on, "down")
-            _until(lambda: link_status(a)["endpoint"] != link.endpoints[on], 60, "endpoint moved")
+            old = link.endpoints[on]
+            _until(lambda: link_status(a)["endpoint"] != old, 60, "endpoint moved")  # noqa: B023 - used at once
             wait_until(lambda: replying(a, target), 60, "traffic again", poll=0.05)
             time.sleep(0.5)
             result = pinger.stop()

@@ -296,7 +296,6 @@ def test_one_tunnel_neighbours_read_as_before(tmp_path: Path) -> None:
 @pytest.mark.parametrize("topology", ["twopath", "threepath", "pathline"])
 def test_the_lab_writes_link_configs_the_daemon_reads(tmp_path: Path, topology: str) -> None:
     import os
-
     import tomllib
 
     from meshctl.lab.plan import make_plan, node_config
