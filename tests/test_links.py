@@ -293,7 +293,7 @@ def test_one_tunnel_neighbours_read_as_before(tmp_path: Path) -> None:
     assert (n.from_gossip, n.port, n.babel) == ("endpoints", 52011, "type wired")
 
 
-@pytest.mark.parametrize("topology", ["twopath", "threepath", "pathline"])
+@pytest.mark.parametrize("topology", ["twopath", "threepath", "pathline", "gossippath"])
 def test_the_lab_writes_link_configs_the_daemon_reads(tmp_path: Path, topology: str) -> None:
     import os
     import tomllib
@@ -303,16 +303,23 @@ def test_the_lab_writes_link_configs_the_daemon_reads(tmp_path: Path, topology: 
 
     plan = make_plan(load_lab(os.path.join(os.path.dirname(__file__), "..", "topologies", f"{topology}.toml")), "tq",
                      run_root=str(tmp_path))
+    from meshctl.gossip.signing import SigningKey, write_signing_key
+
     keys = {n.name: KeyPair.generate().public for n in plan.nodes}
+    signing = SigningKey.generate()
     for node in (n for n in plan.nodes if n.managed):
         os.makedirs(node.run_dir)
         write_private_key(os.path.join(node.run_dir, "links.key"), KEYS)
-        text = node_config(node, plan, {}, "", None, keys)
+        write_signing_key(os.path.join(node.run_dir, "gossip.key"), signing)
+        text = node_config(node, plan, {}, "", {n.name: signing.public for n in plan.nodes}, keys)
         config = parse_config(tomllib.loads(text), node.name)
         assert config.links is not None
         for m, n in zip(node.managed, config.links.neighbours, strict=True):
-            assert n.interfaces == m.ifnames
+            assert n.interfaces[:len(m.ifnames)] == m.ifnames  # (a gossip neighbour reserves MAX_PATHS names)
             assert n.per_path == m.per_path
+            assert (n.from_gossip == "paths") == bool(m.gossip_ifnames)
+        if any(m.advertise for m in node.managed):
+            assert config.gossip is not None and config.gossip.endpoints == node.managed[0].advertise
 
 
 # -- the runner, on a memory backend and fake devices ---------------------------

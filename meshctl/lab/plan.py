@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from meshctl.lab.spec import LabSpec, NodeSpec
+from meshctl.links.plan import gossip_interface
 
 RUN_ROOT = "/run/meshctl/lab"
 BASE_PORT = 51820
@@ -39,6 +40,7 @@ MANAGED_KEEPALIVE = 1  # seconds: a dead path shows within a few
 MANAGED_DEAD_AFTER = 4.0
 MANAGED_HELLO = 0.5  # seconds: babeld's hello interval on managed tunnels, unless the link says
 MANAGED_PATH_BASE_PORT = 53000  # + 10 x the peer's index + the path: a per-path tunnel's listen port
+MANAGED_GOSSIP_BASE_PORT = 54000  # + 10 x the peer's index + k: the tunnel for the k-th advertised address
 GOSSIP_LIFETIME = 10.0  # seconds: a stopped lab node leaves every view within this
 METRICS_LISTEN = "[::1]:9474"  # every node has its own loopback, so one port serves all
 
@@ -70,11 +72,15 @@ class ManagedLinkPlan:
     path_ports: tuple[int, ...] = ()
     costs: tuple[int | None, ...] = ()
     hello_interval: float = MANAGED_HELLO
+    gossip_ifnames: tuple[str, ...] = ()  # tunnels for the addresses the second node advertises in gossip
+    gossip_listen: int = 0  # their first port here ...
+    gossip_port: int = 0  # ... and at the other end
+    advertise: tuple[str, ...] = ()  # this end's addresses for them, advertised in its [gossip] endpoints
 
     @property
     def ifnames(self) -> tuple[str, ...]:
         """Every interface this link's tunnels have at this end."""
-        return self.path_ifnames if self.per_path else (self.ifname,)
+        return (*self.path_ifnames, *self.gossip_ifnames) if self.per_path else (self.ifname,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,14 +299,21 @@ def make_plan(spec: LabSpec, tag: str | None = None, run_root: str = RUN_ROOT) -
         addr = per_path[0]
         for me, other, mi, oi in ((link.a, link.b, i, j), (link.b, link.a, j, i)):
             if link.managed and link.per_path:
+                configured = 1 if link.gossip_paths else link.paths
+                learnt = per_path[configured:]
                 managed[me].append(ManagedLinkPlan(
                     f"{tag}m{mi}-{oi}", other, 0,
-                    tuple(f"{a[other].ip}:{MANAGED_PATH_BASE_PORT + 10 * mi + p}" for p, a in enumerate(per_path)),
+                    tuple(f"{a[other].ip}:{MANAGED_PATH_BASE_PORT + 10 * mi + p}"
+                          for p, a in enumerate(per_path[:configured])),
                     per_path=True,
-                    path_ifnames=tuple(f"{tag}m{mi}-{oi}p{p}" for p in range(link.paths)),
-                    path_ports=tuple(MANAGED_PATH_BASE_PORT + 10 * oi + p for p in range(link.paths)),
-                    costs=link.costs or (None,) * link.paths,
+                    path_ifnames=tuple(f"{tag}m{mi}-{oi}p{p}" for p in range(configured)),
+                    path_ports=tuple(MANAGED_PATH_BASE_PORT + 10 * oi + p for p in range(configured)),
+                    costs=(link.costs or (None,) * link.paths)[:configured],
                     hello_interval=link.hello_interval or MANAGED_HELLO,
+                    gossip_ifnames=tuple(gossip_interface(f"{tag}m{mi}-{oi}", k) for k in range(len(learnt))),
+                    gossip_listen=MANAGED_GOSSIP_BASE_PORT + 10 * oi if learnt else 0,
+                    gossip_port=MANAGED_GOSSIP_BASE_PORT + 10 * mi if learnt else 0,
+                    advertise=tuple(f"{a[me].ip}:{MANAGED_GOSSIP_BASE_PORT}" for a in learnt) if me == link.b else (),
                 ))
                 continue
             if link.managed:
@@ -458,6 +471,9 @@ def node_config(node: NodePlan, plan: LabPlan, public_keys: dict[str, str], secr
         ]
         for m in node.managed:
             lines += ["", "[[links.neighbour]]", f'name = "{m.peer}"', f'public_key = "{link_keys[m.peer]}"']
+            if m.gossip_ifnames:
+                lines += ['from_gossip = "paths"', f'interface = "{m.ifname}"', f"listen_port = {m.gossip_listen}",
+                          f"port = {m.gossip_port}", f'babel = "type tunnel hello-interval {m.hello_interval:g}"']
             if not m.per_path:
                 lines += [
                     "endpoints = [" + ", ".join(f'"{e}"' for e in m.endpoints) + "]",
@@ -479,6 +495,9 @@ def node_config(node: NodePlan, plan: LabPlan, public_keys: dict[str, str], secr
             f'private_key_file = "{os.path.join(node.run_dir, "gossip.key")}"',
             f"lifetime = {GOSSIP_LIFETIME}",
         ]
+        advertised = [e for m in node.managed for e in m.advertise]
+        if advertised:
+            lines.append("endpoints = [" + ", ".join(f'"{e}"' for e in advertised) + "]")
         for name, key in sorted(gossip_keys.items()):
             lines += ["", "[[gossip.trust]]", f'name = "{name}"', f'public_key = "{key}"']
     return "\n".join(lines) + "\n"

@@ -51,6 +51,7 @@ class LinkSpec:
     per_path: bool = False  # managed: one tunnel per path, Babel chooses (else one tunnel that moves)
     costs: tuple[int, ...] = ()  # managed, per path: babeld rxcost on that path's tunnel, at both ends
     hello_interval: float | None = None  # managed: babeld's hello interval on its tunnels (default 0.5 s)
+    gossip_paths: bool = False  # per_path: path 0 configured, the others learnt from the second node's gossip
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +189,9 @@ def parse_lab(data: dict, source: str = "<topology>") -> LabSpec:
         per_path = f.take("per_path", bool, False)
         costs = tuple(f.take_list("costs", int, []))
         hello = f.take("hello_interval", float, None)
+        gossip_paths = f.take("gossip_paths", bool, False)
+        if gossip_paths and (not per_path or paths < 2):
+            f.error("gossip_paths", "needs per_path = true and paths >= 2 (path 0 is configured, the rest learnt)")
         if (per_path or costs or hello is not None) and not managed:
             f.error("per_path" if per_path else "costs" if costs else "hello_interval", "only for managed = true links")
         if costs and (len(costs) != paths or not per_path):
@@ -211,7 +215,7 @@ def parse_lab(data: dict, source: str = "<topology>") -> LabSpec:
         pairs.add(frozenset(ends))
         if rxcost is not None and not 1 <= rxcost < 65535:
             f.error("rxcost", "must be 1..65534")
-        links.append(LinkSpec(ends[0], ends[1], rxcost, managed, paths, per_path, costs, hello))
+        links.append(LinkSpec(ends[0], ends[1], rxcost, managed, paths, per_path, costs, hello, gossip_paths))
 
     uplinks: list[UplinkSpec] = []
     clients: set[str] = set()

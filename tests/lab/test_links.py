@@ -264,3 +264,33 @@ def test_status_shows_every_path_with_its_endpoint_state_and_cost(start_lab: Cal
                              capture_output=True, text=True, check=True).stdout
         lls.add(re.search(r"inet6 (fe80::\S+)", out).group(1))  # type: ignore[union-attr]
     assert len(lls) == 3
+
+
+def test_paths_follow_the_endpoints_a_neighbour_advertises(start_lab: Callable[[str], RunningLab]) -> None:
+    """Only path 0 is configured; b advertises its addresses on paths 1 and 2 in gossip.
+
+    a learns them over the configured tunnel, calls each one on its own
+    tunnel, and b's waiting tunnels learn a's address from the handshake.
+    Then path 0 is cut: traffic goes on over a learnt path.
+    """
+    lab = start_lab("gossippath")
+    a, b = lab.plan.node("a"), lab.plan.node("b")
+    link, at_b = a.managed[0], b.managed[0]
+    lab.wait_for(lambda: None if len(link_status(lab, "a")["paths"]) == 3 else "not learnt yet", 60,
+                 "tunnels for b's advertised addresses")
+    lab.wait_for(paths_up(lab, "a", "b"), 60, "every path tunnel up and handshaked at both ends")
+    learnt = [p for p in link_status(lab, "a")["paths"] if p["learnt"]]
+    advertised = [e.rpartition(":")[0] for e in at_b.advertise]
+    assert [p["interface"] for p in learnt] == list(link.gossip_ifnames)
+    assert [p["endpoint"] for p in learnt] == [f"{ip}:{link.gossip_port + k}" for k, ip in enumerate(advertised)]
+    # b waited to be called on each, and WireGuard learnt where from: a's address on that path.
+    a_addresses = [str(v.address.ip) for v in a.veths if v.peer == "b"][1:]
+    b_learnt = [p for p in link_status(lab, "b")["paths"] if p["learnt"]]
+    assert [p["endpoint"].rpartition(":")[0] for p in b_learnt] == a_addresses
+
+    target = str(b.mesh4.ip)
+    set_path(a, link, 0, "down")
+    lab.wait_for(lambda: None if route_dev(a, target) in link.gossip_ifnames else f"via {route_dev(a, target)}", 10,
+                 "traffic over a learnt path")
+    lab.wait_for(lambda: replying(a, target), 10, "b answers over it")
+    assert route_dev(b, str(a.mesh4.ip)) in at_b.gossip_ifnames
