@@ -426,3 +426,40 @@ def test_status_shows_each_path_and_the_one_carrying_traffic(monkeypatch: pytest
     assert (p0["state"], p0["cost"], p0["carrying"], p0["rxcost"]) == ("handshaking", 65535, False, 96)
     assert (p1["state"], p1["cost"], p1["carrying"], p1["rtt_ms"], p1["routes"]) == ("up", 512, True, 1.5, 1)
     assert p1["handshake_age_s"] is not None
+
+
+def test_a_new_cost_reattaches_the_interface_and_a_new_port_makes_the_tunnel_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    backend = MemoryBackend()
+    FakeDevices(backend, monkeypatch)
+    sent: list[str] = []
+
+    async def babel(command: str) -> None:
+        sent.append(command)
+
+    first = NeighbourConfig("b", PEER, (), "mc-b", 0, (PathConfig("mc-b-0", 52001, "192.0.2.7:1", rxcost=96),
+                                                       PathConfig("mc-b-1", 52002, "192.0.2.8:1", rxcost=96)))
+    dearer = NeighbourConfig("b", PEER, (), "mc-b", 0, (PathConfig("mc-b-0", 52001, "192.0.2.7:1", rxcost=96),
+                                                        PathConfig("mc-b-1", 52002, "192.0.2.8:1", rxcost=400)))
+    moved = NeighbourConfig("b", PEER, (), "mc-b", 0, (PathConfig("mc-b-0", 52001, "192.0.2.7:1", rxcost=96),
+                                                       PathConfig("mc-b-1", 52009, "192.0.2.8:1", rxcost=400)))
+
+    async def go() -> list[object]:
+        view = view_with(["add interface mc-b-0 up true ipv6 fe80::1", "add interface mc-b-1 up true ipv6 fe80::2"])
+        r = runner_mod.LinkRunner("a", links(first), first, view, babel, backend)
+        await r._step()
+        kept = [r.tunnels["mc-b-0"], r.tunnels["mc-b-1"]]
+        r.reconfigure(dearer)
+        await r._step()
+        after_cost = [r.tunnels["mc-b-0"], r.tunnels["mc-b-1"]]
+        r.reconfigure(moved)
+        await r._step()
+        return [kept, after_cost, [r.tunnels["mc-b-0"], r.tunnels["mc-b-1"]]]
+
+    kept, after_cost, after_port = asyncio.run(go())
+    assert after_cost == kept and after_port[0] is kept[0] and after_port[1] is not kept[1]  # type: ignore[index]
+    assert sent == ["interface mc-b-0 type tunnel rxcost 96", "interface mc-b-1 type tunnel rxcost 96",
+                    "flush interface mc-b-1", "interface mc-b-1 type tunnel rxcost 400",
+                    "flush interface mc-b-1", "interface mc-b-1 type tunnel rxcost 400"]
+    assert backend.devices["mc-b-1"].listen_port == 52009

@@ -124,8 +124,8 @@ class PathPlan:
     learnt: bool = False  # from gossip, not the config
 
     def same_device(self, other: PathPlan) -> bool:
-        """Everything but the endpoint matches: the tunnel can stay (babeld needs a flush for new options)."""
-        return replace(self, endpoint=None) == replace(other, endpoint=None)
+        """The WireGuard device can stay as it is (babeld's options aside: they take a flush and a re-add)."""
+        return (self.interface, self.listen_port, self.fwmark) == (other.interface, other.listen_port, other.fwmark)
 
 
 @dataclass(frozen=True, slots=True)

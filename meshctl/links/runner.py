@@ -175,18 +175,29 @@ class Tunnel:
             await asyncio.sleep(0.05)
         raise NetdevError(f"wireguard-go did not create {self.ifname}")
 
-    async def retire(self) -> None:
-        """Let babeld go of the interface, then remove the device (only ours)."""
+    async def detach(self) -> None:
+        """Let babeld go of the interface (the next :meth:`attach` adds it again)."""
         if self.attached:
             with contextlib.suppress(BabelError, OSError):
                 await self.babel_command(f"flush interface {self.ifname}")
             self.attached = False
+
+    async def retire(self) -> None:
+        """Let babeld go of the interface, then remove the device (only ours)."""
+        await self.detach()
         if self.proc is not None and self.proc.returncode is None:
             self.proc.terminate()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.proc.wait(), 5.0)
             if self.proc.returncode is None:
                 self.proc.kill()
+                await self.proc.wait()
+            # The kernel removes the TUN device after the process has gone; a tunnel
+            # made again under the same name must not find the old one.
+            for _ in range(100):
+                if not exists(self.ifname):
+                    break
+                await asyncio.sleep(0.05)
         elif self.kernel:
             with contextlib.suppress(NetdevError):
                 await delete_link(self.ifname)
@@ -329,6 +340,9 @@ class LinkRunner:
             if plan is None or not plan.same_device(tunnel.plan):
                 del self.tunnels[ifname]
                 await tunnel.retire()
+            elif plan.babel != tunnel.plan.babel:
+                await tunnel.detach()  # babeld applies new options only to an interface it is told about afresh
+                tunnel.plan = plan
         for ifname, plan in wanted.items():
             if ifname not in self.tunnels:
                 self.tunnels[ifname] = Tunnel(self.node, self.n.name, self.n.public_key, self.links, plan,
