@@ -618,7 +618,8 @@ def _links(raw: object, source: str, errors: list[ConfigError]) -> LinksConfig |
                          ("interface", [i for n in neighbours for i in n.interfaces]),
                          ("listen_port", [p for n in neighbours for p in n.listen_ports if p])):
         if len(set(values)) != len(values):
-            f.error("neighbour", f"two tunnels share a {what}" if what != "name" else "two neighbours share a name")
+            f.error("neighbour", {"name": "two neighbours share a name", "interface": "two tunnels share an interface",
+                                  "listen_port": "two tunnels share a listen_port"}[what])
     f.finish()
     if keys is None:
         return None

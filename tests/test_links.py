@@ -265,7 +265,7 @@ def test_gossip_paths_beside_configured_ones_reserve_their_names_and_ports(tmp_p
         ('listen_port = 5\n' + PATHS, "links.neighbour[0].listen_port", "each [[links.neighbour.path]]"),
         (PATHS.replace("rxcost = 400", "rxcost = 70000"), "links.neighbour[0].path[1].rxcost", "1..65534"),
         (PATHS.replace("listen_port = 52002", "listen_port = 52001"), "links.neighbour", "share a listen_port"),
-        (PATHS.replace('"radio-b"', '"mc-b-0"'), "links.neighbour", "share a interface"),
+        (PATHS.replace('"radio-b"', '"mc-b-0"'), "links.neighbour", "share an interface"),
         (PATHS.replace('"radio-b"', '"a-name-far-too-long"'), "links.neighbour[0].path[2].interface", "15 characters"),
         (PATHS.replace("listen_port = 52003\n", ""), "links.neighbour[0].path[2].listen_port", "missing"),
         (PATHS + "color = 1\n", "links.neighbour[0].path[2].color", "unknown key"),
