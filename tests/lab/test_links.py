@@ -59,7 +59,8 @@ def test_managed_tunnel_moves_to_the_second_endpoint_and_babel_keeps_the_adjacen
     took_b = lab.wait_for(adjacency(lab, "b"), 30, "and on b's side")
     status, status_b = link_status(lab, "a"), link_status(lab, "b")
     print(f"first path down: tunnel on {status['endpoint']} and Babel adjacent again after {took:.1f}s "
-          f"(babeld's word at 0.5 s hellos, or dead_after 4 s); b's side {took_b:.1f}s later; moves by a {status['moves']}, by b {status_b['moves']}")
+          f"(babeld's word at 0.5 s hellos, or dead_after 4 s); b's side {took_b:.1f}s later; "
+          f"moves by a {status['moves']}, by b {status_b['moves']}")
     # Both daemons watch the same silence; whichever moves first, WireGuard roams the other side
     # to the packets' new source, and that daemon respects it instead of moving again.
     assert status["moves"] + status_b["moves"] >= 1
