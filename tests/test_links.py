@@ -105,6 +105,17 @@ def test_babeld_losing_the_neighbour_moves_the_tunnel_at_once(readings: list, mo
     assert got == moves
 
 
+def test_a_late_verdict_on_a_path_the_neighbour_already_left_moves_nothing() -> None:
+    """Hellos every 4 s: babeld calls the old path dead after the neighbour has moved us to another by roaming."""
+    s, _ = observe(roamed(EndpointState(EPS), EPS[0]), 100, 0.0, 4.0, True)
+    s = roamed(s, EPS[1])  # the neighbour moved first; WireGuard followed its packets
+    s, move = observe(s, 180, 5.0, 4.0, False)  # babeld's verdict on the old path, late
+    assert move is None and s.endpoint == EPS[1]
+    s, _ = observe(s, 260, 9.0, 4.0, True)  # babeld sees it alive on the new path: its word counts again
+    s, move = observe(s, 260, 9.5, 4.0, False)
+    assert move == EPS[0]
+
+
 def test_roaming_and_a_changed_list_keep_the_current_endpoint() -> None:
     s = EndpointState(EPS)
     assert roamed(s, EPS[1]).endpoint == EPS[1]

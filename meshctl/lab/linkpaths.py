@@ -48,8 +48,12 @@ def paths_problem(*nodes: NodePlan) -> str | None:
 
 
 def silence(result: PingResult, start: float, end: float) -> float:
-    """The longest stretch without a reply that overlaps [start, end], by the replies' own stamps (ping -D)."""
+    """The longest stretch without a reply that overlaps [start, end], by the replies' own stamps (ping -D).
+
+    A silence still going at ``end`` counts up to ``end``.
+    """
     stamps = sorted(result.received_at.values())
+    stamps.append(max(end, stamps[-1]) if stamps else end)
     gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False) if b >= start and a <= end]
     return max(gaps, default=float("inf"))
 

@@ -56,6 +56,7 @@ class EndpointState:
     rx_bytes: int = -1  # -1: not read yet
     heard: float = 0.0  # last time rx_bytes grew (or when we started on this endpoint)
     babel_up: bool = False  # babeld has had a live neighbour over the current endpoint
+    seen: str | None = None  # the endpoint last seen on the device (ours, or where WireGuard roamed it)
 
     @property
     def endpoint(self) -> str | None:
@@ -89,13 +90,22 @@ def observe(state: EndpointState, rx_bytes: int, now: float, dead_after: float,
 
 def _move(state: EndpointState, rx_bytes: int, now: float) -> tuple[EndpointState, str]:
     nxt = (state.current + 1) % len(state.endpoints)
-    return EndpointState(state.endpoints, nxt, rx_bytes, now, False), state.endpoints[nxt]
+    return EndpointState(state.endpoints, nxt, rx_bytes, now, False, state.endpoints[nxt]), state.endpoints[nxt]
 
 
 def roamed(state: EndpointState, endpoint: str | None) -> EndpointState:
-    """WireGuard moved the peer to a source it heard from: follow it if it is one of ours."""
-    if endpoint is not None and endpoint in state.endpoints and endpoint != state.endpoint:
-        return replace(state, current=state.endpoints.index(endpoint))
+    """What the device shows: WireGuard may have moved the peer to a source it heard from.
+
+    Follow it if it is one of ours.  Either way it is a new path, which
+    babeld must see alive before its word can move the tunnel again: a
+    verdict on the old path that comes late (hellos every few seconds) must
+    not undo a move the neighbour has already made.
+    """
+    if endpoint is None or endpoint == state.seen:
+        return state
+    state = replace(state, seen=endpoint, babel_up=state.babel_up and state.seen is None)
+    if endpoint in state.endpoints and endpoint != state.endpoint:
+        state = replace(state, current=state.endpoints.index(endpoint))
     return state
 
 

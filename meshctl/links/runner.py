@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import dataclasses
 import ipaddress
 import logging
 import os
@@ -134,7 +135,7 @@ class Tunnel:
             await self.backend.write(self.ifname, request)
         if write is not None:
             self.written = write
-        self.peer = peer
+        self.peer = dataclasses.replace(peer, endpoint=write) if peer and write is not None else peer
         await link_up(self.ifname)
         if await ensure_link_local(self.ifname, link_local_for(self.node, self.neighbour, self.ifname)):
             log.info("link %s: gave %s its link-local address", self.neighbour, self.ifname)
