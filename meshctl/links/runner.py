@@ -250,7 +250,9 @@ class LinkRunner:
         self.babel_command = babel_command  # a request on babeld's read-write local interface
         self.links = links
         self.n = neighbour
-        self.backend = backend
+        self.injected = backend  # None: real devices, each tunnel finds its own (kernel or wireguard-go)
+        #: the one tunnel's backend (readers of one-tunnel links); per path, see :meth:`devices`
+        self.backend: Backend = backend or choose_backend(neighbour.interface)
         self.advertised = advertised or (lambda name: None)
         self.ads: tuple[str, ...] = ()  # what the neighbour advertised last (kept while its description is away)
         self.own_advertised = own_advertised  # how many endpoints this node advertises (gossip paths pair them)
@@ -265,6 +267,10 @@ class LinkRunner:
     def ifname(self) -> str:
         """The one tunnel's interface (one-tunnel neighbours)."""
         return self.n.interface
+
+    def devices(self) -> list[tuple[Backend, str]]:
+        """Each tunnel's backend and interface, one per path (for reading peer counters)."""
+        return [(t.backend, t.ifname) for _, t in sorted(self.tunnels.items())]
 
     def reconfigure(self, neighbour: NeighbourConfig) -> None:
         """A reload changed this neighbour: the next step adds, retires and rewrites tunnels to match."""
@@ -347,7 +353,7 @@ class LinkRunner:
         for ifname, plan in wanted.items():
             if ifname not in self.tunnels:
                 self.tunnels[ifname] = Tunnel(self.node, self.n.name, self.n.public_key, self.links, plan,
-                                              self.babel_command, self.backend)
+                                              self.babel_command, self.injected)
             else:
                 self.tunnels[ifname].plan = plan  # the endpoint may have changed (config, gossip)
 
