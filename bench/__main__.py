@@ -40,6 +40,14 @@ def main() -> None:
         failover_bench.run(),
     )
     table("gossip in the 4x4 grid lab (meshctl on all 16 nodes)", ("measure", "value", ""), gossip_bench.grid_run())
+    from bench import links_bench
+
+    table(
+        f"link plane: steady ping every 10 ms across a managed link, a path cut, silence by the replies' stamps "
+        f"(min / median / max over {links_bench.RUNS} runs; shared machine: noisy)",
+        ("scenario", "min / median / max", "runs"),
+        links_bench.run(),
+    )
 
 
 if __name__ == "__main__":

@@ -35,10 +35,13 @@ def test_shipped_topologies_load_and_plan(path: str) -> None:
     managed = [m.ifname for n in plan.nodes for m in n.managed]
     assert len(tunnels) + len(managed) == 2 * len(spec.links)
     assert len(managed) == 2 * sum(1 for lk in spec.links if lk.managed)
-    assert len(names) == len(tunnels) + len(managed) + len(spec.uplinks) + len({g for u in spec.uplinks for g in u.gateways})
+    managed_ifnames = [i for n in plan.nodes for m in n.managed for i in m.ifnames]  # one per path if per_path
+    assert len(names) == len(tunnels) + len(managed_ifnames) + len(spec.uplinks) \
+        + len({g for u in spec.uplinks for g in u.gateways})
     assert sum(len(n.veths) for n in plan.nodes) == 2 * sum(lk.paths for lk in spec.links)
     for node in plan.nodes:
-        for name in [t.ifname for t in node.tunnels] + [v.ifname for v in node.veths] + [m.ifname for m in node.managed]:
+        for name in ([t.ifname for t in node.tunnels] + [v.ifname for v in node.veths]
+                     + [i for m in node.managed for i in m.ifnames]):
             assert len(name) <= 15, name
         veths = [str(v.address.network) for n in plan.nodes for v in n.veths]
         assert all(veths.count(s) == 2 for s in veths)  # every underlay /30 joins exactly one pair

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from meshctl.lab.spec import LabSpec, NodeSpec
+from meshctl.links.plan import gossip_interface
 
 RUN_ROOT = "/run/meshctl/lab"
 BASE_PORT = 51820
@@ -41,6 +42,9 @@ CLIENT_SELF_METRIC = 4096
 MANAGED_BASE_PORT = 52000  # + the peer's index: a managed tunnel's listen port
 MANAGED_KEEPALIVE = 1  # seconds: a dead path shows within a few
 MANAGED_DEAD_AFTER = 4.0
+MANAGED_HELLO = 0.5  # seconds: babeld's hello interval on managed tunnels, unless the link says
+MANAGED_PATH_BASE_PORT = 53000  # + 10 x the peer's index + the path: a per-path tunnel's listen port
+MANAGED_GOSSIP_BASE_PORT = 54000  # + 10 x the peer's index + k: the tunnel for the k-th advertised address
 GOSSIP_LIFETIME = 10.0  # seconds: a stopped lab node leaves every view within this
 METRICS_LISTEN = "[::1]:9474"  # every node has its own loopback, so one port serves all
 
@@ -67,6 +71,20 @@ class ManagedLinkPlan:
     peer: str
     listen_port: int
     endpoints: tuple[str, ...]  # the peer's underlay address on each path, with its port
+    per_path: bool = False  # one tunnel per path (then ``path_ifnames``, ``path_ports``, ``costs`` per path)
+    path_ifnames: tuple[str, ...] = ()
+    path_ports: tuple[int, ...] = ()
+    costs: tuple[int | None, ...] = ()
+    hello_interval: float = MANAGED_HELLO
+    gossip_ifnames: tuple[str, ...] = ()  # tunnels for the addresses the second node advertises in gossip
+    gossip_listen: int = 0  # their first port here ...
+    gossip_port: int = 0  # ... and at the other end
+    advertise: tuple[str, ...] = ()  # this end's addresses for them, advertised in its [gossip] endpoints
+
+    @property
+    def ifnames(self) -> tuple[str, ...]:
+        """Every interface this link's tunnels have at this end."""
+        return (*self.path_ifnames, *self.gossip_ifnames) if self.per_path else (self.ifname,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,7 +215,7 @@ class LabPlan:
         out = [t.ifname for n in self.nodes for t in n.tunnels]
         out += [n.uplink.ifname for n in self.nodes if n.uplink]
         out += [n.gateway_ifname for n in self.nodes if n.gateway_ifname]
-        out += [m.ifname for n in self.nodes for m in n.managed]
+        out += [i for n in self.nodes for m in n.managed for i in m.ifnames]
         return tuple(out)
 
 
@@ -286,10 +304,29 @@ def make_plan(spec: LabSpec, tag: str | None = None, run_root: str = RUN_ROOT) -
                 veths[me].append(VethPlan(veth_name(tag, mi, oi) + suffix, addr[me], other))
         addr = per_path[0]
         for me, other, mi, oi in ((link.a, link.b, i, j), (link.b, link.a, j, i)):
+            if link.managed and link.per_path:
+                configured = 1 if link.gossip_paths else link.paths
+                learnt = per_path[configured:]
+                managed[me].append(ManagedLinkPlan(
+                    f"{tag}m{mi}-{oi}", other, 0,
+                    tuple(f"{a[other].ip}:{MANAGED_PATH_BASE_PORT + 10 * mi + p}"
+                          for p, a in enumerate(per_path[:configured])),
+                    per_path=True,
+                    path_ifnames=tuple(f"{tag}m{mi}-{oi}p{p}" for p in range(configured)),
+                    path_ports=tuple(MANAGED_PATH_BASE_PORT + 10 * oi + p for p in range(configured)),
+                    costs=(link.costs or (None,) * link.paths)[:configured],
+                    hello_interval=link.hello_interval or MANAGED_HELLO,
+                    gossip_ifnames=tuple(gossip_interface(f"{tag}m{mi}-{oi}", k) for k in range(len(learnt))),
+                    gossip_listen=MANAGED_GOSSIP_BASE_PORT + 10 * oi if learnt else 0,
+                    gossip_port=MANAGED_GOSSIP_BASE_PORT + 10 * mi if learnt else 0,
+                    advertise=tuple(f"{a[me].ip}:{MANAGED_GOSSIP_BASE_PORT}" for a in learnt) if me == link.b else (),
+                ))
+                continue
             if link.managed:
                 managed[me].append(ManagedLinkPlan(
                     f"{tag}m{mi}-{oi}", other, MANAGED_BASE_PORT + oi,
                     tuple(f"{a[other].ip}:{MANAGED_BASE_PORT + mi}" for a in per_path),
+                    hello_interval=link.hello_interval or MANAGED_HELLO,
                 ))
                 continue
             tunnels[me].append(
@@ -437,18 +474,27 @@ def node_config(node: NodePlan, plan: LabPlan, public_keys: dict[str, str], secr
             f'private_key_file = "{os.path.join(node.run_dir, "links.key")}"',
             f"keepalive = {MANAGED_KEEPALIVE}",
             f"dead_after = {MANAGED_DEAD_AFTER}",
-            'babel = "type tunnel hello-interval 0.5"',
+            f'babel = "type tunnel hello-interval {MANAGED_HELLO:g}"',
         ]
         for m in node.managed:
-            lines += [
-                "",
-                "[[links.neighbour]]",
-                f'name = "{m.peer}"',
-                f'public_key = "{link_keys[m.peer]}"',
-                "endpoints = [" + ", ".join(f'"{e}"' for e in m.endpoints) + "]",
-                f'interface = "{m.ifname}"',
-                f"listen_port = {m.listen_port}",
-            ]
+            lines += ["", "[[links.neighbour]]", f'name = "{m.peer}"', f'public_key = "{link_keys[m.peer]}"']
+            if m.gossip_ifnames:
+                lines += ['from_gossip = "paths"', f'interface = "{m.ifname}"', f"listen_port = {m.gossip_listen}",
+                          f"port = {m.gossip_port}", f'babel = "type tunnel hello-interval {m.hello_interval:g}"']
+            if not m.per_path:
+                lines += [
+                    "endpoints = [" + ", ".join(f'"{e}"' for e in m.endpoints) + "]",
+                    f'interface = "{m.ifname}"',
+                    f"listen_port = {m.listen_port}",
+                ]
+                if m.hello_interval != MANAGED_HELLO:
+                    lines.append(f'babel = "type tunnel hello-interval {m.hello_interval:g}"')
+            for ifname, port, endpoint, cost in zip(m.path_ifnames, m.path_ports, m.endpoints if m.per_path else (),
+                                                    m.costs, strict=True):
+                lines += ["", "[[links.neighbour.path]]", f'interface = "{ifname}"', f"listen_port = {port}",
+                          f'endpoint = "{endpoint}"', f'babel = "type tunnel hello-interval {m.hello_interval:g}"']
+                if cost is not None:
+                    lines.append(f"rxcost = {cost}")
     if gossip_keys:
         lines += [
             "",
@@ -456,6 +502,9 @@ def node_config(node: NodePlan, plan: LabPlan, public_keys: dict[str, str], secr
             f'private_key_file = "{os.path.join(node.run_dir, "gossip.key")}"',
             f"lifetime = {GOSSIP_LIFETIME}",
         ]
+        advertised = [e for m in node.managed for e in m.advertise]
+        if advertised:
+            lines.append("endpoints = [" + ", ".join(f'"{e}"' for e in advertised) + "]")
         for name, key in sorted(gossip_keys.items()):
             lines += ["", "[[gossip.trust]]", f'name = "{name}"', f'public_key = "{key}"']
     return "\n".join(lines) + "\n"

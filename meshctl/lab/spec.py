@@ -48,6 +48,10 @@ class LinkSpec:
     rxcost: int | None = None
     managed: bool = False  # the tunnel is meshctl's (link automation), not the lab's
     paths: int = 1  # underlay veth pairs between the two: a managed tunnel's endpoints
+    per_path: bool = False  # managed: one tunnel per path, Babel chooses (else one tunnel that moves)
+    costs: tuple[int, ...] = ()  # managed, per path: babeld rxcost on that path's tunnel, at both ends
+    hello_interval: float | None = None  # managed: babeld's hello interval on its tunnels (default 0.5 s)
+    gossip_paths: bool = False  # per_path: path 0 configured, the others learnt from the second node's gossip
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +186,20 @@ def parse_lab(data: dict, source: str = "<topology>") -> LabSpec:
             f.error("paths", "must be 1..4")
         if paths > 1 and not managed:
             f.error("paths", "several underlay paths need managed = true (a lab tunnel uses the first only)")
+        per_path = f.take("per_path", bool, False)
+        costs = tuple(f.take_list("costs", int, []))
+        hello = f.take("hello_interval", float, None)
+        gossip_paths = f.take("gossip_paths", bool, False)
+        if gossip_paths and (not per_path or paths < 2):
+            f.error("gossip_paths", "needs per_path = true and paths >= 2 (path 0 is configured, the rest learnt)")
+        if (per_path or costs or hello is not None) and not managed:
+            f.error("per_path" if per_path else "costs" if costs else "hello_interval", "only for managed = true links")
+        if costs and (len(costs) != paths or not per_path):
+            f.error("costs", f"one rxcost per path ({paths}), with per_path = true")
+        if any(not 1 <= c < 65535 for c in costs):
+            f.error("costs", "each must be 1..65534")
+        if hello is not None and not 0.01 <= hello <= 60:
+            f.error("hello_interval", "must be between 0.01 and 60 seconds")
         f.finish()
         if len(ends) != 2:
             f.error("nodes", "must name exactly two nodes")
@@ -197,7 +215,7 @@ def parse_lab(data: dict, source: str = "<topology>") -> LabSpec:
         pairs.add(frozenset(ends))
         if rxcost is not None and not 1 <= rxcost < 65535:
             f.error("rxcost", "must be 1..65534")
-        links.append(LinkSpec(ends[0], ends[1], rxcost, managed, paths))
+        links.append(LinkSpec(ends[0], ends[1], rxcost, managed, paths, per_path, costs, hello, gossip_paths))
 
     uplinks: list[UplinkSpec] = []
     clients: set[str] = set()

@@ -78,7 +78,9 @@ class Daemon:
 
     def _start_link(self, neighbour: NeighbourConfig) -> None:
         assert self._tg is not None and self.config.links is not None
-        runner = LinkRunner(self.config.name, self.config.links, neighbour, self.view, self.babel.command, self.backend)
+        own = self.config.gossip.endpoints if self.config.gossip else ()
+        runner = LinkRunner(self.config.name, self.config.links, neighbour, self.view, self.babel.command, self.backend,
+                            advertised=lambda name: _advertised(self.gossip, name), own_advertised=len(own))
         self.links[neighbour.name] = runner
         self._link_tasks[neighbour.name] = self._tg.create_task(runner.run())
 
@@ -125,16 +127,20 @@ class Daemon:
                      and dataclasses.replace(old_links, neighbours=()) == dataclasses.replace(new_links, neighbours=()))
         old = {n.name: n for n in old_links.neighbours} if old_links else {}
         fresh = {n.name: n for n in new_links.neighbours} if new_links else {}
-        retire = [name for name in old if name not in fresh or fresh[name] != old[name] or not same_base]
+        retire = [name for name in old if name not in fresh or not same_base]
         create = [name for name in fresh if name not in old or name in retire]
+        update = [name for name in fresh if name in old and name not in retire and fresh[name] != old[name]]
         for name in retire:
             await self._stop_link(name)
         self.config = dataclasses.replace(self.config, links=new_links)
         for name in create:
             self._start_link(fresh[name])
-        log.warning("reload: links retired %s, created %s", ", ".join(retire) or "none", ", ".join(create) or "none",
+        for name in update:  # its runner adds, retires and rewrites only the tunnels that changed
+            self.links[name].reconfigure(fresh[name])
+        log.warning("reload: links retired %s, created %s, updated %s", ", ".join(retire) or "none",
+                    ", ".join(create) or "none", ", ".join(update) or "none",
                     extra={"event": "reload", "links_retired": retire, "links_created": create,
-                           "needs_restart": needs_restart})
+                           "links_updated": update, "needs_restart": needs_restart})
 
     def _model_changed(self) -> None:
         now = asyncio.get_running_loop().time()
@@ -195,6 +201,12 @@ class Daemon:
                 "route_errors": self.counters.route_errors,
             },
         }
+
+
+def _advertised(gossip: GossipRunner | None, name: str) -> tuple[str, ...] | None:
+    """The endpoints ``name`` advertises in gossip; None while no description of it is held."""
+    entry = gossip.table.entries.get(name) if gossip else None
+    return entry.description.node.endpoints if entry else None
 
 
 def _gossip_key(g: GossipConfig | None) -> object:
