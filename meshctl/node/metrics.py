@@ -228,9 +228,10 @@ class DaemonCollector(Collector):
         if d.gateway is not None and d.gateway.config.interface in self.devices:
             yield self.devices[d.gateway.config.interface], {c.public_key: c.name for c in d.gateway.config.clients}
         for name, link in sorted(d.links.items()):
-            device = self.devices.get(getattr(link, "ifname", ""))
-            if device is not None:
-                yield device, {link.n.public_key: name}
+            for _, ifname in link.devices():  # one device per underlay path
+                device = self.devices.get(ifname)
+                if device is not None:
+                    yield device, {link.n.public_key: name}
 
     def _gossip(self) -> Iterator[Metric]:
         g = self.daemon.gossip
@@ -316,7 +317,7 @@ class Metrics:
         """Gateway and link devices (uplinks keep theirs fresh): per-peer bytes and handshakes."""
         d = self.daemon
         wanted = [(d.gateway.backend, d.gateway.config.interface)] if d.gateway is not None else []
-        wanted += [(link.backend, link.ifname) for link in d.links.values() if hasattr(link, "backend")]
+        wanted += [dev for link in d.links.values() for dev in link.devices()]
         self.devices.clear()
         for backend, ifname in wanted:
             try:
