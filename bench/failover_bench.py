@@ -1,14 +1,16 @@
-"""Fail-over outage in the seed lab, three ways, plus controller reaction time.
+"""Fail-over, judged by what traffic sees: the fault table, the seed case beside it, the controller's reaction.
 
-(a) the thread's situation: one peer entry whose endpoint is moved to a
-    gateway that shares its key;
-(b) a switch to a backup peer that was never handshaked;
-(c) meshctl's warm switch after a gateway dies (detection included).
-For (a) and (b) the move is made the instant the gateway dies (an oracle
-detector), so they measure what WireGuard itself costs; (c) includes meshctl's
-own detection.  Then >= 100 planned switches with hold 0 give the controller's
-reaction (Babel event -> WireGuard write done) and, apart, the deliberate
-make-before-break wait.  Needs root; every lab gets a unique tag and is removed.
+- The seed case: the thread's situation in the seed lab, one peer entry
+  whose endpoint is moved to a gateway that shares its key, the instant the
+  gateway dies (an oracle detector: what WireGuard itself costs).
+- The fault table: topologies/faults.toml (a client, three gateways, one
+  behind a relay), every fault of lab/faults.py in one lab, RUNS labs.  The
+  silence is the longest gap between ping replies by their own timestamps
+  (``ping -D``), not lost x interval.
+- >= 100 planned switches with hold 0 give the controller's reaction (Babel
+  event -> WireGuard write done) and, apart, the make-before-break wait.
+
+Needs root; every lab gets a unique tag and is removed.
 """
 
 from __future__ import annotations
@@ -18,12 +20,14 @@ import dataclasses
 import ipaddress
 import os
 import secrets
+import statistics
 import subprocess
 import time
 
 from meshctl.babel.connection import Connection
 from meshctl.babel.endpoint import parse_endpoint
 from meshctl.lab.check import check_converged, wait_until
+from meshctl.lab.faults import PLANNED, FaultResult, Faults
 from meshctl.lab.ping import Pinger, PingResult
 from meshctl.lab.plan import MESHCTL_RTPROTO, LabPlan, make_plan
 from meshctl.lab.runner import Lab
@@ -34,6 +38,8 @@ from meshctl.wireguard.uapi import SetPeer, SetRequest
 from meshctl.wireguard.uapi_client import uapi_set
 
 SEED = os.path.join(os.path.dirname(__file__), "..", "topologies", "seed.toml")
+FAULTS = os.path.join(os.path.dirname(__file__), "..", "topologies", "faults.toml")
+RUNS = int(os.environ.get("MESHCTL_BENCH_RUNS", "5"))
 TARGET = "10.200.0.7"
 STEER = ipaddress.ip_network("10.200.0.0/24")
 SWITCHES = 100
@@ -111,31 +117,6 @@ def _status(plan: LabPlan) -> dict:
     return asyncio.run(query_status(plan.node("client").control_socket))["uplinks"][0]
 
 
-def meshctl_scenario() -> PingResult:
-    """(c): the daemons do everything; gw1 dies."""
-    lab = _lab(daemons=True)
-    plan = lab.plan
-    lab.up()
-    try:
-        def ready() -> str | None:
-            problem = check_converged(plan)
-            if problem:
-                return problem
-            up = _status(plan)
-            if up["chosen"] != "gw1" or {c["state"] for c in up["candidates"]} != {"warm"}:
-                return "not ready"
-            return _flowing(plan)
-
-        wait_until(ready, 60, "meshctl ready")
-        pinger = Pinger(plan.node("client").namespace, TARGET, 0.01, source="10.98.0.1")
-        time.sleep(1.0)
-        lab.fail_node("gw1")
-        time.sleep(3.0)
-        return pinger.stop()
-    finally:
-        lab.down()
-
-
 def reaction_scenario(switches: int = SWITCHES) -> tuple[dict, dict, int]:
     """Many planned switches (hold 0): toggle gw2's link cost on gw2's babeld."""
     lab = _lab(daemons=True, hold=0.0, margin=0)
@@ -171,16 +152,71 @@ def reaction_scenario(switches: int = SWITCHES) -> tuple[dict, dict, int]:
         lab.down()
 
 
-def run() -> list[tuple[str, ...]]:
+def fault_runs(runs: int = RUNS) -> list[list[FaultResult]]:
+    """Every fault, in one fresh faults lab per run."""
+    out = []
+    for _ in range(runs):
+        lab = Lab(make_plan(load_lab(FAULTS), "b" + secrets.token_hex(2)))
+        lab.up()
+        try:
+            f = Faults(lab, ["gw1", "gw2", "gw3"], "gw1")
+            f.ready(90)
+            results = [f.upstream_loss(), f.gateway_meshctl_kill(), f.client_meshctl_restart()]
+            results += [f.planned(to, *PLANNED[to]) for to in ("gw2", "gw3")]
+            results += [f.power_loss(), f.gateway_babeld_kill()]
+            out.append(results)
+        finally:
+            lab.down()
+    return out
+
+
+def _mmm(values: list[float], scale: float = 1.0, fmt: str = "{:.0f}") -> str:
+    if not values:
+        return "-"
+    return " / ".join(fmt.format(v * scale) for v in (min(values), statistics.median(values), max(values)))
+
+
+GOALS = {
+    "upstream loss": "<= 1000 ms",
+    "gateway meshctl SIGKILL": "<= 1000 ms",
+    "gateway babeld SIGKILL": "<= 1000 ms",
+    "client meshctl SIGKILL + restart": "0 lost",
+    "gateway power loss": "<= 300 ms median",
+}
+
+
+def fault_rows(runs: list[list[FaultResult]], seed: list[float]) -> list[tuple[str, ...]]:
     rows: list[tuple[str, ...]] = []
-    a = manual_scenario(shared_key=True, run_for=25.0)
-    rows.append(("(a) one peer, endpoint moved to a gateway sharing its key", f"{a.outage:.2f}", f"{a.lost}/{a.sent}"))
-    b = manual_scenario(shared_key=False, run_for=5.0)
-    rows.append(("(b) prefix moved to a backup peer never handshaked", f"{b.outage:.2f}", f"{b.lost}/{b.sent}"))
-    c = meshctl_scenario()
-    rows.append(("(c) meshctl: gateway dies, warm switch (detection included)", f"{c.outage:.2f}", f"{c.lost}/{c.sent}"))
-    ratio = a.outage / c.outage if c.outage else float("inf")
-    rows.append(("ratio (a)/(c), goal >= 10", f"{ratio:.0f}x", ""))
+    seed_median = statistics.median(seed) if seed else 0.0
+    rows.append(("seed case: one shared-key peer, endpoint moved when gw1 dies", _mmm(seed, 1000), "-", "-",
+                 "baseline"))
+    for i, first in enumerate(runs[0]):
+        results = [r[i] for r in runs]
+        silences = [r.silence for r in results]
+        lost = [float(r.lost) for r in results]
+        back = [float(r.back_lost) for r in results if r.back_lost is not None]
+        goal = GOALS.get(first.fault, "0 lost, every run" if first.fault.startswith("planned") else "")
+        if first.fault.startswith("planned"):
+            lost = [float(r.lost + (r.back_lost or 0)) for r in results]  # there and back
+            back = []
+        stale = sum(len(r.stale) for r in results)
+        rows.append((first.fault + (f" ({stale} stale announcements!)" if stale else ""), _mmm(silences, 1000),
+                     _mmm(lost, fmt="{:.0f}"), _mmm(back, fmt="{:.0f}") if back else "-", goal))
+    power = [r[i].silence for r in runs for i, x in enumerate(runs[0]) if x.fault == "gateway power loss"]
+    if power and seed:
+        ratio = seed_median / statistics.median(power)
+        rows.append(("ratio: seed case / power loss (medians)", f"{ratio:.0f}x", "", "", ">= 30x"))
+    return rows
+
+
+def run() -> list[tuple[str, ...]]:
+    """The fault table (each row min / median / max over RUNS runs), with the seed case measured in the same run."""
+    seed = [manual_scenario(shared_key=True, run_for=25.0).silence for _ in range(RUNS)]
+    return fault_rows(fault_runs(), seed)
+
+
+def reaction_rows() -> list[tuple[str, ...]]:
+    rows: list[tuple[str, ...]] = []
     reaction, prepare, n = reaction_scenario()
     rows.append((f"controller reaction over {reaction['count']} switches (goal p99 < 10 ms)",
                  f"median {reaction['median']} ms", f"p99 {reaction['p99']} ms"))

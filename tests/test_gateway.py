@@ -11,7 +11,7 @@ from meshctl.babel.parser import parse_line
 from meshctl.config import parse_config
 from meshctl.topology.model import SelfInfo, TopologyModel
 from meshctl.uplink.control import ROLE_NONE, ROLE_PRIMARY, ROLE_STANDBY, Message, decode, encode
-from meshctl.uplink.gateway import Announce, GatewayController, Withdraw, mesh_path, upstream_metric
+from meshctl.uplink.gateway import Announce, GatewayController, MeshPath, Withdraw, mesh_path, upstream_metric
 from meshctl.wireguard.keys import KeyPair, write_private_key
 from meshctl.wireguard.state import Device, Peer
 
@@ -158,7 +158,7 @@ def test_a_client_that_asks_nothing_of_us_is_withdrawn_at_once(gw: GatewayContro
 
 def test_mesh_path_avoids_our_own_tunnel() -> None:
     m = model(CLIENT_ROUTE)
-    assert mesh_path(m, ipaddress.ip_network("10.99.0.1/32"), "wggw") == ("fe80::1", "wg1")
+    assert mesh_path(m, ipaddress.ip_network("10.99.0.1/32"), "wggw") == MeshPath("fe80::1", "wg1", True)
     assert mesh_path(m, ipaddress.ip_network("10.99.0.1/32"), "wg1") is None
 
 
@@ -176,3 +176,9 @@ def test_a_gateway_whose_babeld_is_gone_reports_no_route(gw: GatewayController) 
     """Its kernel routes outlive a dead babeld, but the mesh forgets them: the client must leave at once."""
     got = gw.receive(probe(1), "10.98.0.1", model(CLIENT_ROUTE, VIA_UPSTREAM), 0.0, WALL, synced=False)
     assert got.ack is not None and decode(got.ack, SECRET, WALL).metrics == (65535,)
+
+
+def test_a_client_behind_a_relay_is_not_direct() -> None:
+    m = model("add route 1 prefix 10.99.0.1/32 from 0.0.0.0/0 installed yes id 02:00:00:00:00:00:00:01 "
+              "metric 192 refmetric 96 via fe80::4 if wg4")
+    assert mesh_path(m, ipaddress.ip_network("10.99.0.1/32"), "wggw") == MeshPath("fe80::4", "wg4", False)

@@ -243,9 +243,9 @@ class Faults:
         )
 
     def _stale(self, gateways: list[str], chosen: str) -> list[str]:
-        """Announcements left where none should be, after the demoted routes' few seconds (waits up to 10 s)."""
+        """Announcements left where none should be, once handed-off routes are gone (waits up to 15 s)."""
         try:
-            wait(lambda: "; ".join(stale_announcements(self.plan, gateways, chosen, self.client)) or None, 10.0,
+            wait(lambda: "; ".join(stale_announcements(self.plan, gateways, chosen, self.client)) or None, 15.0,
                  "no stale announcement", step=0.5)
         except LabError:
             return stale_announcements(self.plan, gateways, chosen, self.client)

@@ -146,10 +146,27 @@ def upstream_metric(model: TopologyModel, prefix: Prefix, client_mesh: Prefix | 
     return INFINITY
 
 
-def mesh_path(model: TopologyModel, target: Prefix, avoid_interface: str) -> tuple[str, str] | None:
-    """(next hop, interface) of the best Babel route to ``target`` not through ``avoid_interface``."""
+@dataclass(frozen=True, slots=True)
+class MeshPath:
+    """How a gateway reaches a client over Babel links."""
+
+    via: str  # next hop (a link-local address: it carries either family)
+    interface: str
+    direct: bool  # the next hop is the client itself (its own route, refmetric 0)
+
+
+def mesh_path(model: TopologyModel, target: Prefix, avoid_interface: str) -> MeshPath | None:
+    """The best Babel route to ``target`` (the client's mesh address) not through ``avoid_interface``.
+
+    ``direct`` matters: a route through the mesh to a client one hop away
+    ends there, but through a relay it ends wherever the relay's Babel route
+    for the client's address leads, which may be back to us.
+    """
     paths = [r for r in model.routes_for(target) if r.reachable and r.interface != avoid_interface]
-    return (str(paths[0].via), paths[0].interface) if paths else None
+    if not paths:
+        return None
+    best = paths[0]
+    return MeshPath(str(best.via), best.interface, best.refmetric == 0)
 
 
 class GatewayController:

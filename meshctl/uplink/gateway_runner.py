@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from meshctl.config import ClientEntry, GatewayConfig, Prefix
@@ -17,7 +18,7 @@ from meshctl.counters import Counters
 from meshctl.topology.model import MeshView
 from meshctl.udp import BoundSocket
 from meshctl.uplink.control import ROLE_NAMES, ROLE_NONE, ROLE_PRIMARY, ROLE_STANDBY
-from meshctl.uplink.gateway import Action, Announce, GatewayController, Withdraw, mesh_path
+from meshctl.uplink.gateway import Action, Announce, GatewayController, MeshPath, Withdraw, mesh_path
 from meshctl.uplink.routes import RouteError, announce, ours, withdraw
 from meshctl.uplink.watchdog import Watchdog, demotions
 from meshctl.wireguard.backend import Backend, converge
@@ -27,7 +28,7 @@ from meshctl.wireguard.uapi import UapiError
 log = logging.getLogger("meshctl.daemon")
 
 DEVICE_POLL = 1.0  # seconds between WireGuard reads
-HANDOFF_SECONDS = 5.0  # how long a demoted route carries replies to a client that left, through the mesh
+HANDOFF_SECONDS = 5.0  # each step of a handed-off route's end: through the mesh, demoted, deleted
 
 
 class GatewayRunner:
@@ -45,7 +46,8 @@ class GatewayRunner:
         self.sock: BoundSocket | None = None
         self.watchdog = Watchdog() if watchdog else None
         self.routes: dict[Prefix, tuple[str | None, str]] = {}  # what we announce now: prefix -> (via, device)
-        self.demoted: dict[Prefix, tuple[str, str]] = {}  # withdrawn but still routed through the mesh, for a while
+        #: Withdrawn but still routed through the mesh for a while (None: re-announced meanwhile, leave it).
+        self.demoted: dict[Prefix, MeshPath | None] = {}
         self.adopted: list[str] = []
 
     def desired(self) -> Device:
@@ -170,7 +172,7 @@ class GatewayRunner:
         for prefix, (via, dev) in sorted(self.routes.items(), key=lambda kv: str(kv[0])):
             owner = next((c for c in self.config.clients if prefix in c.addresses), None)
             path = self._mesh_path(owner) if owner is not None and via is None else None
-            routes.append((str(prefix), *(path or (via, dev))))
+            routes.append((str(prefix), path.via, path.interface) if path else (str(prefix), via, dev))
         await self.watchdog.arm(demotions(routes, self.config.standby_protocol))
 
     async def _announce(self, client: ClientEntry, family: int, role: int) -> None:
@@ -189,15 +191,18 @@ class GatewayRunner:
         """
         prefixes = self.ctl.addresses(client.name, family)
         path = self._mesh_path(client) if role == ROLE_STANDBY else None
+        self.demoted.update({p: None for p in prefixes if p in self.demoted})  # a pending demotion must not touch it
         try:
             # A replace: whatever route of ours was there (primary, standby, demoted) is overwritten in one step.
             if role == ROLE_PRIMARY:
                 await announce(prefixes, self.config.interface, self.config.route_protocol)
                 what, via, dev = "primary: chosen by it", None, self.config.interface
             elif path is not None:
-                await announce(prefixes, path[1], self.config.standby_protocol, via=path[0])
-                what, via, dev = f"standby through the mesh (via {path[0]} on {path[1]}): it is about to switch here", \
-                    path[0], path[1]
+                proto = self.config.route_protocol if path.direct else self.config.standby_protocol
+                await announce(prefixes, path.interface, proto, via=path.via)
+                what, via, dev = (f"standby through the mesh (via {path.via} on {path.interface}"
+                                  f"{', the client itself' if path.direct else ', at the standby metric'}): "
+                                  "it is about to switch here"), path.via, path.interface
             else:
                 await announce(prefixes, self.config.interface, self.config.standby_protocol)
                 what, via, dev = "standby (high metric): it is about to switch here", None, self.config.interface
@@ -214,25 +219,37 @@ class GatewayRunner:
         """Stop announcing the client's addresses of ``family``.
 
         With ``handoff`` (the client chose another gateway, and replies may
-        still be on their way to us) the route is *demoted*, not deleted: it
-        is replaced by one through the mesh to the client, with
-        ``standby_protocol``, which babeld redistributes at a high metric.
-        A deleted route reaches babeld's neighbours as a retraction, at once
-        or only at its next kernel scan, and a router that hears it before
-        the new gateway's announcement has no route at all for a moment (40
-        ms seen on the upstream).  A worse route keeps the mesh's return path
-        through us until the new gateway's announcement wins; what still
-        reaches us goes to the client over a Babel link, where no AllowedIPs
-        filter applies.  The demoted route goes a few seconds later.
+        still be on their way to us) the route is not deleted: a deleted
+        route reaches babeld's neighbours as a retraction, at once or only at
+        its next kernel scan, and a router that hears it before the new
+        gateway's announcement has no route at all for a moment (40 ms seen
+        on the upstream).  Instead, what still reaches us goes to the client
+        over a Babel link, where no AllowedIPs filter applies:
+
+        - a client one hop away: the same announcement, now through the mesh
+          to it.  Nothing changes for the mesh, so nothing re-converges;
+          HANDOFF_SECONDS later, when the new gateway's announcement is
+          everywhere, it is demoted (a fast update: the mesh moves over in
+          one step), and HANDOFF_SECONDS after that, deleted.
+        - a client behind a relay: demoted at once.  At the normal metric the
+          relay, which routes the client's address by Babel, could send it
+          straight back to us; at the standby metric it prefers the new
+          gateway or the client's own announcement.
         """
         prefixes = self.ctl.addresses(client.name, family)
         path = self._mesh_path(client) if handoff else None
+        loop = asyncio.get_running_loop()
         try:
             if path is not None:
-                await announce(prefixes, path[1], self.config.standby_protocol, via=path[0])
+                proto = self.config.route_protocol if path.direct else self.config.standby_protocol
+                await announce(prefixes, path.interface, proto, via=path.via)
                 for p in prefixes:
-                    self.demoted[p] = (path[0], path[1])
-                asyncio.get_running_loop().call_later(HANDOFF_SECONDS, self._drop_demoted_later, prefixes)
+                    self.demoted[p] = path
+                if path.direct:
+                    loop.call_later(HANDOFF_SECONDS, self._later, self._demote, prefixes)
+                    loop.call_later(2 * HANDOFF_SECONDS, self._later, self._drop_demoted, prefixes)
+                else:
+                    loop.call_later(HANDOFF_SECONDS, self._later, self._drop_demoted, prefixes)
             else:
                 await withdraw(prefixes, (self.config.route_protocol, self.config.standby_protocol))
         except RouteError as exc:
@@ -241,23 +258,40 @@ class GatewayRunner:
             return
         for p in prefixes:
             self.routes.pop(p, None)
-        how = f" (demoted: through the mesh via {path[0]} for {HANDOFF_SECONDS:g} s)" if path else ""
+        how = ""
+        if path is not None:
+            gone = HANDOFF_SECONDS * (2 if path.direct else 1)
+            how = (f" (its replies go through the mesh via {path.via}"
+                   f"{', then demoted' if path.direct else ', demoted'}; gone in {gone:g} s)")
         log.warning("gateway %s: withdrawing %s (%s): %s%s", self.config.interface, client.name,
                     ", ".join(map(str, prefixes)), why, how)
 
-    def _drop_demoted_later(self, prefixes: tuple[Prefix, ...]) -> None:
-        gone = tuple(p for p in prefixes if p not in self.routes and self.demoted.pop(p, None) is not None)
-        if gone:
-            asyncio.ensure_future(self._drop_demoted(gone))
+    def _later(self, step: Callable[[tuple[Prefix, ...]], Awaitable[None]], prefixes: tuple[Prefix, ...]) -> None:
+        """A timer: the handed-off prefixes that nobody re-announced meanwhile go through ``step``."""
+        still = tuple(p for p in prefixes if p not in self.routes and self.demoted.get(p) is not None)
+        if still:
+            asyncio.ensure_future(step(still))
+
+    async def _demote(self, prefixes: tuple[Prefix, ...]) -> None:
+        try:
+            for p in prefixes:
+                path = self.demoted.get(p)
+                if path is not None:
+                    await announce((p,), path.interface, self.config.standby_protocol, via=path.via)
+        except RouteError as exc:
+            self.counters.route_errors += 1
+            log.error("gateway: cannot demote %s: %s", ", ".join(map(str, prefixes)), exc)
 
     async def _drop_demoted(self, prefixes: tuple[Prefix, ...]) -> None:
+        for p in prefixes:
+            self.demoted.pop(p, None)
         try:
-            await withdraw(prefixes, (self.config.standby_protocol,))
+            await withdraw(prefixes, (self.config.route_protocol, self.config.standby_protocol))
         except RouteError as exc:
             self.counters.route_errors += 1
             log.error("gateway: cannot remove demoted routes %s: %s", ", ".join(map(str, prefixes)), exc)
 
-    def _mesh_path(self, client: ClientEntry) -> tuple[str, str] | None:
+    def _mesh_path(self, client: ClientEntry) -> MeshPath | None:
         """(next hop, interface) of the best Babel route to the client's mesh address, not through our tunnel.
 
         The next hop is the neighbour's link-local address, which carries
