@@ -373,17 +373,28 @@ def _format_status(status: dict) -> str:
     lines = [f"node {status['node']}: babeld {'synced' if status['babel']['synced'] else 'NOT SYNCED'}"
              f" ({status['babel']['address']}, {status['babel']['reconnects']} reconnects)"]
     for up in status["uplinks"]:
-        lines.append(f"uplink {up['interface']}: chosen {up['chosen'] or 'none'}, steering {', '.join(up['steer'])},"
-                     f" {up['switches']} switch(es), device {up['device']}")
-        for c in up["candidates"]:
-            mark = "*" if c["chosen"] else " "
-            age = f"{c['handshake_age_s']:.0f}s" if c["handshake_age_s"] is not None else "never"
-            metric = c["metric"] if c["metric"] is not None else "unreachable"
-            rtt = f"{c['probe_rtt_ms']:.1f}ms" if c["probe_rtt_ms"] is not None else "-"
-            lines.append(f"  {mark} {c['name']:10} metric {metric!s:>11}  handshake {age:>6}  {c['state']:11} probe rtt {rtt}")
-        last = up["last_switch"]
-        if last:
-            lines.append(f"  last switch {last['ago_s']}s ago: {last['old'] or 'none'} -> {last['new']}, {last['reason']}")
+        lines.append(f"uplink {up['interface']}: device {up['device']}")
+        families = up.get("families") or {"": {**up, "holder": up["chosen"], "switching": None, "check": None}}
+        for fam, f in families.items():
+            check = f.get("check")
+            check_text = f", check {check['target']} {check['state']}" if check else ""
+            lines.append(f"  {fam + ' ' if fam else ''}chosen {f['chosen'] or 'none'}, steering {', '.join(f['steer'])}, "
+                         f"{f['switches']} switch(es){check_text}"
+                         + (f", switching ({f['switching']})" if f.get("switching") else "")
+                         + ("" if f.get("own_announcement", True) else ", NO own announcement in babeld (see babel/)"))
+            for c in f["candidates"]:
+                mark = "*" if c["chosen"] else " "
+                age = f"{c['handshake_age_s']:.0f}s" if c["handshake_age_s"] is not None else "never"
+                metric = c["metric"] if c["metric"] is not None else "-"
+                onward = c.get("upstream_metric", "-") if c.get("upstream_metric") is not None else "-"
+                path = c.get("path_metric") if c.get("path_metric") is not None else "unreachable"
+                rtt = f"{c['probe_rtt_ms']:.1f}ms" if c["probe_rtt_ms"] is not None else "-"
+                lines.append(f"    {mark} {c['name']:10} metric {metric!s:>5} + onward {onward!s:>5} = {path!s:>11}"
+                             f"  handshake {age:>6}  "
+                             f"{c['state']:12} probe rtt {rtt}" + (f"  check {c['check']}" if c.get("check") else ""))
+            last = f["last_switch"]
+            if last:
+                lines.append(f"    last switch {last['ago_s']}s ago: {last['old'] or 'none'} -> {last['new']}, {last['reason']}")
         r = up["reaction_ms"]
         if r["count"]:
             lines.append(f"  reaction (trigger -> WireGuard write): median {r['median']} ms, p99 {r['p99']} ms over {r['count']}")

@@ -105,8 +105,16 @@ def test_a_restarted_controller_adopts_what_the_device_holds(files: dict) -> Non
     assert holders(ctl) == {"gw2"}
 
 
+def test_no_probe_asks_anything_before_the_device_was_read(files: dict) -> None:  # noqa: F811
+    ctl = controller(files)
+    assert ctl.probes_to_send(0.0, 0.0, everyone=True) == []
+    ctl.on_device(device("gw1"), 0.0)
+    assert [p.roles for _, p in ctl.probes_to_send(0.0, 0.0, everyone=True)] == [(ROLE_PRIMARY, 0), (ROLE_NONE, 0)]
+
+
 def test_unsolicited_or_duplicate_acks_are_ignored(files: dict) -> None:  # noqa: F811
     ctl = controller(files)
+    ctl.on_device(device(None), 0.0)
     probes = ctl.probes_to_send(0.0, 0.0)
     ack = Message("ack", "gw1", probes[0][1].seq, 0.0, (ROLE_PRIMARY, ROLE_NONE))
     assert ctl.on_ack("gw1", Message("ack", "gw1", 999, 0.0), 0.01) is False
@@ -117,6 +125,7 @@ def test_unsolicited_or_duplicate_acks_are_ignored(files: dict) -> None:  # noqa
 
 def test_silence_makes_a_gateway_down(files: dict) -> None:  # noqa: F811
     ctl = controller(files)
+    ctl.on_device(device(None), 0.0)
     answer(ctl, 0.0)
     assert {c.name: c.alive for c in ctl.candidates(4, model(), None, 0.3, 0.0)} == {"gw1": True, "gw2": True}
     assert {c.name: c.alive for c in ctl.candidates(4, model(), None, 0.4, 0.0)} == {"gw1": False, "gw2": False}
@@ -289,3 +298,22 @@ def test_each_family_has_its_own_choice(files: dict) -> None:  # noqa: F811
     owners = {p.public_key: p.allowed_ips for p in dev.peers}
     assert STEER in owners[GW1.public] and v6 in owners[GW2.public] and v6 not in owners[GW1.public]
     assert ctl.roles_for("gw1") == (ROLE_PRIMARY, ROLE_NONE) and ctl.roles_for("gw2") == (ROLE_NONE, ROLE_PRIMARY)
+
+
+def test_the_first_choice_waits_for_every_gateway_to_answer_or_time_out(files: dict) -> None:  # noqa: F811
+    """gw2 answers first; gw1 (better) is not given up on before its probe timeout."""
+    ctl = controller(files)
+    ctl.on_device(device(None), 0.0)
+    answer(ctl, 0.0, only=("gw2",))
+    ctl.step(model(), True, device(None), 0.01, 1.0)
+    assert ctl.groups[4].state.chosen is None
+    answer(ctl, 0.1)
+    ctl.step(model(), True, device(None), 0.11, 1.0)
+    assert ctl.groups[4].state.chosen == "gw1"
+    # A gateway that never answers is waited for only until its probe timeout.
+    ctl = controller(files)
+    ctl.on_device(device(None), 0.0)
+    answer(ctl, 0.0, only=("gw2",))
+    answer(ctl, 0.3, only=("gw2",))
+    ctl.step(model(), True, device(None), 0.36, 1.0)
+    assert ctl.groups[4].state.chosen == "gw2"

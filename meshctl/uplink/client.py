@@ -224,7 +224,14 @@ class UplinkController:
         return self.probes[gateway].alive(now, self.timeout_for(gateway))
 
     def probes_to_send(self, now: float, wall: float, everyone: bool = False) -> list[tuple[GatewayCandidate, Message]]:
-        """The probes due now (all of them with ``everyone``): each says what we ask of that gateway."""
+        """The probes due now (all of them with ``everyone``): each says what we ask of that gateway.
+
+        None before the device was read: a restarted controller that has not
+        adopted its choice yet would ask its gateway for nothing, and the
+        gateway would withdraw the client's return path.
+        """
+        if not self.adopted:
+            return []
         out = []
         steered = tuple(str(p) for p in self.config.steer)
         for gw in self.config.gateways:
@@ -416,6 +423,14 @@ class UplinkController:
         own = host_prefix(address.ip)
         return any(r.router_id == router and r.reachable for r in model.routes_for(own))
 
+    def own_announcement(self, family: int, model: TopologyModel) -> bool:
+        """Does our babeld announce our own address of ``family`` (the mesh's way back that no gateway can take away)?"""
+        address = self.groups[family].address
+        if address is None:
+            return False
+        own = host_prefix(address.ip)
+        return any(x.prefix == own for x in model.xroutes.values())
+
     def step(self, model: TopologyModel, synced: bool, device: Device | None, now: float, wall: float,
              trigger: float | None = None) -> Step:
         """Decide and move switches along; see the module docstring.  ``trigger``: when the cause happened."""
@@ -426,7 +441,10 @@ class UplinkController:
             self._judge_check(g, now)
             cands = self.candidates(g.family, model, device, now, wall)
             self._track_penalties(cands, now)
-            if synced and self.adopted:
+            # The first choice waits until every gateway answered or had the time to: otherwise the
+            # quickest to answer wins, and a planned switch to the best follows a hold later.
+            deciding = g.state.chosen is not None or all(c.alive is not None for c in cands)
+            if synced and self.adopted and deciding:
                 holder = g.holder  # before the choice moves
                 g.state, switch, deadline = select(g.state, cands, now, self.config.hysteresis)
                 if deadline is not None:

@@ -97,6 +97,7 @@ class UplinkRunner:
         self.socks = {f: BoundSocket(sources[f], 0, config.interface, f"uplink {config.interface}")
                       for f in families if f in sources}
         self.checks: dict[int, CheckSocket] = {}
+        self._warned_own: set[int] = set()  # families whose missing own announcement was logged
         self._trigger: float | None = None
         self._scheduled = False
         self._timer: asyncio.TimerHandle | None = None
@@ -154,6 +155,7 @@ class UplinkRunner:
             phases = self._phases()
             step = self.ctl.step(self.view.model, self.view.synced, self.device, loop.time(), time.time(), trigger)
             self._log_phases(phases)
+            self._check_own_announcement()
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
@@ -164,6 +166,19 @@ class UplinkRunner:
             done = await self.converge()
             if done:
                 await self._send_probes(everyone=True)  # tell the new gateway at once (and the old one, if not told yet)
+
+    def _check_own_announcement(self) -> None:
+        """Say once, loudly, when babeld does not announce our own address: fail-over then loses replies."""
+        if not self.view.synced:
+            return
+        for family, g in self.ctl.groups.items():
+            if family in self._warned_own or g.address is None or self.ctl.own_announcement(family, self.view.model):
+                continue
+            self._warned_own.add(family)
+            addr = f"{g.address.ip}/{g.address.max_prefixlen}"
+            log.warning("uplink %s: babeld does not announce our address %s itself, so while a gateway fails or a "
+                        "switch is under way the mesh may have no way back to us; add 'redistribute local ip %s "
+                        "metric 4096' to babeld.conf, before its deny lines", self.name, addr, addr)
 
     def _phases(self) -> dict[int, tuple[str, str, str] | None]:
         return {f: (g.transition.phase, g.transition.switch.old or "", g.transition.switch.new) if g.transition else None
@@ -377,6 +392,7 @@ class UplinkRunner:
                 "chosen": g.state.chosen,
                 "holder": g.holder,
                 "switching": g.transition.phase if g.transition is not None else None,
+                "own_announcement": self.ctl.own_announcement(family, self.view.model),
                 "steer": [str(p) for p in g.prefixes],
                 "check": None if g.check is None else {
                     "target": str(g.check.target), "via": g.check.via, "replies": g.check.replies,

@@ -46,8 +46,11 @@ class GatewayRunner:
         self.sock: BoundSocket | None = None
         self.watchdog = Watchdog() if watchdog else None
         self.routes: dict[Prefix, tuple[str | None, str]] = {}  # what we announce now: prefix -> (via, device)
-        #: Withdrawn but still routed through the mesh for a while (None: re-announced meanwhile, leave it).
-        self.demoted: dict[Prefix, MeshPath | None] = {}
+        #: Withdrawn but still routed through the mesh for a while: prefix -> (hand-off number, path).  A
+        #: timer acts only on the hand-off that set it: a prefix re-announced and handed off again is not
+        #: the earlier hand-off's to end.
+        self.demoted: dict[Prefix, tuple[int, MeshPath]] = {}
+        self.handoffs = 0
         self.adopted: list[str] = []
 
     def desired(self) -> Device:
@@ -191,7 +194,8 @@ class GatewayRunner:
         """
         prefixes = self.ctl.addresses(client.name, family)
         path = self._mesh_path(client) if role == ROLE_STANDBY else None
-        self.demoted.update({p: None for p in prefixes if p in self.demoted})  # a pending demotion must not touch it
+        for p in prefixes:
+            self.demoted.pop(p, None)  # a pending hand-off's timers must not touch it now
         try:
             # A replace: whatever route of ours was there (primary, standby, demoted) is overwritten in one step.
             if role == ROLE_PRIMARY:
@@ -243,13 +247,14 @@ class GatewayRunner:
             if path is not None:
                 proto = self.config.route_protocol if path.direct else self.config.standby_protocol
                 await announce(prefixes, path.interface, proto, via=path.via)
+                self.handoffs += 1
                 for p in prefixes:
-                    self.demoted[p] = path
+                    self.demoted[p] = (self.handoffs, path)
                 if path.direct:
-                    loop.call_later(HANDOFF_SECONDS, self._later, self._demote, prefixes)
-                    loop.call_later(2 * HANDOFF_SECONDS, self._later, self._drop_demoted, prefixes)
+                    loop.call_later(HANDOFF_SECONDS, self._later, self._demote, prefixes, self.handoffs)
+                    loop.call_later(2 * HANDOFF_SECONDS, self._later, self._drop_demoted, prefixes, self.handoffs)
                 else:
-                    loop.call_later(HANDOFF_SECONDS, self._later, self._drop_demoted, prefixes)
+                    loop.call_later(HANDOFF_SECONDS, self._later, self._drop_demoted, prefixes, self.handoffs)
             else:
                 await withdraw(prefixes, (self.config.route_protocol, self.config.standby_protocol))
         except RouteError as exc:
@@ -266,17 +271,18 @@ class GatewayRunner:
         log.warning("gateway %s: withdrawing %s (%s): %s%s", self.config.interface, client.name,
                     ", ".join(map(str, prefixes)), why, how)
 
-    def _later(self, step: Callable[[tuple[Prefix, ...]], Awaitable[None]], prefixes: tuple[Prefix, ...]) -> None:
-        """A timer: the handed-off prefixes that nobody re-announced meanwhile go through ``step``."""
-        still = tuple(p for p in prefixes if p not in self.routes and self.demoted.get(p) is not None)
+    def _later(self, step: Callable[[tuple[Prefix, ...]], Awaitable[None]], prefixes: tuple[Prefix, ...],
+               handoff: int) -> None:
+        """A timer: the prefixes still in the hand-off that set it go through ``step``."""
+        still = tuple(p for p in prefixes if p not in self.routes and self.demoted.get(p, (0,))[0] == handoff)
         if still:
             asyncio.ensure_future(step(still))
 
     async def _demote(self, prefixes: tuple[Prefix, ...]) -> None:
         try:
             for p in prefixes:
-                path = self.demoted.get(p)
-                if path is not None:
+                if p in self.demoted:
+                    path = self.demoted[p][1]
                     await announce((p,), path.interface, self.config.standby_protocol, via=path.via)
         except RouteError as exc:
             self.counters.route_errors += 1
