@@ -182,3 +182,15 @@ def test_a_client_behind_a_relay_is_not_direct() -> None:
     m = model("add route 1 prefix 10.99.0.1/32 from 0.0.0.0/0 installed yes id 02:00:00:00:00:00:00:01 "
               "metric 192 refmetric 96 via fe80::4 if wg4")
     assert mesh_path(m, ipaddress.ip_network("10.99.0.1/32"), "wggw") == MeshPath("fe80::4", "wg4", False)
+
+
+def test_next_hops_for_each_family() -> None:
+    import socket
+
+    from meshctl.uplink.routes import next_hop
+
+    v4, v6 = ipaddress.ip_network("10.98.0.1/32"), ipaddress.ip_network("fd98::1/128")
+    assert next_hop(v4, "fe80::1") == {"via": {"family": socket.AF_INET6, "addr": "fe80::1"}}  # RTA_VIA
+    assert next_hop(v6, "fe80::1") == {"gateway": "fe80::1"}  # an IPv6 route takes RTA_GATEWAY, RTA_VIA is refused
+    assert next_hop(v4, "10.0.0.1") == {"gateway": "10.0.0.1"}
+    assert next_hop(v4, None) == {}

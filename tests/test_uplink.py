@@ -269,7 +269,7 @@ def test_no_flapping_when_the_check_fails_everywhere(files: dict) -> None:  # no
         now += 0.05
     assert switches == ["gw2", "gw1"]
     g = ctl.groups[4]
-    assert g.check is not None and g.check.suspect and not ctl.penalties
+    assert g.check is not None and g.check.suspect and not g.penalties
 
 
 def test_desired_device_gives_steer_to_the_holder_only(files: dict) -> None:  # noqa: F811
@@ -317,3 +317,22 @@ def test_the_first_choice_waits_for_every_gateway_to_answer_or_time_out(files: d
     answer(ctl, 0.3, only=("gw2",))
     ctl.step(model(), True, device(None), 0.36, 1.0)
     assert ctl.groups[4].state.chosen == "gw2"
+
+
+def test_a_check_that_fails_in_one_family_moves_that_family_only(files: dict) -> None:  # noqa: F811
+    ctl = controller(files, address=["10.98.0.1/32", "fd98::1/128"], steer=["0.0.0.0/0", "2001:db8::/32"],
+                     check=["10.200.0.1", "2001:db8::1"], check_interval=0.1)
+    ctl.on_device(device(None), 0.0)
+    now = 0.0
+    while now < 3.0:
+        for family, _target, seq in ctl.checks_to_send(now):
+            if family == 4 or now < 1.0:  # IPv6 stops answering through gw1 after a second
+                ctl.on_check_reply(family, seq, now + 0.01)
+        for gw, probe in ctl.probes_to_send(now, 0.0, everyone=True):
+            ctl.on_ack(gw.name, Message("ack", gw.name, probe.seq, 0.0, probe.roles, (), (0, 0)), now)
+        ctl.step(model(), True, device(None), now, 2.0)
+        ctl.written(True, now)
+        now += 0.05
+    assert ctl.chosen == {4: "gw1", 6: "gw2"}
+    assert ctl.groups[6].state.last_switch.cause == "check"  # type: ignore[union-attr]
+    assert "gw1" in ctl.groups[6].penalties and not ctl.groups[4].penalties

@@ -163,15 +163,23 @@ def ping(plan: LabPlan, client: str = "client") -> Pinger:
     return Pinger(plan.node(client).namespace, TARGET, INTERVAL, source=client_address(plan, client))
 
 
-def set_rxcost(plan: LabPlan, node: str, neighbour: str, cost: int, hello: float = 0.1) -> None:
-    """Change a link's cost as babeld sees it from ``neighbour`` (babeld's link cost is the far end's rxcost)."""
+def set_rxcost(plan: LabPlan, node: str, neighbour: str, cost: int) -> None:
+    """Change a link's cost as babeld sees it from ``neighbour`` (babeld's link cost is the far end's rxcost).
+
+    The interface is flushed and re-added with its babeld.conf line and the
+    new rxcost: babeld 1.12 applies no new parameters to an interface it has.
+    """
     tunnel = next(t for t in plan.node(node).tunnels if t.peer == neighbour)
+    line = next(x for x in plan.node(node).babeld_conf.splitlines() if x.startswith(f"interface {tunnel.ifname} "))
+    words = line.split()
+    if "rxcost" in words:
+        del words[words.index("rxcost"):words.index("rxcost") + 2]
 
     async def run() -> None:
         conn = await Connection.open(parse_endpoint(f"unix:{plan.node(node).babel_socket}"))
         try:
             await conn.command(f"flush interface {tunnel.ifname}")
-            await conn.command(f"interface {tunnel.ifname} type wired hello-interval {hello:g} rxcost {cost}")
+            await conn.command(" ".join([*words, "rxcost", str(cost)]))
         finally:
             await conn.wait_closed()
 

@@ -26,6 +26,8 @@ GATEWAY_PORT = 51901  # a gateway's server interface
 CONTROL_PORT = 51902  # meshctl's probes, inside the uplink tunnels
 CLIENT_NET = ipaddress.IPv4Network("10.98.0.0/24")  # client N's uplink address: 10.98.0.N
 GATEWAY_NET = ipaddress.IPv4Network("10.97.0.0/24")  # gateway N's uplink address: 10.97.0.N
+CLIENT_NET6 = ipaddress.IPv6Network("fd98::/64")  # ... and fd98::N when it steers IPv6
+GATEWAY_NET6 = ipaddress.IPv6Network("fd97::/64")  # ... fd97::N with IPv6 control
 STEER_TABLE = 100  # routing table for steered prefixes on clients
 #: Kernel route protocol number for routes meshctl installs for Babel to
 #: redistribute (e.g. a client's address on the gateway it chose).
@@ -94,7 +96,7 @@ class VethPlan:
     ifname: str
     address: ipaddress.IPv4Interface
     peer: str
-
+    address6: ipaddress.IPv6Interface | None = None  # with an IPv6 underlay
 
 @dataclass(frozen=True, slots=True)
 class UplinkGatewayPlan:
@@ -102,7 +104,7 @@ class UplinkGatewayPlan:
 
     name: str
     ifname: str  # the gateway's server interface
-    control: ipaddress.IPv4Address
+    control: ipaddress.IPv4Address | ipaddress.IPv6Address
     endpoint: str  # gateway's underlay address on the shared link, and its server port
     mesh: ipaddress.IPv4Network
 
@@ -112,7 +114,7 @@ class UplinkPlan:
     """A client's uplink interface."""
 
     ifname: str
-    address: ipaddress.IPv4Interface
+    addresses: tuple[ipaddress.IPv4Interface | ipaddress.IPv6Interface, ...]
     steer: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
     gateways: tuple[UplinkGatewayPlan, ...]
     margin: int
@@ -123,6 +125,14 @@ class UplinkPlan:
     check: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...] = ()
     check_interval: float = 0.2
 
+    @property
+    def address(self) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
+        """The IPv4 address (every lab client has one)."""
+        return self.addresses[0]
+
+    def address_of(self, family: int) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface | None:
+        return next((a for a in self.addresses if a.version == family), None)
+
 
 @dataclass(frozen=True, slots=True)
 class ServedClientPlan:
@@ -130,7 +140,7 @@ class ServedClientPlan:
 
     name: str
     uplink_ifname: str
-    address: ipaddress.IPv4Interface
+    addresses: tuple[ipaddress.IPv4Interface | ipaddress.IPv6Interface, ...]
     mesh: ipaddress.IPv4Network  # the client's own mesh address: where a released gateway hands replies
 
 
@@ -152,7 +162,7 @@ class NodePlan:
     babeld_conf: str
     uplink: UplinkPlan | None = None
     gateway_ifname: str | None = None
-    gateway_address: ipaddress.IPv4Interface | None = None
+    gateway_address: ipaddress.IPv4Interface | ipaddress.IPv6Interface | None = None
     served: tuple[ServedClientPlan, ...] = ()
     daemon: bool = False
     managed: tuple[ManagedLinkPlan, ...] = ()
@@ -284,6 +294,7 @@ def make_plan(spec: LabSpec, tag: str | None = None, run_root: str = RUN_ROOT) -
     run_dir = os.path.join(run_root, tag)
     index = {n.name: i + 1 for i, n in enumerate(spec.nodes)}
     links = list(spec.underlay.subnets(new_prefix=30))
+    links6 = list(spec.underlay6.subnets(new_prefix=64)) if spec.underlay6 else []
     tunnels: dict[str, list[TunnelPlan]] = {n.name: [] for n in spec.nodes}
     veths: dict[str, list[VethPlan]] = {n.name: [] for n in spec.nodes}
     managed: dict[str, list[ManagedLinkPlan]] = {n.name: [] for n in spec.nodes}
@@ -291,18 +302,32 @@ def make_plan(spec: LabSpec, tag: str | None = None, run_root: str = RUN_ROOT) -
     for k, link in enumerate(spec.links):
         i, j = index[link.a], index[link.b]
         subnets = [links[k]]
+        numbers = [k]
         for _ in range(link.paths - 1):
             subnets.append(links[extra])
+            numbers.append(extra)
             extra += 1
         per_path = []
         for p, subnet in enumerate(subnets):
             hosts = list(subnet.hosts())
             addr = {link.a: ipaddress.IPv4Interface(f"{hosts[0]}/30"), link.b: ipaddress.IPv4Interface(f"{hosts[1]}/30")}
             per_path.append(addr)
+            addr6: dict[str, ipaddress.IPv6Interface | None] = {link.a: None, link.b: None}
+            if links6:
+                net6 = links6[numbers[p]]
+                addr6 = {link.a: ipaddress.IPv6Interface(f"{net6[1]}/64"), link.b: ipaddress.IPv6Interface(f"{net6[2]}/64")}
             for me, other, mi, oi in ((link.a, link.b, i, j), (link.b, link.a, j, i)):
                 suffix = f"p{p}" if p else ""
-                veths[me].append(VethPlan(veth_name(tag, mi, oi) + suffix, addr[me], other))
+                veths[me].append(VethPlan(veth_name(tag, mi, oi) + suffix, addr[me], other, addr6[me]))
         addr = per_path[0]
+        underlay_of = {v.ifname: v for v in veths[link.a] + veths[link.b]}
+        first = {me: underlay_of[veth_name(tag, mi, oi)] for me, mi, oi in ((link.a, i, j), (link.b, j, i))}
+
+        def endpoint(node: str, port: int, first: dict[str, VethPlan] = first) -> str:
+            """A node's end of this link, as a WireGuard endpoint: over the IPv6 underlay when there is one."""
+            v = first[node]
+            return f"[{v.address6.ip}]:{port}" if v.address6 is not None else f"{v.address.ip}:{port}"
+
         for me, other, mi, oi in ((link.a, link.b, i, j), (link.b, link.a, j, i)):
             if link.managed and link.per_path:
                 configured = 1 if link.gossip_paths else link.paths
@@ -335,7 +360,7 @@ def make_plan(spec: LabSpec, tag: str | None = None, run_root: str = RUN_ROOT) -
                     peer=other,
                     peer_ifname=tunnel_name(tag, oi, mi),
                     listen_port=BASE_PORT + oi,
-                    endpoint=f"{addr[other].ip}:{BASE_PORT + mi}",
+                    endpoint=endpoint(other, BASE_PORT + mi),
                     local_ll=ipaddress.IPv6Interface(f"fe80::{mi:x}/64"),
                     peer_ll=ipaddress.IPv6Address(f"fe80::{oi:x}"),
                     rxcost=link.rxcost,
@@ -343,22 +368,29 @@ def make_plan(spec: LabSpec, tag: str | None = None, run_root: str = RUN_ROOT) -
             )
     uplinks: dict[str, UplinkPlan] = {}
     served: dict[str, list[ServedClientPlan]] = {n.name: [] for n in spec.nodes}
+    control_family: dict[str, int] = {}  # gateway -> the family of its control address
     for up in spec.uplinks:
         ci = index[up.client]
+        client_addresses: list[ipaddress.IPv4Interface | ipaddress.IPv6Interface] = [
+            ipaddress.IPv4Interface(f"{CLIENT_NET[ci]}/32")]
+        if any(p.version == 6 for p in up.steer) or up.control_family == 6:
+            client_addresses.append(ipaddress.IPv6Interface(f"{CLIENT_NET6[ci]}/128"))
         gws = []
         for gw in up.gateways:
             gi = index[gw]
             direct = next((k for k, lk in enumerate(spec.links) if {lk.a, lk.b} == {up.client, gw}), None)
             if direct is not None:  # a direct link: the gateway's underlay address on it
-                hosts = list(links[direct].hosts())
-                gw_address = hosts[0] if spec.links[direct].a == gw else hosts[1]
+                v = next(v for v in veths[gw] if v.peer == up.client)
+                gw_address = f"[{v.address6.ip}]" if v.address6 is not None else str(v.address.ip)
             else:  # further away: its mesh address, which Babel routes through the tunnels between
-                gw_address = spec.mesh4[gi]
-            gws.append(UplinkGatewayPlan(gw, f"{tag}g{gi}", GATEWAY_NET[gi], f"{gw_address}:{GATEWAY_PORT}",
+                gw_address = f"[{spec.mesh6[gi]}]" if spec.underlay6 else str(spec.mesh4[gi])
+            control_family[gw] = up.control_family
+            control = GATEWAY_NET6[gi] if up.control_family == 6 else GATEWAY_NET[gi]
+            gws.append(UplinkGatewayPlan(gw, f"{tag}g{gi}", control, f"{gw_address}:{GATEWAY_PORT}",
                                          ipaddress.IPv4Network(f"{spec.mesh4[gi]}/32")))
-            served[gw].append(ServedClientPlan(up.client, f"{tag}u{ci}", ipaddress.IPv4Interface(f"{CLIENT_NET[ci]}/32"),
+            served[gw].append(ServedClientPlan(up.client, f"{tag}u{ci}", tuple(client_addresses),
                                                ipaddress.IPv4Network(f"{spec.mesh4[ci]}/32")))
-        uplinks[up.client] = UplinkPlan(f"{tag}u{ci}", ipaddress.IPv4Interface(f"{CLIENT_NET[ci]}/32"), up.steer,
+        uplinks[up.client] = UplinkPlan(f"{tag}u{ci}", tuple(client_addresses), up.steer,
                                         tuple(gws), up.margin, up.hold, up.probe_interval, up.backup_probe_interval,
                                         up.probe_loss, up.check, up.check_interval)
     nodes = []
@@ -371,7 +403,7 @@ def make_plan(spec: LabSpec, tag: str | None = None, run_root: str = RUN_ROOT) -
             "mesh6": ipaddress.IPv6Interface(f"{spec.mesh6[i]}/128"),
             "tunnels": tunnels[n.name],
             "placeholder": placeholder_name(tag, i) if not tunnels[n.name] else None,
-            "uplink_addresses": (uplinks[n.name].address,) if n.name in uplinks else (),
+            "uplink_addresses": uplinks[n.name].addresses if n.name in uplinks else (),
         }
         is_gateway = bool(served[n.name])
         nodes.append(
@@ -390,7 +422,8 @@ def make_plan(spec: LabSpec, tag: str | None = None, run_root: str = RUN_ROOT) -
                 babeld_conf=babeld_conf(n, info, node_dir),
                 uplink=uplinks.get(n.name),
                 gateway_ifname=f"{tag}g{i}" if is_gateway else None,
-                gateway_address=ipaddress.IPv4Interface(f"{GATEWAY_NET[i]}/32") if is_gateway else None,
+                gateway_address=(ipaddress.IPv6Interface(f"{GATEWAY_NET6[i]}/128") if control_family.get(n.name) == 6
+                                 else ipaddress.IPv4Interface(f"{GATEWAY_NET[i]}/32")) if is_gateway else None,
                 served=tuple(served[n.name]),
                 daemon=spec.daemons,
                 managed=tuple(managed[n.name]),
@@ -418,7 +451,7 @@ def node_config(node: NodePlan, plan: LabPlan, public_keys: dict[str, str], secr
             f'interface = "{up.ifname}"',
             f'private_key_file = "{os.path.join(node.run_dir, up.ifname + ".key")}"',
             f"listen_port = {UPLINK_PORT}",
-            f'address = "{up.address}"',
+            "address = [" + ", ".join(f'"{a}"' for a in up.addresses) + "]",
             "steer = [" + ", ".join(f'"{p}"' for p in up.steer) + "]",
             f'secret_file = "{secret_file}"',
             f"control_port = {CONTROL_PORT}",
@@ -464,7 +497,7 @@ def node_config(node: NodePlan, plan: LabPlan, public_keys: dict[str, str], secr
                 "[[gateway.client]]",
                 f'name = "{c.name}"',
                 f'public_key = "{public_keys[c.uplink_ifname]}"',
-                f'addresses = ["{c.address.network}"]',
+                "addresses = [" + ", ".join(f'"{a.network}"' for a in c.addresses) + "]",
                 f'mesh = "{c.mesh}"',
             ]
     if node.managed and link_keys:

@@ -150,6 +150,8 @@ class Lab:
                     # On lo the whole prefix lands in the local table only; babeld
                     # redistributes from main, so give it a route to see.
                     commands.append(f"route add {a.network} dev lo proto static")
+                    if a.version == 6:  # IPv4 answers for a whole prefix on lo; IPv6 only for the address
+                        commands.append(f"route add local {a.network} dev lo table local")
             _ip_batch(node.namespace, commands)
         # Underlay: one veth pair per link path (its own /30), created straight into both namespaces.
         done: set[object] = set()
@@ -166,6 +168,8 @@ class Lab:
                 )
         for node in plan.nodes:
             commands = [c for v in node.veths for c in (f"addr add {v.address} dev {v.ifname}", f"link set {v.ifname} up")]
+            # nodad: a tentative address cannot be a WireGuard endpoint for the second or two DAD takes.
+            commands += [f"addr add {v.address6} dev {v.ifname} nodad" for v in node.veths if v.address6 is not None]
             _ip_batch(node.namespace, commands)
         # Tunnels: one wireguard-go per tunnel, keys in 0600 files.
         keys: dict[str, KeyPair] = {}
@@ -288,15 +292,20 @@ class Lab:
         cmds = []
         if node.uplink and only in (None, node.uplink.ifname):
             up = node.uplink
-            cmds += [f"link set {up.ifname} addrgenmode none", f"addr add {up.address} dev {up.ifname}",
-                     f"link set {up.ifname} up"]
+            cmds += [f"link set {up.ifname} addrgenmode none"]
+            cmds += [f"addr add {a} dev {up.ifname}" + (" nodad" if a.version == 6 else "") for a in up.addresses]
+            cmds += [f"link set {up.ifname} up"]
             if only is None:
-                # Traffic from the client's uplink address takes the uplink; the rest follows Babel.
-                cmds.append(f"rule add from {up.address.ip} lookup {STEER_TABLE} priority 100")
+                # Traffic from the client's uplink addresses takes the uplink; the rest follows Babel.
+                # (`ip -batch` lines take no -6, and `ip rule` does not guess the family from the address.)
+                for a in up.addresses:
+                    _run(["ip", "-n", node.namespace, f"-{a.version}", "rule", "add", "from", str(a.ip),
+                          "lookup", str(STEER_TABLE), "priority", "100"])
             cmds += [f"route add {p} dev {up.ifname} table {STEER_TABLE}" for p in up.steer]
         if node.gateway_ifname and node.gateway_address and only in (None, node.gateway_ifname):
+            nodad = " nodad" if node.gateway_address.version == 6 else ""
             cmds += [f"link set {node.gateway_ifname} addrgenmode none",
-                     f"addr add {node.gateway_address} dev {node.gateway_ifname}",
+                     f"addr add {node.gateway_address} dev {node.gateway_ifname}{nodad}",
                      f"link set {node.gateway_ifname} up"]
         if cmds:
             _ip_batch(node.namespace, cmds)

@@ -68,6 +68,7 @@ class UplinkSpec:
     probe_loss: int = 3
     check: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...] = ()  # end-to-end targets behind the gateways
     check_interval: float = 0.2
+    control_family: int = 4  # the family of the gateways' control addresses (probes and acks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +86,7 @@ class LabSpec:
     source: str = ""
     uplinks: tuple[UplinkSpec, ...] = ()
     daemons: bool = False
+    underlay6: ipaddress.IPv6Network | None = None  # with it, tunnels and uplinks run over an IPv6 underlay
 
     def node(self, name: str) -> NodeSpec:
         """The node called ``name``."""
@@ -139,6 +141,11 @@ def parse_lab(data: dict, source: str = "<topology>") -> LabSpec:
     mesh4 = ipaddress.IPv4Network(_network(lab, "mesh4", "10.99.0.0/24", 4))
     mesh6 = ipaddress.IPv6Network(_network(lab, "mesh6", "fd99::/64", 6))
     underlay = ipaddress.IPv4Network(_network(lab, "underlay", "10.250.0.0/16", 4))
+    underlay6 = None
+    if isinstance(data.get("lab"), dict) and "underlay6" in data["lab"]:
+        underlay6 = ipaddress.IPv6Network(_network(lab, "underlay6", "fd25::/48", 6))
+        if underlay6.prefixlen > 56:
+            lab.error("underlay6", "must be /56 or shorter (a /64 per link path)")
     daemons = lab.take("daemons", bool, False)
     lab.finish()
 
@@ -241,6 +248,12 @@ def parse_lab(data: dict, source: str = "<topology>") -> LabSpec:
             except ValueError as exc:
                 f.error(f"check[{j}]", f"not an address: {exc}")
         check_interval = f.take("check_interval", float, 0.2)
+        control_family = f.take("control_family", int, 4)
+        if control_family not in (4, 6):
+            f.error("control_family", "must be 4 or 6")
+        for j, c in enumerate(check):
+            if not any(c.version == p.version and c in p for p in steer):
+                f.error(f"check[{j}]", f"{c} is not inside a steered prefix")
         # The same bounds the node config enforces: refused here, before anything is built.
         if not 0 <= margin < 65535:
             f.error("margin", "must be 0..65534")
@@ -270,12 +283,12 @@ def parse_lab(data: dict, source: str = "<topology>") -> LabSpec:
         # A gateway linked to the client is reached at that link's underlay address;
         # one further away at its mesh address, through the mesh (a tunnel in tunnels).
         uplinks.append(UplinkSpec(client, gateways, tuple(steer), margin, hold, probe_interval, backup_probe_interval,
-                                  probe_loss, tuple(check), check_interval))
+                                  probe_loss, tuple(check), check_interval, control_family))
     top.finish()
     if errors:
         raise ConfigError.collect(errors)
     return LabSpec(name, tag, description, mesh4, mesh6, underlay, tuple(nodes), tuple(links), source,
-                   tuple(uplinks), daemons)
+                   tuple(uplinks), daemons, underlay6)
 
 
 def load_lab(path: str) -> LabSpec:

@@ -48,9 +48,10 @@ STANDBY_TIMEOUT = 1.0  # seconds to wait for the new gateway's standby return pa
 RELEASE_TIMEOUT = 0.25  # seconds to wait for the old gateway to confirm it let go
 PENALTY_MAX = 300.0  # seconds: the longest a gateway whose check failed is kept out
 STRIKES_FORGET = 600.0  # seconds of good checks after which earlier failures are forgiven
-#: A path that has not answered a check since it began carrying traffic gets this long before it is
-#: judged: the mesh's return path follows a switch only when the new gateway's announcement has spread
-#: and the old one's route is gone (Babel's neighbour timeout, when the old gateway died).
+#: After a switch away from a failed gateway, a path that has not answered a check yet gets this long
+#: before it is judged: the mesh's return path follows only when the new gateway's announcement has
+#: spread and the old one's route is gone (Babel's neighbour timeout, when the old gateway died).  A
+#: planned switch made its return path before it moved, and is judged at once.
 SETTLE = 2.0
 
 PREPARE, RELEASE, WRITE = "prepare", "release", "write"
@@ -115,6 +116,7 @@ class CheckState:
     replies: int = 0
     failed: bool = False  # the last verdict on ``via``
     failures: dict[str, float] = field(default_factory=dict)  # gateway -> when the check last failed through it
+    settle: float = 0.0  # extra time the current path has before its first answer (see SETTLE)
     suspect: bool = False  # it failed through two gateways with no reply between: the target, not the paths
 
 
@@ -153,6 +155,11 @@ class Group:
     pending: tuple[Switch, float, float | None] | None = None  # (switch, trigger, prepare) waiting for the write
     check: CheckState | None = None
     history: deque[Switch] = field(default_factory=lambda: deque(maxlen=50))
+    #: Gateways the check failed through, kept out for a while: per family, since a gateway that
+    #: routes IPv4 but not IPv6 is fit for one and not the other.
+    penalties: dict[str, Penalty] = field(default_factory=dict)
+    strikes: Counter[str] = field(default_factory=Counter)
+    last_strike: dict[str, float] = field(default_factory=dict)
 
     @property
     def holder(self) -> str | None:
@@ -183,9 +190,6 @@ class UplinkController:
         self.causes: Counter[str] = Counter()  # switches by Switch.cause, for metrics
         self.reactions: deque[float] = deque(maxlen=1000)  # trigger -> write done, seconds
         self.prepares: deque[float] = deque(maxlen=1000)  # make-before-break waits, seconds
-        self.penalties: dict[str, Penalty] = {}
-        self.strikes: Counter[str] = Counter()
-        self.last_strike: dict[str, float] = {}
         self.adopted = False  # the device was read once: its holder is the starting point
         self.groups: dict[int, Group] = {}
         for family in FAMILIES:
@@ -326,8 +330,8 @@ class UplinkController:
         g.check.replies += 1
         g.check.failed = False
         g.check.suspect = False
-        if g.check.via is not None and now - self.last_strike.get(g.check.via, -STRIKES_FORGET) > STRIKES_FORGET:
-            self.strikes.pop(g.check.via, None)
+        if g.check.via is not None and now - g.last_strike.get(g.check.via, -STRIKES_FORGET) > STRIKES_FORGET:
+            g.strikes.pop(g.check.via, None)
         return True
 
     def _judge_check(self, g: Group, now: float) -> None:
@@ -336,6 +340,8 @@ class UplinkController:
         if c is None:
             return
         if g.holder != c.via:  # new path: judge it afresh
+            last = g.state.last_switch
+            c.settle = 0.0 if last is not None and last.cause == "better" else SETTLE
             c.via, c.since, c.failed = g.holder, now, False
             c.sent.clear()
             c.next_due = now
@@ -345,7 +351,7 @@ class UplinkController:
         answered = c.last_reply is not None and c.last_reply >= c.since
         since = max(c.since, c.last_reply) if answered and c.last_reply is not None else c.since
         unanswered = sum(1 for t in c.sent.values() if t >= since)
-        timeout = self.check_timeout if answered else max(self.check_timeout, SETTLE)
+        timeout = self.check_timeout if answered else max(self.check_timeout, c.settle)
         if now - since < timeout or unanswered < self.config.check_loss:
             return
         if self.alive(c.via, now) is not True:
@@ -357,28 +363,28 @@ class UplinkController:
             # target is down, not our paths.  Judge no path by it until it answers.
             c.suspect = True
             for gw in c.failures:
-                self.penalties.pop(gw, None)
+                g.penalties.pop(gw, None)
         c.failures[c.via] = now
         if c.suspect:
             return
-        self.strikes[c.via] += 1
-        self.last_strike[c.via] = now
-        duration = min(PENALTY_MAX, max(self.config.hysteresis.hold, self.check_timeout) * 2 ** (self.strikes[c.via] - 1))
-        self.penalties[c.via] = Penalty(now, duration)
+        g.strikes[c.via] += 1
+        g.last_strike[c.via] = now
+        duration = min(PENALTY_MAX, max(self.config.hysteresis.hold, self.check_timeout) * 2 ** (g.strikes[c.via] - 1))
+        g.penalties[c.via] = Penalty(now, duration)
 
-    def healthy(self, gateway: str, now: float) -> bool:
-        """No check failed through ``gateway``, or it has been fit long enough since."""
-        p = self.penalties.get(gateway)
+    def healthy(self, gateway: str, family: int, now: float) -> bool:
+        """No check of ``family`` failed through ``gateway``, or it has been fit long enough since."""
+        p = self.groups[family].penalties.get(gateway)
         return p is None or p.over(now)
 
-    def _track_penalties(self, cands: Iterable[CandidateView], now: float) -> None:
+    def _track_penalties(self, g: Group, cands: Iterable[CandidateView], now: float) -> None:
         """A penalised gateway must stay fit (reachable, answering, routed onward) for its whole penalty."""
         for c in cands:
-            p = self.penalties.get(c.name)
+            p = g.penalties.get(c.name)
             if p is None:
                 continue
             if p.over(now):
-                del self.penalties[c.name]
+                del g.penalties[c.name]
             elif not c.live:
                 p.fit_since = None
             elif p.fit_since is None:
@@ -407,7 +413,7 @@ class UplinkController:
                 # device read that will show it is at most a poll interval away.
                 age = 0.0
             out.append(CandidateView(gw.name, self.metric(gw, model), age, alive, self.upstream(gw.name, family),
-                                     self.healthy(gw.name, now)))
+                                     self.healthy(gw.name, family, now)))
         return out
 
     def announcement_seen(self, gateway: str, family: int, model: TopologyModel) -> bool:
@@ -440,7 +446,7 @@ class UplinkController:
         for g in self.groups.values():
             self._judge_check(g, now)
             cands = self.candidates(g.family, model, device, now, wall)
-            self._track_penalties(cands, now)
+            self._track_penalties(g, cands, now)
             # The first choice waits until every gateway answered or had the time to: otherwise the
             # quickest to answer wins, and a planned switch to the best follows a hold later.
             deciding = g.state.chosen is not None or all(c.alive is not None for c in cands)
@@ -454,7 +460,7 @@ class UplinkController:
                     self.causes[switch.cause] += 1
                     probe_now |= self._begin(g, holder, switch, now, trigger)
             probe_now |= self._advance(g, model, now, trigger, deadlines)
-        for p in self.penalties.values():
+        for p in (p for g in self.groups.values() for p in g.penalties.values()):
             if p.fit_since is not None:
                 deadlines.append(p.fit_since + p.duration)
         return Step(probe_now, min(deadlines, default=None))

@@ -21,8 +21,8 @@ from typing import Any
 from meshctl.config import UplinkConfig
 from meshctl.counters import Counters
 from meshctl.topology.model import MeshView
-from meshctl.udp import BoundSocket
-from meshctl.uplink.client import Done, UplinkController
+from meshctl.udp import BoundSocket, ifindex
+from meshctl.uplink.client import Done, UplinkController, host_prefix
 from meshctl.uplink.control import ROLE_NAMES, ControlError, decode, encode
 from meshctl.uplink.icmp import echo_reply_seq, echo_request
 from meshctl.uplink.policy import FAILURE_CAUSES
@@ -98,6 +98,7 @@ class UplinkRunner:
                       for f in families if f in sources}
         self.checks: dict[int, CheckSocket] = {}
         self._warned_own: set[int] = set()  # families whose missing own announcement was logged
+        self._routed_index: int | None = None  # the device whose IPv6 control routes are in place
         self._trigger: float | None = None
         self._scheduled = False
         self._timer: asyncio.TimerHandle | None = None
@@ -277,8 +278,24 @@ class UplinkRunner:
                                     "cause": "adopted", "reason": adopted.reason})
                 for sock in self.socks.values():
                     await sock.check()
+                await self._control_routes()
                 self.poke()  # handshake ages moved; a drifted device is re-applied by the evaluation
             await asyncio.sleep(DEVICE_POLL)
+
+    async def _control_routes(self) -> None:
+        """IPv6 control addresses need a route through the uplink (see uplink.routes.control_routes)."""
+        v6 = tuple(host_prefix(g.control) for g in self.config.gateways if g.control.version == 6)
+        index = ifindex(self.name)
+        if not v6 or index is None or index == self._routed_index:
+            return
+        from meshctl.uplink.routes import RouteError, control_routes  # pyroute2: only when IPv6 control needs it
+
+        try:
+            await control_routes(v6, self.name)
+        except RouteError as exc:
+            log.error("uplink %s: %s", self.name, exc)
+            return
+        self._routed_index = index
 
     async def _send_probes(self, everyone: bool = False) -> None:
         loop = asyncio.get_running_loop()
@@ -366,7 +383,7 @@ class UplinkRunner:
             cands = []
             for view in self.ctl.candidates(family, self.view.model, self.device, now, wall):
                 probe = self.ctl.probes[view.name]
-                penalty = self.ctl.penalties.get(view.name)
+                penalty = g.penalties.get(view.name)
                 check = None
                 if g.check is not None:
                     if penalty is not None and not penalty.over(now):

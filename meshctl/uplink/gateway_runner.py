@@ -16,10 +16,10 @@ from typing import Any
 from meshctl.config import ClientEntry, GatewayConfig, Prefix
 from meshctl.counters import Counters
 from meshctl.topology.model import MeshView
-from meshctl.udp import BoundSocket
+from meshctl.udp import BoundSocket, ifindex
 from meshctl.uplink.control import ROLE_NAMES, ROLE_NONE, ROLE_PRIMARY, ROLE_STANDBY
 from meshctl.uplink.gateway import Action, Announce, GatewayController, MeshPath, Withdraw, mesh_path
-from meshctl.uplink.routes import RouteError, announce, ours, withdraw
+from meshctl.uplink.routes import RouteError, announce, control_routes, ours, withdraw
 from meshctl.uplink.watchdog import Watchdog, demotions
 from meshctl.wireguard.backend import Backend, converge
 from meshctl.wireguard.state import Device, Peer
@@ -52,6 +52,7 @@ class GatewayRunner:
         self.demoted: dict[Prefix, tuple[int, MeshPath]] = {}
         self.handoffs = 0
         self.adopted: list[str] = []
+        self._routed_index: int | None = None  # the device whose IPv6 control routes are in place
 
     def desired(self) -> Device:
         return Device(
@@ -133,9 +134,15 @@ class GatewayRunner:
                 self.ctl.on_device(device, loop.time())
                 if self.sock is not None:
                     await self.sock.check()
+                index = ifindex(self.config.interface)
+                if index is not None and index != self._routed_index:
+                    await control_routes(tuple(a for c in self.config.clients for a in c.addresses), self.config.interface)
+                    self._routed_index = index
                 if not self.device_ok:
                     log.info("gateway %s: WireGuard device configured", self.config.interface)
                 self.device_ok = True
+            except RouteError as exc:
+                log.error("gateway %s: %s", self.config.interface, exc)
             except UapiError as exc:
                 if self.device_ok:
                     log.error("gateway %s: WireGuard device unreachable: %s", self.config.interface, exc)

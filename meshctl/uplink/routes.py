@@ -61,15 +61,22 @@ def _delete(what: str, ifname: str | None = None, **match: object) -> bool:
         raise RouteError(f"{what}: {exc}") from None
 
 
-def _via(via: str) -> dict[str, object]:
-    return {"family": socket.AF_INET6 if ":" in via else socket.AF_INET, "addr": via}
+def next_hop(prefix: Prefix, via: str | None) -> dict[str, object]:
+    """The next-hop attribute: a gateway of the prefix's own family, or RTA_VIA for an IPv4 route through an
+    IPv6 next hop (babeld's kind: the mesh's next hops are link-local IPv6 addresses)."""
+    if via is None:
+        return {}
+    family = socket.AF_INET6 if ":" in via else socket.AF_INET
+    if family == (socket.AF_INET6 if prefix.version == 6 else socket.AF_INET):
+        return {"gateway": via}
+    return {"via": {"family": family, "addr": via}}
 
 
 async def announce(prefixes: tuple[Prefix, ...], ifname: str, proto: int, via: str | None = None) -> None:
     """Route ``prefixes`` into ``ifname`` (through next hop ``via``) with ``proto``: babeld redistributes it."""
-    extra = {"via": _via(via)} if via else {}
     for p in prefixes:
-        await asyncio.to_thread(_replace, p, ifname, f"cannot route {p} via {via or ifname}", proto=proto, **extra)
+        await asyncio.to_thread(_replace, p, ifname, f"cannot route {p} via {via or ifname}", proto=proto,
+                                **next_hop(p, via))
 
 
 def _ours(protos: tuple[int, ...]) -> list[tuple[Prefix, int, str | None, str | None]]:
@@ -99,6 +106,28 @@ async def ours(protos: tuple[int, ...]) -> list[tuple[Prefix, int, str | None, s
         return await asyncio.to_thread(_ours, protos)
     except NetlinkError as exc:
         raise RouteError(f"cannot list routes: {exc}") from None
+
+
+#: Routes for control datagrams over IPv6 (see :func:`control_routes`): below every other route
+#: (babeld's are 0 and 1024), in no protocol babeld redistributes.
+CONTROL_METRIC = 4096
+CONTROL_PROTO = 4  # "static"
+
+
+async def control_routes(prefixes: tuple[Prefix, ...], ifname: str) -> None:
+    """Routes for the peers' IPv6 control addresses through a WireGuard device.
+
+    A UDP socket tied to a device (SO_BINDTODEVICE) sends over IPv4 even with
+    no route, but over IPv6 only where a route through that device exists.
+    A client needs one to each gateway's control address; a gateway to each
+    client's address, since a backup gateway has no route to its client
+    (only the chosen one announces it).  At the lowest priority they carry
+    nothing but control datagrams: every other route, babeld's or ours, wins.
+    """
+    for p in prefixes:
+        if p.version == 6:
+            await asyncio.to_thread(_replace, p, ifname, f"cannot route control datagrams to {p} via {ifname}",
+                                    proto=CONTROL_PROTO, priority=CONTROL_METRIC)
 
 
 async def withdraw(prefixes: tuple[Prefix, ...], protos: tuple[int, ...]) -> None:

@@ -45,7 +45,7 @@ def test_seed_dump_shows_neighbours_and_routes_on_every_node(start_lab: Callable
                 assert {str(p) for p in other.prefixes} <= installed, (node.name, other.name)
         # The node's own prefixes are exported, the underlay never is.
         exported = {x["prefix"] for x in dump["exported"]}
-        served = {str(c.address.network) for c in node.served}  # a chosen gateway announces its client
+        served = {str(a.network) for c in node.served for a in c.addresses}  # a chosen gateway announces its client
         assert exported - served == {str(p) for p in node.prefixes} | {f"{a.ip}/{a.max_prefixlen}" for a in node.announce}
         assert not any(p.startswith("10.250.") for p in exported)
     # Traffic crosses the mesh: the client reaches the upstream's announced prefix.
