@@ -151,11 +151,28 @@ def test_malformed_lines_raise_parse_error(line: str, reason: str) -> None:
     assert info.value.line == line[:200]
 
 
-def test_decode_rejects_non_ascii_and_nul() -> None:
-    with pytest.raises(ParseError, match="not ASCII"):
+def test_decode_rejects_non_utf8_and_nul() -> None:
+    with pytest.raises(ParseError, match="not UTF-8") as info:
         decode_line("add route \xff".encode("latin-1"))
+    assert info.value.kind == "not-utf8"
     with pytest.raises(ParseError, match="NUL"):
         decode_line(b"ok\x00")
+
+
+def test_utf8_interface_names_parse() -> None:
+    """Linux allows UTF-8 in interface names, and babeld prints them as they are."""
+    name = "ra\u00e90"
+    interface = decode_line(f"add interface {name} up true ipv6 fe80::1".encode())
+    assert isinstance(interface, ev.InterfaceUpdate) and interface.name == name
+    neighbour = decode_line(
+        f"add neighbour 5565 address fe80::5 if {name} reach ff00 ureach 0000 rxcost 96 txcost 96 cost 96".encode()
+    )
+    assert isinstance(neighbour, ev.NeighbourUpdate) and neighbour.interface == name
+    route = decode_line(
+        f"add route 1 prefix 10.0.0.1/32 from 0.0.0.0/0 installed yes id 02:00:00:00:00:00:00:02 metric 96 "
+        f"refmetric 0 via fe80::5 if {name}".encode()
+    )
+    assert isinstance(route, ev.RouteUpdate) and route.interface == name
 
 
 def test_decode_strips_carriage_return() -> None:

@@ -54,12 +54,13 @@ def test_replies_match_commands_in_order() -> None:
 
 def test_send_refuses_what_babeld_would_misread() -> None:
     p = ready()
-    for bad in ("dump\nquit", "", "frobnicate", "dump\rquit", "dump \u00e9"):
+    for bad in ("dump\nquit", "", "frobnicate", "dump\rquit", "dump\x00", "interface wg\t0"):
         with pytest.raises(ValueError):
             p.send(bad)
     assert p.send("  monitor ") == b"monitor\n"
+    assert p.send("interface ra\u00e90") == "interface ra\u00e90\n".encode()  # Linux allows UTF-8 names
     assert p.send("quit") == b"quit\n"
-    assert p.pending == ("monitor",)  # quit gets no reply
+    assert p.pending == ("monitor", "interface ra\u00e90")  # quit gets no reply
 
 
 def test_bad_reply() -> None:

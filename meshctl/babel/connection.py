@@ -4,6 +4,12 @@ It reads, feeds the protocol, and hands events on; the only decisions it
 makes are about the socket (timeouts, reconnect backoff).  babeld cuts off a
 client that leaves its socket unread for 100 ms, so one reader task per
 connection always drains the socket and calls the sink synchronously.
+
+Deadlines measure babeld's silence, not our own work: a reply is late when
+babeld has sent nothing for ``timeout`` seconds while we were waiting to
+read, however long the table it is sending takes us to parse.  A big table
+on a slow or busy machine therefore syncs, and a babeld that stops talking
+is still caught.
 """
 
 from __future__ import annotations
@@ -13,19 +19,21 @@ import contextlib
 import errno
 import logging
 import os
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from meshctl.babel import events as ev
 from meshctl.babel.endpoint import Endpoint
-from meshctl.babel.errors import BabelConnectionError, BabelError, CommandError
+from meshctl.babel.errors import BabelConnectionError, BabelError, CommandError, ParseError
 from meshctl.babel.protocol import BabelProtocol, Closed, CommandDone, Malformed, Ready
 
 log = logging.getLogger("meshctl.babel")
 
 READ_SIZE = 65536
+#: How long babeld may stay silent while it sends the table that ``monitor`` starts with.
+SYNC_SILENCE = 10.0
 _NOT_LISTENING = (errno.ECONNREFUSED, errno.ENOENT)
 
 
@@ -47,6 +55,8 @@ class Connection:
         self._ready: asyncio.Future[ev.Banner] = asyncio.get_running_loop().create_future()
         self._task = asyncio.create_task(self._read_loop(), name=f"babel-read {endpoint}")
         self.closed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        #: Loop time at which we last went back to waiting on babeld (after handling what it sent).
+        self.last_heard = asyncio.get_running_loop().time()
 
     @classmethod
     async def open(cls, endpoint: Endpoint, timeout: float = 5.0) -> Connection:
@@ -87,7 +97,12 @@ class Connection:
         self._on_event = handler
 
     async def command(self, command: str, timeout: float = 5.0) -> CommandDone:
-        """Send one command and wait for its reply; raise on ``no``/``bad``."""
+        """Send one command and wait for its reply; raise on ``no``/``bad``.
+
+        ``timeout`` bounds babeld's silence while the reply is due, not the
+        whole exchange: a ``dump`` of 300,000 routes may take us longer than
+        that to parse, and babeld keeps talking all the while.
+        """
         if self.closed.done():
             raise BabelConnectionError(f"babeld at {self.endpoint}: connection closed")
         data = self._proto.send(command)
@@ -99,8 +114,7 @@ class Connection:
             await self._writer.drain()
             if command.strip() == "quit":
                 return CommandDone("quit", "ok")
-            async with asyncio.timeout(timeout):
-                done = await asyncio.shield(waiter)
+            done = await self._await_reply(waiter, timeout)
         except TimeoutError:
             self.close()
             raise BabelConnectionError(f"babeld at {self.endpoint}: no reply to {command!r} within {timeout:g}s") from None
@@ -110,6 +124,18 @@ class Connection:
         if not done.ok:
             raise CommandError(done.command, done.reply, done.message)
         return done
+
+    async def _await_reply(self, waiter: asyncio.Future[CommandDone], silence: float) -> CommandDone:
+        """Wait for ``waiter`` until babeld has been silent for ``silence`` seconds (TimeoutError)."""
+        loop = asyncio.get_running_loop()
+        since = loop.time()  # what babeld said before the command does not count
+        while True:
+            quiet = loop.time() - max(since, self.last_heard)
+            if quiet >= silence:
+                raise TimeoutError
+            await asyncio.wait({waiter}, timeout=silence - quiet)
+            if waiter.done():
+                return waiter.result()
 
     async def dump(self, timeout: float = 5.0) -> list[ev.Event]:
         """Return babeld's full table (only meaningful without ``monitor``)."""
@@ -155,6 +181,7 @@ class Connection:
                 self._proto.receive_data(data)
                 if self._pump():
                     break
+                self.last_heard = asyncio.get_running_loop().time()
         except OSError as exc:
             reason = f"read failed: {exc}"
         finally:
@@ -175,8 +202,6 @@ class Connection:
             elif isinstance(event, Closed):
                 return True
             else:
-                if isinstance(event, Malformed):
-                    log.warning("babeld at %s sent a malformed line: %s", self.endpoint, event.error)
                 self._on_event(event)
         return False
 
@@ -199,11 +224,17 @@ class Sink(Protocol):
 
 @dataclass
 class Backoff:
-    """Exponential reconnect delay, pure: the caller sleeps."""
+    """Exponential reconnect delay, pure: the caller sleeps and tells it how long sessions lasted.
+
+    The delay resets only after a session that stayed up ``stable`` seconds.
+    Resetting as soon as ``monitor`` succeeded let a babeld that breaks every
+    session early (or a client bug that drops it) turn into a reconnect storm.
+    """
 
     initial: float = 0.1
     maximum: float = 5.0
     factor: float = 2.0
+    stable: float = 30.0
     _next: float = 0.0
 
     def next_delay(self) -> float:
@@ -212,8 +243,13 @@ class Backoff:
         self._next = min(self.maximum, max(self.initial, self._next * self.factor))
         return delay
 
+    def session_ended(self, lasted: float) -> None:
+        """A session ended after ``lasted`` seconds: a long one earns an immediate reconnect."""
+        if lasted >= self.stable:
+            self.reset()
+
     def reset(self) -> None:
-        """After a good session: reconnect at once next time."""
+        """Reconnect at once next time."""
         self._next = 0.0
 
 
@@ -226,6 +262,7 @@ class ClientStats:
     malformed: int = 0
     unknown: int = 0
     last_error: str = ""
+    malformed_kinds: Counter[str] = field(default_factory=Counter)
 
 
 class Client:
@@ -233,8 +270,13 @@ class Client:
 
     After every (re)connect the sink gets ``begin_sync`` and a full table
     (``monitor`` starts with a dump), then ``end_sync``; stale entries cannot
-    survive because the sink rebuilds from scratch.  A malformed line means an
-    update may have been lost, so the client drops the session and resyncs.
+    survive because the sink rebuilds from scratch.
+
+    A malformed line is skipped, counted by kind, and logged the first time
+    its kind is seen; it does not end the session.  Resyncing would fetch the
+    same table from the same babeld, with the same line in it: it heals
+    nothing, and a line that is malformed on every connection would turn each
+    resync into another (11,306 connections in 8 s before this was changed).
     """
 
     def __init__(self, endpoint: Endpoint, sink: Sink, backoff: Backoff | None = None) -> None:
@@ -254,15 +296,26 @@ class Client:
 
     async def run(self) -> None:
         """Run until cancelled; never raises for babeld's misbehaviour."""
+        loop = asyncio.get_running_loop()
         while True:
             delay = self.backoff.next_delay()
             if delay:
                 await asyncio.sleep(delay)
+            started = loop.time()
             try:
                 await self._session()
             except BabelError as exc:
                 self.stats.last_error = str(exc)
                 log.warning("%s; retrying", exc)
+            self.backoff.session_ended(loop.time() - started)
+
+    def malformed(self, error: ParseError) -> None:
+        """Count a malformed line; log it if it is the first of its kind."""
+        self.stats.malformed += 1
+        self.stats.malformed_kinds[error.kind] += 1
+        if self.stats.malformed_kinds[error.kind] == 1:
+            log.warning("babeld at %s sent a malformed line (%s), skipped; further ones of this kind are only "
+                        "counted: %s", self.endpoint, error.kind, error)
 
     async def _session(self) -> None:
         conn = await Connection.open(self.endpoint)
@@ -270,13 +323,10 @@ class Client:
         if self.stats.connects > 1:
             self.stats.reconnects += 1
         log.info("connected to %s (%s, router-id %s)", self.endpoint, conn.banner.version, conn.banner.router_id)
-        resync = asyncio.get_running_loop().create_future()
 
         def handle(event: ev.Event) -> None:
             if isinstance(event, Malformed):
-                self.stats.malformed += 1
-                if not resync.done():
-                    resync.set_result(str(event.error))
+                self.malformed(event.error)
                 return
             if isinstance(event, ev.UnknownLine):
                 self.stats.unknown += 1
@@ -288,12 +338,10 @@ class Client:
         conn.set_handler(handle)
         self.sink.begin_sync(conn.banner)
         try:
-            await conn.command("monitor", timeout=10.0)
+            await conn.command("monitor", timeout=SYNC_SILENCE)
             self.sink.end_sync()
             self.synced.set()
-            self.backoff.reset()
-            done, _ = await asyncio.wait({conn.closed, resync}, return_when=asyncio.FIRST_COMPLETED)
-            reason = f"resync after malformed line ({resync.result()})" if resync in done else conn.closed.result()
+            reason = await conn.closed
             log.warning("babeld at %s: %s", self.endpoint, reason)
         finally:
             self.synced.clear()

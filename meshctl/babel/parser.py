@@ -103,7 +103,7 @@ _FIELDS = {"interface": _INTERFACE, "neighbour": _NEIGHBOUR, "route": _ROUTE, "x
 
 def _fields(spec: _Spec, tokens: list[str], line: str) -> tuple[dict[str, Any], ev.Extra]:
     if len(tokens) % 2:
-        raise ParseError(f"dangling key {tokens[-1]!r} without a value (truncated line?)", line)
+        raise ParseError(f"dangling key {tokens[-1]!r} without a value (truncated line?)", line, "dangling-key")
     values: dict[str, Any] = {}
     extra: list[tuple[str, str]] = []
     for i in range(0, len(tokens), 2):
@@ -112,21 +112,21 @@ def _fields(spec: _Spec, tokens: list[str], line: str) -> tuple[dict[str, Any], 
             extra.append((key, raw))
             continue
         if key in values:
-            raise ParseError(f"field {key!r} given twice", line)
+            raise ParseError(f"field {key!r} given twice", line, "duplicate-field")
         convert, _ = spec[key]
         try:
             values[key] = convert(raw)
         except ValueError as exc:
-            raise ParseError(f"bad value for {key!r}: {raw!r} ({exc})", line) from None
+            raise ParseError(f"bad value for {key!r}: {raw!r} ({exc})", line, f"bad-{key}") from None
     missing = [k for k, (_, required) in spec.items() if required and k not in values]
     if missing:
-        raise ParseError(f"missing field(s) {', '.join(missing)}", line)
+        raise ParseError(f"missing field(s) {', '.join(missing)}", line, "missing-field")
     return values, tuple(extra)
 
 
 def _table_update(kind: ev.Kind, what: str, rest: list[str], line: str) -> ev.Event:
     if not rest:
-        raise ParseError(f"{what} line without a name or id", line)
+        raise ParseError(f"{what} line without a name or id", line, "no-id")
     ident, tokens = rest[0], rest[1:]
     values, extra = _fields(_FIELDS[what], tokens, line)
     if what == "interface":
@@ -167,7 +167,7 @@ def _table_update(kind: ev.Kind, what: str, rest: list[str], line: str) -> ev.Ev
 
 def _single(tokens: list[str], line: str) -> str:
     if len(tokens) != 2:
-        raise ParseError(f"expected exactly one value after {tokens[0]!r}", line)
+        raise ParseError(f"expected exactly one value after {tokens[0]!r}", line, "bad-banner")
     return tokens[1]
 
 
@@ -177,14 +177,14 @@ def parse_line(line: str) -> ev.Event:
     Raises :class:`ParseError` for a malformed line; never anything else.
     """
     if len(line) > MAX_LINE:
-        raise ParseError(f"line longer than {MAX_LINE} characters", line)
+        raise ParseError(f"line longer than {MAX_LINE} characters", line, "too-long")
     tokens = line.split()
     if not tokens:
-        raise ParseError("empty line", line)
+        raise ParseError("empty line", line, "empty")
     head = tokens[0]
     if head in _KINDS:
         if len(tokens) < 2:
-            raise ParseError(f"{head!r} without an object kind", line)
+            raise ParseError(f"{head!r} without an object kind", line, "no-object-kind")
         what = tokens[1]
         if what not in _FIELDS:
             return ev.UnknownLine(line)
@@ -207,11 +207,16 @@ def parse_line(line: str) -> ev.Event:
 
 
 def decode_line(raw: bytes) -> ev.Event:
-    """Decode one raw line (bytes, newline stripped) and parse it."""
+    """Decode one raw line (bytes, newline stripped) and parse it.
+
+    UTF-8, not ASCII: Linux allows any bytes but ``/``, ``:``, NUL and
+    white space in an interface name (``raé0``), and babeld prints names as
+    they are.  A name that is not UTF-8 at all makes the line malformed.
+    """
     try:
-        text = raw.decode("ascii")
+        text = raw.decode()
     except UnicodeDecodeError:
-        raise ParseError("line is not ASCII", raw.decode("ascii", "replace")) from None
+        raise ParseError("line is not UTF-8", raw.decode(errors="replace"), "not-utf8") from None
     if "\x00" in text:
-        raise ParseError("line contains a NUL byte", text)
+        raise ParseError("line contains a NUL byte", text, "nul-byte")
     return parse_line(text.rstrip("\r"))

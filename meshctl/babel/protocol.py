@@ -9,8 +9,8 @@ States: ``BANNER`` until babeld's first ``ok`` (then one :class:`Ready`),
 commands in order: babeld answers every command line with exactly one of
 ``ok``/``no``/``bad`` (``quit`` excepted), and table lines are never replies.
 A malformed line becomes a :class:`Malformed` event rather than an exception,
-so one bad line cannot tear down the caller's read loop; the caller decides
-to resync.
+so one bad line cannot tear down the caller's read loop; the caller counts it
+and goes on.
 """
 
 from __future__ import annotations
@@ -90,15 +90,15 @@ class BabelProtocol:
     def send(self, command: str) -> bytes:
         """Return the bytes for ``command`` and remember that a reply is due."""
         command = command.strip()
-        if not command or "\n" in command or "\r" in command or not command.isascii():
-            raise ValueError(f"not a single-line ASCII command: {command!r}")
+        if not command or not command.isprintable():  # refuses newlines, NUL and other controls
+            raise ValueError(f"not a single-line printable command: {command!r}")
         if command.split()[0] not in _COMMANDS:
             raise ValueError(f"unknown babeld command {command.split()[0]!r}")
         if self.state is State.CLOSED:
             raise ValueError("session is closed")
         if command != "quit":  # babeld does not answer quit, it shuts down
             self._pending.append(command)
-        return command.encode("ascii") + b"\n"
+        return command.encode() + b"\n"  # UTF-8: interface names may be (raé0)
 
     @property
     def pending(self) -> tuple[str, ...]:
@@ -113,7 +113,7 @@ class BabelProtocol:
             return
         if not data:
             if self._buffer and not self._discarding:
-                self._malformed(ParseError("truncated last line", bytes(self._buffer).decode("ascii", "replace")))
+                self._malformed(ParseError("truncated last line", bytes(self._buffer).decode(errors="replace"), "truncated"))
             self._buffer.clear()
             self.state = State.CLOSED
             self._events.append(Closed())
@@ -124,7 +124,7 @@ class BabelProtocol:
             if end < 0:
                 if len(self._buffer) > self._max_line:
                     if not self._discarding:
-                        self._malformed(ParseError(f"line longer than {self._max_line} bytes", ""))
+                        self._malformed(ParseError(f"line longer than {self._max_line} bytes", "", "too-long"))
                     self._discarding = True
                     self._buffer.clear()
                 return
@@ -154,7 +154,7 @@ class BabelProtocol:
     def _line(self, raw: bytes) -> None:
         self.lines_received += 1
         if len(raw) > self._max_line:
-            self._malformed(ParseError(f"line longer than {self._max_line} bytes", ""))
+            self._malformed(ParseError(f"line longer than {self._max_line} bytes", "", "too-long"))
             return
         try:
             event = decode_line(raw)
@@ -179,18 +179,18 @@ class BabelProtocol:
             self._banner["router_id"] = event.router_id
         elif isinstance(event, ev.Ok):
             if "protocol" not in self._banner:
-                self._malformed(ParseError("banner ended without 'BABEL <version>'", ""))
+                self._malformed(ParseError("banner ended without 'BABEL <version>'", "", "bad-banner"))
             self.state = State.READY
             self._events.append(Ready(ev.Banner(extra=tuple(self._banner_extra), **self._banner)))
         elif isinstance(event, ev.No | ev.Bad):
-            self._malformed(ParseError("reply before the banner ended", raw.decode("ascii", "replace")))
+            self._malformed(ParseError("reply before the banner ended", raw.decode(errors="replace"), "early-reply"))
         else:
             # Lenient: a future babeld may say more in its banner.
-            self._banner_extra.append(raw.decode("ascii", "replace"))
+            self._banner_extra.append(raw.decode(errors="replace"))
 
     def _reply(self, event: ev.Ok | ev.No | ev.Bad) -> None:
         if not self._pending:
-            self._malformed(ParseError("reply with no command pending", type(event).__name__.lower()))
+            self._malformed(ParseError("reply with no command pending", type(event).__name__.lower(), "stray-reply"))
             return
         command = self._pending.popleft()
         if isinstance(event, ev.Ok):
