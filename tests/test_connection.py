@@ -167,3 +167,26 @@ def test_backoff_grows_and_resets_only_after_a_stable_session() -> None:
     assert b.next_delay() == 1.0
     b.session_ended(30.0)
     assert b.next_delay() == 0.0
+
+
+async def test_deadline_is_babelds_silence_not_the_whole_exchange(tmp_path) -> None:  # noqa: ANN001
+    """A table that takes 1 s to arrive, a line every 50 ms, fits a 0.3 s deadline; silence does not."""
+
+    async def handler(reader, writer):  # noqa: ANN001, ANN202
+        writer.write(BANNER)
+        await reader.readline()  # dump
+        for i in range(20):
+            writer.write(f"add interface wg{i} up true\n".encode())
+            await writer.drain()
+            await asyncio.sleep(0.05)
+        writer.write(b"ok\n")
+        await reader.readline()  # the second dump gets no answer at all
+        await reader.read()
+
+    async with fake_babeld(tmp_path, handler) as endpoint:
+        conn = await Connection.open(endpoint)
+        events = await conn.dump(timeout=0.3)
+        assert len(events) == 20
+        with pytest.raises(BabelConnectionError, match="silent for 0.3s while the reply to 'dump' was due"):
+            await conn.dump(timeout=0.3)
+        await conn.wait_closed()

@@ -117,7 +117,8 @@ class Connection:
             done = await self._await_reply(waiter, timeout)
         except TimeoutError:
             self.close()
-            raise BabelConnectionError(f"babeld at {self.endpoint}: no reply to {command!r} within {timeout:g}s") from None
+            raise BabelConnectionError(
+                f"babeld at {self.endpoint}: silent for {timeout:g}s while the reply to {command!r} was due") from None
         except OSError as exc:
             self.close()
             raise BabelConnectionError(f"babeld at {self.endpoint}: {exc}") from None
