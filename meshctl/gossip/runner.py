@@ -2,7 +2,11 @@
 
 Datagrams go to Babel's own neighbours, at their link-local addresses on the
 interfaces babeld runs on, so gossip follows the mesh's links and needs no
-addresses of its own.  What to keep and relay is decided by
+addresses of its own.  For the same reason only datagrams from a link-local
+address on one of babeld's interfaces are taken: the socket listens on
+``[::]`` (one socket for interfaces that come and go), and anything from the
+underlay (a WAN address, or a link-local one on a non-Babel interface) is
+counted as ``underlay`` and dropped before msgpack or Ed25519 see it.  What to keep and relay is decided by
 :class:`meshctl.gossip.table.GossipTable`; this layer only moves bytes and keeps time.
 """
 
@@ -40,6 +44,16 @@ if TYPE_CHECKING:
 log = logging.getLogger("meshctl.gossip")
 
 Address = tuple[str, str]  # (link-local address, interface)
+_LINK_LOCAL_HEXTETS = frozenset(f"{x:04x}" for x in range(0xFE80, 0xFEC0))  # fe80::/10
+REFRESH_INTERFACES = 0.5  # seconds: the least time between two look-ups of babeld's interfaces on a miss
+
+
+def is_link_local(addr: tuple) -> bool:
+    """An IPv6 link-local source with its interface index: ``(fe80::1%wg0, port, flow, index)``."""
+    if len(addr) != 4 or not addr[3]:
+        return False
+    host = str(addr[0])  # as the kernel wrote it (inet_ntop): lowercase, fe80::/10 always spelled in four digits
+    return len(host) > 5 and host[4] == ":" and host[:4] in _LINK_LOCAL_HEXTETS
 
 
 class GossipRunner:
@@ -60,6 +74,8 @@ class GossipRunner:
         self.known_neighbours: set[Address] = set()
         self.bytes_out = 0
         self.bytes_in = 0
+        self.mesh_ifindexes: frozenset[int] = frozenset()
+        self._ifindexes_at = float("-inf")  # loop time of the last look-up
 
     # -- what we say ------------------------------------------------------
 
@@ -70,6 +86,31 @@ class GossipRunner:
     def neighbours(self) -> set[Address]:
         model = self.view.model
         return {(str(addr), ifname) for (addr, ifname), n in model.neighbours.items() if n.reachable}
+
+    def refresh_interfaces(self, now: float) -> None:
+        """Look up the indexes of babeld's interfaces (they change when a tunnel is re-created)."""
+        self._ifindexes_at = now
+        indexes = set()
+        for name in self.view.model.interfaces:
+            with contextlib.suppress(OSError):
+                indexes.add(socket.if_nametoindex(name))
+        self.mesh_ifindexes = frozenset(indexes)
+
+    def from_mesh(self, addr: tuple, now: float) -> bool:
+        """Did this datagram come from a Babel neighbour's side: link-local, on one of babeld's interfaces?
+
+        A miss looks the interfaces up again, at most twice a second, so a
+        tunnel that just came up is not refused for long and a flood cannot
+        turn into a storm of look-ups.
+        """
+        if not is_link_local(addr):
+            return False
+        if addr[3] in self.mesh_ifindexes:
+            return True
+        if now - self._ifindexes_at < REFRESH_INTERFACES:
+            return False
+        self.refresh_interfaces(now)
+        return addr[3] in self.mesh_ifindexes
 
     # -- loops --------------------------------------------------------------
 
@@ -91,6 +132,7 @@ class GossipRunner:
         loop = asyncio.get_running_loop()
         while True:
             now, wall = loop.time(), time.time()
+            self.refresh_interfaces(now)
             for origin in self.table.expire(now):
                 log.info("gossip: %s's description expired; it leaves the mesh view", origin)
             own = self.describe()
@@ -141,8 +183,12 @@ class GossipRunner:
             except (OSError, asyncio_dgram.TransportClosed):
                 await asyncio.sleep(0.1)
                 continue
+            now = loop.time()
+            if not self.from_mesh(addr, now):
+                self.table.rejected["underlay"] += 1
+                continue
             self.bytes_in += len(data)
-            relay = self.table.receive(data, loop.time(), time.time())
+            relay = self.table.receive(data, now, time.time())
             if relay is not None:
                 sender = str(addr[0]).split("%", 1)[0]  # type: ignore[index]  # (address, port, flow, scope)
                 await self._flood(relay, exclude=sender)
