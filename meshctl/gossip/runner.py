@@ -184,14 +184,13 @@ class GossipRunner:
                 await asyncio.sleep(0.1)
                 continue
             now = loop.time()
-            if not self.from_mesh(addr, now):
+            if not isinstance(addr, tuple) or not self.from_mesh(addr, now):  # UDP: (address, port, flow, scope)
                 self.table.rejected["underlay"] += 1
                 continue
             self.bytes_in += len(data)
             relay = self.table.receive(data, now, time.time())
             if relay is not None:
-                sender = str(addr[0]).split("%", 1)[0]  # type: ignore[index]  # (address, port, flow, scope)
-                await self._flood(relay, exclude=sender)
+                await self._flood(relay, exclude=str(addr[0]).split("%", 1)[0])
 
     # -- views --------------------------------------------------------------
 
