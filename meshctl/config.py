@@ -11,16 +11,19 @@ import ipaddress
 import os
 import stat
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from meshctl.babel.endpoint import DEFAULT_PORT, Endpoint, parse_endpoint
 from meshctl.babel.errors import BabelError
 from meshctl.errors import ConfigError
-from meshctl.gossip.signing import SigningKey, parse_public, read_signing_key
 from meshctl.links.plan import MAX_PATHS, gossip_interface, interface_name, path_interface
 from meshctl.listen import parse_listen
 from meshctl.tomlfile import Fields, load_toml, not_regular, with_lines
 from meshctl.uplink.policy import Hysteresis
 from meshctl.wireguard.keys import KeyPair, decode_key, read_private_key
+
+if TYPE_CHECKING:  # Ed25519 is loaded by a config with [gossip] only
+    from meshctl.gossip.signing import SigningKey
 
 DEFAULT_CONFIG = "/etc/meshctl/node.toml"
 DEFAULT_CONTROL_SOCKET = "/run/meshctl/meshctl.sock"
@@ -491,6 +494,8 @@ def _gateway(raw: object, source: str, errors: list[ConfigError]) -> GatewayConf
 
 
 def _gossip(raw: object, source: str, errors: list[ConfigError]) -> GossipConfig | None:
+    from meshctl.gossip.signing import parse_public, read_signing_key
+
     f = Fields(raw, "gossip", source, errors)
     path = f.take("private_key_file", str, None, required=True)
     key = None

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from bench.standin import route_lines, standin_babeld
 from meshctl.babel.connection import Backoff, Client
 from meshctl.babel.endpoint import Endpoint
 from meshctl.cli import main
 from meshctl.gossip.signing import SigningKey, write_signing_key
 from meshctl.topology.model import MeshView
-from tests.standin import route_lines, standin_babeld
 
 NAME = "ra\u00e90"  # Linux allows it; babeld prints it as it is
 UTF8_TABLE = (

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from meshctl.babel import events as ev
 from meshctl.babel.errors import ParseError
-from meshctl.babel.parser import MAX_LINE, decode_line
+from meshctl.babel.parser import MAX_LINE, decode_text, parse_tokens
 
 
 class State(enum.Enum):
@@ -68,7 +68,9 @@ class Closed(ev.Event):
 # Commands babeld accepts on the local interface.  Read-write ones are refused
 # with "bad" by a read-only socket; we let babeld be the judge of that.
 _COMMANDS = ("dump", "monitor", "unmonitor", "quit", "interface", "flush")
-_TABLE_VERBS = (b"add", b"change", b"flush")
+_TABLE_VERBS = ("add", "change", "flush")
+_REPLIES = (ev.Ok, ev.No, ev.Bad)
+_REPEAT = ("", 0)  # what _repeat_of_last says of a repeat
 
 
 class BabelProtocol:
@@ -83,7 +85,7 @@ class BabelProtocol:
         self._pending: deque[str] = deque()
         self._tables_due = 0  # dump/monitor commands whose table is still arriving
         self._monitoring = False
-        self._last: dict[bytes, int] = {}  # b"KIND ID" -> hash of the rest of its last line
+        self._last: dict[str, int] = {}  # "KIND ID" -> hash of the rest of its last line
         self._banner: dict[str, str] = {}
         self._banner_extra: list[str] = []
         self.lines_received = 0
@@ -161,50 +163,48 @@ class BabelProtocol:
         if len(raw) > self._max_line:
             self._malformed(ParseError(f"line longer than {self._max_line} bytes", "", "too-long"))
             return
-        seen: tuple[bytes, int] | None = None
-        if self._monitoring:
-            seen = self._repeat_of_last(raw)
-            if seen is None:
-                return
         try:
-            event = decode_line(raw)
+            text = decode_text(raw)
+            tokens = text.split()
+            seen = self._repeat_of_last(tokens, text) if self._monitoring else None
+            if seen is _REPEAT:
+                return
+            event = parse_tokens(tokens, text)
         except ParseError as exc:
             self._malformed(exc)
             return
-        if seen and seen[0]:
+        if seen is not None:
             self._last[seen[0]] = seen[1]
         if self.state is State.BANNER:
             self._banner_line(event, raw)
-        elif isinstance(event, ev.Ok | ev.No | ev.Bad):
-            self._reply(event)
+        elif type(event) in _REPLIES:
+            self._reply(event)  # type: ignore[arg-type]
         else:
             self._events.append(event)
 
-    def _repeat_of_last(self, raw: bytes) -> tuple[bytes, int] | None:
-        """Drop a table line identical to the last one for its object; else what to remember of it.
+    def _repeat_of_last(self, tokens: list[str], text: str) -> tuple[str, int] | None:
+        """:data:`_REPEAT` for a table line identical to the last one for its object; else what to remember.
 
         babeld repeats itself (955 of 974 lines in one seed-lab minute were
         copies of the line before for the same object), and a copy changes
-        nothing: it is counted and dropped before it is decoded.  What is
-        remembered per object is the hash of its line after ``KIND ID``
-        (``add`` and ``change`` say the same thing), so a table costs about
-        100 bytes an object; two different lines with one 64-bit hash are
-        not a risk worth a copy of every line.  The table that ``dump`` and
-        ``monitor`` answer with is never dropped: its caller wants all of it.
-        Returns ``(b"", 0)`` for lines that are not table updates.
+        nothing: it is counted and dropped before it is parsed.  What is
+        remembered per object (``KIND ID``) is the hash of its line after the
+        verb (``add`` and ``change`` say the same thing), so a table costs
+        about 100 bytes an object; two different lines with one 64-bit hash
+        are not a risk worth a copy of every line.  The table that ``dump``
+        and ``monitor`` answer with is never dropped: its caller wants all of
+        it.  None for lines that are not table updates.
         """
-        parts = raw.split(b" ", 3)
-        if len(parts) < 4 or parts[0] not in _TABLE_VERBS:
-            return (b"", 0)
-        start = len(parts[0]) + 1
-        key = raw[start : start + len(parts[1]) + 1 + len(parts[2])]
-        if parts[0] == b"flush":
+        if len(tokens) < 3 or tokens[0] not in _TABLE_VERBS:
+            return None
+        key = f"{tokens[1]} {tokens[2]}"
+        if tokens[0] == "flush":
             self._last.pop(key, None)
-            return (b"", 0)
-        digest = hash(parts[3])
+            return None
+        digest = hash(text[len(tokens[0]) :])
         if not self._tables_due and self._last.get(key) == digest:
             self.repeats += 1
-            return None
+            return _REPEAT
         return (key, digest)
 
     def _banner_line(self, event: ev.Event, raw: bytes) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from meshctl.babel import events as ev
-from meshctl.babel.connection import Connection
+from meshctl.babel.connection import Connection, table_arriving
 from meshctl.babel.endpoint import parse_endpoint
 from meshctl.babel.protocol import Malformed
 from meshctl.topology.model import SelfInfo, TopologyModel
@@ -33,7 +33,8 @@ async def fetch_model(address: str, timeout: float) -> TopologyModel:
 
     conn.set_handler(handle)
     try:
-        await conn.command("dump", timeout)
+        with table_arriving():
+            await conn.command("dump", timeout)
     finally:
         await conn.wait_closed()
     for kind, lines in bad.items():

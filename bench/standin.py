@@ -1,5 +1,7 @@
-"""A stand-in babeld on a unix socket, in a thread: for tests that run meshctl's CLI or daemon against
-a babeld that says exactly what the test wants (UTF-8 names, a line malformed every time, huge tables).
+"""A stand-in babeld on a unix socket: for tests and benchmarks that run meshctl's CLI or daemon against
+a babeld that says exactly what they want (UTF-8 names, a line malformed every time, huge tables).
+In a thread (:func:`standin_babeld`) or as its own process (``python -m bench.standin PATH ROUTES``,
+so a benchmark's client does not share an interpreter with it).
 
 It speaks enough of babeld's local interface: the banner, then ``ok`` after the table for ``dump``
 and ``monitor``, ``bad`` for anything else; after ``monitor`` it keeps the connection open and
@@ -10,8 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import socketserver
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +24,7 @@ BANNER = b"BABEL 1.0\nversion babeld-1.12.1\nhost standin\nmy-id 02:00:00:00:00:
 
 
 def route_lines(count: int, interfaces: int = 4) -> bytes:
-    """``count`` distinct routes (10.x.y.z/32) through ``interfaces`` neighbours, one neighbour line each."""
+    """``count`` distinct routes (10.x.y.z/32, four from each router) through ``interfaces`` neighbours."""
     lines = [
         f"add neighbour {0x5500 + i:x} address fe80::{i + 1:x} if wg{i} reach ffff ureach 0000 rxcost 96 txcost 96 "
         f"cost 96"
@@ -30,7 +34,7 @@ def route_lines(count: int, interfaces: int = 4) -> bytes:
         n = r % interfaces
         lines.append(
             f"add route {0x7700000 + r:x} prefix 10.{r >> 16 & 0xFF}.{r >> 8 & 0xFF}.{r & 0xFF}/32 from 0.0.0.0/0 "
-            f"installed yes id 02:00:00:00:00:{r >> 16 & 0xFF:02x}:{r >> 8 & 0xFF:02x}:{r & 0xFF:02x} "
+            f"installed yes id 02:00:00:00:00:{r >> 18 & 0xFF:02x}:{r >> 10 & 0xFF:02x}:{r >> 2 & 0xFF:02x} "
             f"metric {96 + r % 500} refmetric {r % 500} via fe80::{n + 1:x} if wg{n}"
         )
     return ("\n".join(lines) + "\n").encode()
@@ -86,3 +90,18 @@ def standin_babeld(directory: str, table: bytes, after_monitor: bytes = b"") -> 
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+def main() -> None:
+    """Serve ``ROUTES`` routes at ``PATH`` until SIGTERM; print ``ready`` once listening."""
+    path, count = sys.argv[1], int(sys.argv[2])
+    table = route_lines(count)
+    with standin_babeld(os.path.dirname(path), table) as state:
+        assert state.path == path, "the socket is DIR/babel.sock"
+        print("ready", flush=True)
+        signal.sigwait({signal.SIGTERM, signal.SIGINT})
+
+
+if __name__ == "__main__":
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    main()
