@@ -135,18 +135,13 @@ def standin(count: int) -> Iterator[str]:
 
 
 def run_isolated(argv: list[str]) -> tuple[float, int, str]:
-    """Run ``argv``: (wall seconds, the child's own peak RSS in bytes, its stdout)."""
+    """Run ``argv``: (wall seconds, its own peak RSS in bytes, its stdout)."""
     start = time.perf_counter()
-    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert proc.stdout is not None and proc.stderr is not None
-    out = proc.stdout.read()
-    err = proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    done = subprocess.run([sys.executable, os.path.join(HERE, "peak.py"), *argv], cwd=ROOT, capture_output=True)
     wall = time.perf_counter() - start
-    if proc.returncode:
-        raise RuntimeError(f"{' '.join(argv[:5])} failed ({proc.returncode}): {err.decode()[-500:]}")
-    return wall, usage.ru_maxrss * 1024, out.decode()
+    if done.returncode:
+        raise RuntimeError(f"{' '.join(argv[:5])} failed ({done.returncode}): {done.stderr.decode()[-500:]}")
+    return wall, int(done.stderr.split()[-1]), done.stdout.decode()
 
 
 def topology_dump(count: int, repeat: int) -> list[Row]:
