@@ -36,13 +36,14 @@ import tracemalloc
 from collections.abc import Callable, Iterator, Sequence
 
 from bench.standin import route_lines
-from meshctl.babel.connection import READ_SIZE, table_arriving
+from meshctl.babel.connection import table_arriving
 from meshctl.babel.protocol import BabelProtocol
 from meshctl.topology.model import MeshView
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 ROUTE_COUNTS = (10_000, 100_000, 300_000)
+READ_SIZE = 262144  # what asyncio's socket transport reads at most per call (Python 3.11)
 BANNER = b"BABEL 1.0\nversion babeld-1.12.1\nhost bench\nmy-id 02:00:00:00:00:00:00:01\nok\n"
 Row = tuple[str, ...]
 
@@ -180,10 +181,11 @@ def libraries(config_path: str, metrics: bool) -> list[str]:
 
     config = load_config(config_path)
     libs = ["asyncio", "networkx", "msgpack"]  # the loop; the model's graph and exports; control messages
+    # A key in use also loads cryptography's OpenSSL backend: part of what the library costs.
     if config.uplinks or config.gateway or config.links:
-        libs += ["asyncio_dgram", "cryptography.hazmat.primitives.asymmetric.x25519"]
+        libs += ["asyncio_dgram", "cryptography.hazmat.primitives.asymmetric.x25519", "cryptography.hazmat.backends.openssl"]
     if config.gossip:
-        libs += ["asyncio_dgram", "cryptography.hazmat.primitives.asymmetric.ed25519"]
+        libs += ["asyncio_dgram", "cryptography.hazmat.primitives.asymmetric.ed25519", "cryptography.hazmat.backends.openssl"]
     if config.gateway or config.links:
         libs.append("pyroute2")
     if metrics or config.metrics:

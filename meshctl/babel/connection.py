@@ -32,50 +32,50 @@ from meshctl.babel.protocol import BabelProtocol, Closed, CommandDone, Malformed
 
 log = logging.getLogger("meshctl.babel")
 
-READ_SIZE = 65536
 _OURS = frozenset({Ready, CommandDone, Closed})  # the protocol's own events; the rest go to the handler
 #: How long babeld may stay silent while it sends the table that ``monitor`` starts with.
 SYNC_SILENCE = 10.0
 _NOT_LISTENING = (errno.ECONNREFUSED, errno.ENOENT)
 
 
-class Connection:
-    """One session with babeld.  Use :meth:`open`; close with :meth:`close`."""
+class Connection(asyncio.Protocol):
+    """One session with babeld.  Use :meth:`open`; close with :meth:`close`.
 
-    def __init__(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        endpoint: Endpoint,
-    ) -> None:
+    It is the socket's asyncio protocol: each read is handed to
+    :meth:`data_received` and parsed there, with no reader task and no
+    future per read.  babeld writes every few tens of milliseconds, and
+    waking a task for each read was most of an idle daemon's CPU.
+    """
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        loop = asyncio.get_running_loop()
         self.endpoint = endpoint
-        self._reader = reader
-        self._writer = writer
+        self._transport: asyncio.Transport | None = None
         self._proto = BabelProtocol()
         self._waiters: deque[asyncio.Future[CommandDone]] = deque()
         self._on_event: Callable[[ev.Event], None] = lambda event: None
-        self._ready: asyncio.Future[ev.Banner] = asyncio.get_running_loop().create_future()
-        self._task = asyncio.create_task(self._read_loop(), name=f"babel-read {endpoint}")
-        self.closed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._ready: asyncio.Future[ev.Banner] = loop.create_future()
+        self._gone: asyncio.Future[None] = loop.create_future()  # the transport has let go of the socket
+        self.closed: asyncio.Future[str] = loop.create_future()
         #: Loop time at which we last went back to waiting on babeld (after handling what it sent).
-        self.last_heard = asyncio.get_running_loop().time()
+        self.last_heard = loop.time()
 
     @classmethod
     async def open(cls, endpoint: Endpoint, timeout: float = 5.0) -> Connection:
         """Connect and wait for babeld's banner."""
+        loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(timeout):
                 if endpoint.scheme == "unix":
-                    reader, writer = await asyncio.open_unix_connection(endpoint.path)
+                    _, conn = await loop.create_unix_connection(lambda: cls(endpoint), endpoint.path)
                 else:
-                    reader, writer = await asyncio.open_connection(endpoint.host, endpoint.port)
+                    _, conn = await loop.create_connection(lambda: cls(endpoint), endpoint.host, endpoint.port)
         except TimeoutError:
             raise BabelConnectionError(f"babeld at {endpoint}: connect timed out after {timeout:g}s") from None
         except OSError as exc:
             reason = os.strerror(exc.errno) if exc.errno else str(exc)
             hint = " (is babeld running with this local port or path?)" if exc.errno in _NOT_LISTENING else ""
             raise BabelConnectionError(f"babeld at {endpoint}: {reason}{hint}") from None
-        conn = cls(reader, writer, endpoint)
         try:
             async with asyncio.timeout(timeout):
                 conn.banner = await asyncio.shield(conn._ready)
@@ -105,25 +105,21 @@ class Connection:
         whole exchange: a ``dump`` of 300,000 routes may take us longer than
         that to parse, and babeld keeps talking all the while.
         """
-        if self.closed.done():
+        if self.closed.done() or self._transport is None:
             raise BabelConnectionError(f"babeld at {self.endpoint}: connection closed")
         data = self._proto.send(command)
         waiter: asyncio.Future[CommandDone] = asyncio.get_running_loop().create_future()
         if command.strip() != "quit":
             self._waiters.append(waiter)
-        self._writer.write(data)
+        self._transport.write(data)  # a few bytes: no flow control to wait for
+        if command.strip() == "quit":
+            return CommandDone("quit", "ok")
         try:
-            await self._writer.drain()
-            if command.strip() == "quit":
-                return CommandDone("quit", "ok")
             done = await self._await_reply(waiter, timeout)
         except TimeoutError:
             self.close()
             raise BabelConnectionError(
                 f"babeld at {self.endpoint}: silent for {timeout:g}s while the reply to {command!r} was due") from None
-        except OSError as exc:
-            self.close()
-            raise BabelConnectionError(f"babeld at {self.endpoint}: {exc}") from None
         if not done.ok:
             raise CommandError(done.command, done.reply, done.message)
         return done
@@ -153,15 +149,45 @@ class Connection:
 
     def close(self) -> None:
         """Close the socket; idempotent."""
-        self._writer.close()
-        self._task.cancel()
+        if self._transport is not None:
+            self._transport.close()
         self._finish("closed by us")
 
     async def wait_closed(self) -> None:
-        """Close and wait for the reader task to end."""
+        """Close and wait until the socket is let go of."""
         self.close()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await self._task
+        if self._transport is not None:
+            await self._gone
+
+    # -- asyncio.Protocol -------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self._proto.receive_data(data)
+        if self._pump():
+            self.close_after("babeld closed the connection")
+        else:
+            self.last_heard = asyncio.get_running_loop().time()
+
+    def eof_received(self) -> bool:
+        self._proto.receive_data(b"")
+        self._pump()
+        self.close_after("babeld closed the connection")
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._finish(f"read failed: {exc}" if exc else "babeld closed the connection")
+        if not self._gone.done():
+            self._gone.set_result(None)
+
+    def close_after(self, reason: str) -> None:
+        """The stream ended (``reason``): settle everything waiting, then close the socket."""
+        self._finish(reason)
+        if self._transport is not None:
+            self._transport.close()
 
     def _finish(self, reason: str) -> None:
         if not self.closed.done():
@@ -175,21 +201,6 @@ class Connection:
             if not waiter.done():
                 waiter.set_exception(error)
                 waiter.exception()
-
-    async def _read_loop(self) -> None:
-        reason = "babeld closed the connection"
-        try:
-            while True:
-                data = await self._reader.read(READ_SIZE)
-                self._proto.receive_data(data)
-                if self._pump():
-                    break
-                self.last_heard = asyncio.get_running_loop().time()
-        except OSError as exc:
-            reason = f"read failed: {exc}"
-        finally:
-            self._finish(reason)
-            self._writer.close()
 
     def _pump(self) -> bool:
         """Dispatch every pending event; True once the stream has ended."""
