@@ -181,11 +181,12 @@ def libraries(config_path: str, metrics: bool) -> list[str]:
 
     config = load_config(config_path)
     libs = ["asyncio", "networkx", "msgpack"]  # the loop; the model's graph and exports; control messages
-    # A key in use also loads cryptography's OpenSSL backend: part of what the library costs.
+    # A WireGuard (X25519) key in use loads cryptography's OpenSSL backend, and every key type with it:
+    # that is what the library costs.  Gossip's Ed25519 alone does not.
     if config.uplinks or config.gateway or config.links:
         libs += ["asyncio_dgram", "cryptography.hazmat.primitives.asymmetric.x25519", "cryptography.hazmat.backends.openssl"]
     if config.gossip:
-        libs += ["asyncio_dgram", "cryptography.hazmat.primitives.asymmetric.ed25519", "cryptography.hazmat.backends.openssl"]
+        libs += ["asyncio_dgram", "cryptography.hazmat.primitives.asymmetric.ed25519"]
     if config.gateway or config.links:
         libs.append("pyroute2")
     if metrics or config.metrics:

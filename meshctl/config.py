@@ -20,10 +20,10 @@ from meshctl.links.plan import MAX_PATHS, gossip_interface, interface_name, path
 from meshctl.listen import parse_listen
 from meshctl.tomlfile import Fields, load_toml, not_regular, with_lines
 from meshctl.uplink.policy import Hysteresis
-from meshctl.wireguard.keys import KeyPair, decode_key, read_private_key
 
-if TYPE_CHECKING:  # Ed25519 is loaded by a config with [gossip] only
+if TYPE_CHECKING:  # cryptography is loaded by a config with keys in it only (X25519 for WireGuard, Ed25519 for gossip)
     from meshctl.gossip.signing import SigningKey
+    from meshctl.wireguard.keys import KeyPair
 
 DEFAULT_CONFIG = "/etc/meshctl/node.toml"
 DEFAULT_CONTROL_SOCKET = "/run/meshctl/meshctl.sock"
@@ -225,6 +225,8 @@ def _keys(f: Fields, source: str, errors: list[ConfigError]) -> KeyPair | None:
     if path is None or not _regular(f, "private_key_file", path):
         return None
     try:
+        from meshctl.wireguard.keys import read_private_key
+
         return read_private_key(path, f"{f.path}.private_key_file")
     except ConfigError as exc:
         errors.append(ConfigError(exc.message, source=source, field=exc.field))
@@ -254,6 +256,8 @@ def _public_key(f: Fields, key: str = "public_key") -> str:
     text = f.take(key, str, "", required=True)
     if text:
         try:
+            from meshctl.wireguard.keys import decode_key
+
             decode_key(text, key)
         except ValueError as exc:
             f.error(key, str(exc))

@@ -48,7 +48,7 @@ class Connection(asyncio.Protocol):
     """
 
     def __init__(self, endpoint: Endpoint) -> None:
-        loop = asyncio.get_running_loop()
+        self._loop = loop = asyncio.get_running_loop()
         self.endpoint = endpoint
         self._transport: asyncio.Transport | None = None
         self._proto = BabelProtocol()
@@ -170,7 +170,7 @@ class Connection(asyncio.Protocol):
         if self._pump():
             self.close_after("babeld closed the connection")
         else:
-            self.last_heard = asyncio.get_running_loop().time()
+            self.last_heard = self._loop.time()
 
     def eof_received(self) -> bool:
         self._proto.receive_data(b"")

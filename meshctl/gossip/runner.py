@@ -75,6 +75,7 @@ class GossipRunner:
         self.bytes_out = 0
         self.bytes_in = 0
         self.mesh_ifindexes: frozenset[int] = frozenset()
+        self._ifnames: set[str] = set()
         self._ifindexes_at = float("-inf")  # loop time of the last look-up
 
     # -- what we say ------------------------------------------------------
@@ -90,8 +91,9 @@ class GossipRunner:
     def refresh_interfaces(self, now: float) -> None:
         """Look up the indexes of babeld's interfaces (they change when a tunnel is re-created)."""
         self._ifindexes_at = now
+        self._ifnames = set(self.view.model.interfaces)
         indexes = set()
-        for name in self.view.model.interfaces:
+        for name in self._ifnames:
             with contextlib.suppress(OSError):
                 indexes.add(socket.if_nametoindex(name))
         self.mesh_ifindexes = frozenset(indexes)
@@ -132,7 +134,8 @@ class GossipRunner:
         loop = asyncio.get_running_loop()
         while True:
             now, wall = loop.time(), time.time()
-            self.refresh_interfaces(now)
+            if self._ifnames != self.view.model.interfaces.keys():  # a re-created one is caught on a miss
+                self.refresh_interfaces(now)
             for origin in self.table.expire(now):
                 log.info("gossip: %s's description expired; it leaves the mesh view", origin)
             own = self.describe()
