@@ -75,28 +75,43 @@ class GossipRunner:
         self.bytes_out = 0
         self.bytes_in = 0
         self.mesh_ifindexes: frozenset[int] = frozenset()
-        self._ifnames: set[str] = set()
+        self._ifindex: dict[str, int] = {}  # babeld's interfaces by name, as last looked up
         self._ifindexes_at = float("-inf")  # loop time of the last look-up
+        self._raw: socket.socket | None = None  # sends go straight to it: a datagram needs no flow control
+        self._stamp: tuple | None = None  # what _described and _neighbours were made from
+        self._described: NodeInfo | None = None
+        self._neighbours: set[Address] = set()
 
     # -- what we say ------------------------------------------------------
 
     def describe(self) -> NodeInfo | None:
         """This node as babeld and the config show it; None until babeld is synced."""
-        return describe_node(self.view.model, self.view.synced, self.me, self.uplinks())
+        self._look_again()
+        return self._described
 
     def neighbours(self) -> set[Address]:
+        """Babel's reachable neighbours: where floods go."""
+        self._look_again()
+        return self._neighbours
+
+    def _look_again(self) -> None:
+        """Describe ourselves and list the neighbours again, if the model or the uplinks changed since."""
         model = self.view.model
-        return {(str(addr), ifname) for (addr, ifname), n in model.neighbours.items() if n.reachable}
+        uplinks = self.uplinks()  # they move without babeld: part of what is compared
+        stamp = (id(model), model.version, self.view.synced, uplinks)
+        if stamp != self._stamp:
+            self._stamp = stamp
+            self._described = describe_node(model, self.view.synced, self.me, uplinks)
+            self._neighbours = {(str(addr), ifname) for (addr, ifname), n in model.neighbours.items() if n.reachable}
 
     def refresh_interfaces(self, now: float) -> None:
         """Look up the indexes of babeld's interfaces (they change when a tunnel is re-created)."""
         self._ifindexes_at = now
-        self._ifnames = set(self.view.model.interfaces)
-        indexes = set()
-        for name in self._ifnames:
+        self._ifindex = {}
+        for name in self.view.model.interfaces:
             with contextlib.suppress(OSError):
-                indexes.add(socket.if_nametoindex(name))
-        self.mesh_ifindexes = frozenset(indexes)
+                self._ifindex[name] = socket.if_nametoindex(name)
+        self.mesh_ifindexes = frozenset(self._ifindex.values())
 
     def from_mesh(self, addr: tuple, now: float) -> bool:
         """Did this datagram come from a Babel neighbour's side: link-local, on one of babeld's interfaces?
@@ -121,6 +136,7 @@ class GossipRunner:
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind(("::", self.config.port))
         sock.setblocking(False)
+        self._raw = sock
         self.sock = stream = await datagram_server(sock)
         try:
             async with asyncio.TaskGroup() as tg:
@@ -134,48 +150,55 @@ class GossipRunner:
         loop = asyncio.get_running_loop()
         while True:
             now, wall = loop.time(), time.time()
-            if self._ifnames != self.view.model.interfaces.keys():  # a re-created one is caught on a miss
+            if self._ifindex.keys() != self.view.model.interfaces.keys():  # a re-created one is caught on a miss
                 self.refresh_interfaces(now)
             for origin in self.table.expire(now):
                 log.info("gossip: %s's description expired; it leaves the mesh view", origin)
             own = self.describe()
             if own is not None and originate_due(own, self.own, now - self.own_sent, self.config.lifetime):
-                await self._originate(own, now, wall)
+                self._originate(own, now, wall)
             neighbours = self.neighbours()
             for new in neighbours - self.known_neighbours:
-                await self._sync(new)  # a neighbour that just appeared gets everything we hold
+                self._sync(new)  # a neighbour that just appeared gets everything we hold
             self.known_neighbours = neighbours
             await asyncio.sleep(1.0)
 
-    async def _originate(self, own: NodeInfo, now: float, wall: float) -> None:
+    def _originate(self, own: NodeInfo, now: float, wall: float) -> None:
         self.own_seq = max(self.own_seq + 1, time.time_ns())
         description = Description(self.name, self.own_seq, wall, self.config.lifetime, own)
         data = sign(description, self.config.key.private)
         self.own, self.own_sent, self.own_datagram = own, now, data
-        await self._flood(data, exclude=None)
+        self._flood(data, exclude=None)
 
-    async def _sync(self, to: Address) -> None:
+    def _sync(self, to: Address) -> None:
         datagrams = [e.datagram for e in self.table.entries.values()]
         if self.own is not None:
             datagrams.append(self.own_datagram)
         for data in datagrams:
-            await self._send(data, to)
+            self._send(data, to)
 
-    async def _flood(self, data: bytes, exclude: str | None) -> None:
+    def _flood(self, data: bytes, exclude: str | None) -> None:
         for addr, ifname in self.neighbours():
             if addr != exclude:
-                await self._send(data, (addr, ifname))
+                self._send(data, (addr, ifname))
 
-    async def _send(self, data: bytes, to: Address) -> None:
+    def _send(self, data: bytes, to: Address) -> None:
+        """One datagram, straight to the socket; one the kernel will not take now is lost, as any may be."""
         addr, ifname = to
+        index = self._ifindex.get(ifname)
+        if index is None:
+            try:
+                index = self._ifindex[ifname] = socket.if_nametoindex(ifname)
+            except OSError:
+                return  # the interface went away; the neighbour with it
+        if self._raw is None:
+            return
         try:
-            index = socket.if_nametoindex(ifname)
+            self._raw.sendto(data, (addr, self.config.port, 0, index))
         except OSError:
-            return  # the interface went away; the neighbour with it
-        if self.sock is not None:
-            with contextlib.suppress(OSError, asyncio_dgram.TransportClosed):
-                await self.sock.send(data, (addr, self.config.port, 0, index))
-                self.bytes_out += len(data)
+            self._ifindex.pop(ifname, None)  # perhaps re-created under a new index: look it up next time
+            return
+        self.bytes_out += len(data)
 
     async def _recv_loop(self) -> None:
         assert self.sock is not None
@@ -193,7 +216,7 @@ class GossipRunner:
             self.bytes_in += len(data)
             relay = self.table.receive(data, now, time.time())
             if relay is not None:
-                await self._flood(relay, exclude=str(addr[0]).split("%", 1)[0])
+                self._flood(relay, exclude=str(addr[0]).split("%", 1)[0])
 
     # -- views --------------------------------------------------------------
 

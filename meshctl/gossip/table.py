@@ -351,6 +351,8 @@ def originate_due(own: NodeInfo, sent: NodeInfo | None, since: float, lifetime: 
     """
     if sent is None or since >= lifetime / 3:
         return True
+    if own == sent:  # asked every second, and nearly always this
+        return False
     if _shape(own) != _shape(sent):
         return True
     return own != sent and since >= lifetime / 6
