@@ -56,3 +56,16 @@ def test_a_flood_from_unknown_interfaces_looks_them_up_at_most_twice_a_second() 
     assert lookups == 2
     r.view.model.apply(ev.InterfaceUpdate(ev.Kind.ADD, "lo", True))  # babeld got a new interface
     assert r.from_mesh(("fe80::1%lo", 51903, 0, LO), 1.5)
+
+
+def test_a_datagram_from_a_neighbour_is_kept_and_one_from_the_underlay_is_not_read() -> None:
+    from meshctl.gossip.table import Description, NodeInfo, sign
+
+    r = runner("lo")
+    other = SigningKey.generate()
+    r.table.trusted["n2"] = other.private.public_key()
+    data = sign(Description("n2", 1, 1e9, 60.0, NodeInfo("n2", "rid-n2")), other.private)
+    r.datagram(data, ("2001:db8::2", 51903, 0, 0), 0.0, 1e9)
+    assert r.table.rejected == {"underlay": 1} and r.bytes_in == 0
+    r.datagram(data, ("fe80::2%lo", 51903, 0, LO), 0.0, 1e9)
+    assert set(r.table.entries) == {"n2"} and r.bytes_in == len(data)

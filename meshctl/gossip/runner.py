@@ -20,7 +20,6 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import asyncio_dgram
 import networkx as nx
 
 from meshctl.gossip.signing import parse_public
@@ -35,7 +34,6 @@ from meshctl.gossip.table import (
     originate_due,
     sign,
 )
-from meshctl.udp import datagram_server
 
 if TYPE_CHECKING:
     from meshctl.config import GossipConfig
@@ -56,6 +54,20 @@ def is_link_local(addr: tuple) -> bool:
     return len(host) > 5 and host[4] == ":" and host[:4] in _LINK_LOCAL_HEXTETS
 
 
+class _Datagrams(asyncio.DatagramProtocol):
+    """Hands each datagram to the runner as it arrives: no queue and no task wake-up per datagram."""
+
+    def __init__(self, runner: GossipRunner) -> None:
+        self.runner = runner
+        self.loop = asyncio.get_running_loop()
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:  # type: ignore[override]
+        self.runner.datagram(data, addr, self.loop.time(), time.time())
+
+    def error_received(self, exc: Exception) -> None:
+        pass  # an ICMP error for something we sent: the neighbour is gone, Babel will say so
+
+
 class GossipRunner:
     """One node's gossip: its own description, the table, the socket."""
 
@@ -67,7 +79,6 @@ class GossipRunner:
         self.view = view
         self.name = me.name
         self.table = GossipTable(self.name, {n: parse_public(k) for n, k in config.trusted})
-        self.sock: asyncio_dgram.aio.DatagramServer | None = None
         self.own: NodeInfo | None = None
         self.own_seq = time.time_ns()
         self.own_sent = 0.0
@@ -137,13 +148,11 @@ class GossipRunner:
         sock.bind(("::", self.config.port))
         sock.setblocking(False)
         self._raw = sock
-        self.sock = stream = await datagram_server(sock)
+        transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(lambda: _Datagrams(self), sock=sock)
         try:
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._recv_loop())
-                tg.create_task(self._tick_loop())
+            await self._tick_loop()
         finally:
-            stream.close()
+            transport.close()
 
     async def _tick_loop(self) -> None:
         """Every second: expire, greet new neighbours, re-describe ourselves when needed."""
@@ -200,23 +209,15 @@ class GossipRunner:
             return
         self.bytes_out += len(data)
 
-    async def _recv_loop(self) -> None:
-        assert self.sock is not None
-        loop = asyncio.get_running_loop()
-        while True:
-            try:
-                data, addr = await self.sock.recv()
-            except (OSError, asyncio_dgram.TransportClosed):
-                await asyncio.sleep(0.1)
-                continue
-            now = loop.time()
-            if not isinstance(addr, tuple) or not self.from_mesh(addr, now):  # UDP: (address, port, flow, scope)
-                self.table.rejected["underlay"] += 1
-                continue
-            self.bytes_in += len(data)
-            relay = self.table.receive(data, now, time.time())
-            if relay is not None:
-                self._flood(relay, exclude=str(addr[0]).split("%", 1)[0])
+    def datagram(self, data: bytes, addr: tuple, now: float, wall: float) -> None:
+        """One datagram in: from a Babel neighbour's side, new, and properly signed, it is kept and relayed."""
+        if not self.from_mesh(addr, now):  # (address, port, flow, scope)
+            self.table.rejected["underlay"] += 1
+            return
+        self.bytes_in += len(data)
+        relay = self.table.receive(data, now, wall)
+        if relay is not None:
+            self._flood(relay, exclude=str(addr[0]).split("%", 1)[0])
 
     # -- views --------------------------------------------------------------
 
