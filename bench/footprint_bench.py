@@ -32,9 +32,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import tracemalloc
 from collections.abc import Callable, Iterator, Sequence
 
+from bench.model_bench import baseline as split_only
+from bench.model_bench import traced_peak
 from bench.standin import route_lines
 from meshctl.babel.connection import table_arriving
 from meshctl.babel.protocol import BabelProtocol
@@ -61,14 +62,6 @@ def mib(n: float) -> str:
 # -- dump -> model, in this process ---------------------------------------
 
 
-def split_only(data: bytes) -> int:
-    """Split into lines and tokens: the floor for any line parser."""
-    count = 0
-    for line in data.split(b"\n"):
-        count += len(line.decode().split())
-    return count
-
-
 def to_model(data: bytes) -> MeshView:
     """What the daemon's client does with a table: the protocol parses, the view builds a model."""
     view = MeshView()
@@ -93,16 +86,6 @@ def cpu_times(fn: Callable[[], object], repeat: int) -> list[float]:
         fn()
         out.append(time.process_time() - start)
     return out
-
-
-def traced_peak(fn: Callable[[], object]) -> int:
-    gc.collect()
-    tracemalloc.start()
-    keep = fn()
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    del keep
-    return peak
 
 
 def dump_to_model(count: int, repeat: int) -> Row:
