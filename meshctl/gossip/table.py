@@ -54,7 +54,7 @@ class GossipError(Refused):
 
 #: Every reason :class:`GossipTable` counts a datagram under (metrics start each at 0).
 REJECT_REASONS = ("malformed", "oversized", "unknown-signer", "bad-signature", "stale", "own", "duplicate", "replay",
-                  "full")
+                  "full", "underlay")  # underlay: counted by the runner, for a datagram not from a Babel interface
 
 
 @dataclass(frozen=True, slots=True)
