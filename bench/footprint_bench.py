@@ -292,7 +292,12 @@ def run_lab(topology: str, settle: float = 10.0, window: float = 20.0, repeat: i
         time.sleep(settle)
         state = LabState.load(lab.state_path)
         assert state is not None
-        pids = {(r.node, r.what): r.pid for r in state.processes if r.what in ("babeld", "meshctl daemon")}
+        pids = {(r.node, r.what): r.pid for r in state.processes if r.what == "babeld"}
+        for n in plan.nodes:
+            if n.daemon:  # the daemon itself, not the supervisor the lab runs it under
+                pid = lab.daemon_pid(n.name)
+                assert pid is not None, f"{n.name}: no daemon running"
+                pids[(n.name, "meshctl daemon")] = pid
         before = {key: proc_cpu(pid) for key, pid in pids.items()}
         time.sleep(window)
         used = {key: (proc_cpu(pid) - before[key]) / window for key, pid in pids.items()}
