@@ -17,7 +17,33 @@ def table(title: str, header: tuple[str, ...], rows: list[tuple[str, ...]]) -> N
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
 
 
+FOOTPRINT_TABLES = ("measure", "split-only ms", "meshctl ms", "ratio", "split-only peak MiB", "meshctl peak MiB")
+FOOTPRINT_LABS = ("node", "daemon RSS MiB", "floor MiB", "over floor", "babeld RSS MiB", "daemon CPU %",
+                  "babeld CPU %", "daemon/babeld", "floor imports (besides asyncio)")
+
+
+def footprint_tables() -> None:
+    from bench import footprint_bench
+
+    table("footprint, big tables: split-only baseline against meshctl, min/median/max of 3 runs "
+          "(dump -> model: CPU ms in this process; topology dump and sync: wall ms of a process)",
+          FOOTPRINT_TABLES, footprint_bench.run_tables())
+
+
+def footprint_labs() -> None:
+    from bench import footprint_bench
+
+    table("footprint in the labs: each daemon beside babeld on its node and beside its floor (a bare interpreter "
+          "importing what that node's config uses); idle CPU over 20 s; then imports and exec to synced "
+          "(min/median/max ms)", FOOTPRINT_LABS, footprint_bench.run_labs())
+
+
 def main() -> None:
+    sections = sys.argv[1:]
+    if sections:  # python -m bench footprint_tables footprint_labs: just those
+        for name in sections:
+            globals()[name]()
+        return
     table(
         f"parser + model: synthetic dump, {model_bench.NEIGHBOURS} neighbours, {model_bench.ROUTES} routes, "
         f"{model_bench.CHANGES} change lines",
@@ -29,6 +55,7 @@ def main() -> None:
         ("stage", "nodes", "ms (best of 3)", "peak MiB"),
         gossip_bench.run(),
     )
+    footprint_tables()
     if os.geteuid() != 0:
         print("\nfail-over benchmarks skipped: they build network namespaces (run as root)", file=sys.stderr)
         return
@@ -52,6 +79,7 @@ def main() -> None:
         ("scenario", "min / median / max", "runs"),
         links_bench.run(),
     )
+    footprint_labs()
 
 
 if __name__ == "__main__":

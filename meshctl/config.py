@@ -11,16 +11,19 @@ import ipaddress
 import os
 import stat
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from meshctl.babel.endpoint import DEFAULT_PORT, Endpoint, parse_endpoint
 from meshctl.babel.errors import BabelError
 from meshctl.errors import ConfigError
-from meshctl.gossip.signing import SigningKey, parse_public, read_signing_key
 from meshctl.links.plan import MAX_PATHS, gossip_interface, interface_name, path_interface
 from meshctl.listen import parse_listen
 from meshctl.tomlfile import Fields, load_toml, not_regular, with_lines
 from meshctl.uplink.policy import Hysteresis
-from meshctl.wireguard.keys import KeyPair, decode_key, read_private_key
+
+if TYPE_CHECKING:  # cryptography is loaded by a config with keys in it only (X25519 for WireGuard, Ed25519 for gossip)
+    from meshctl.gossip.signing import SigningKey
+    from meshctl.wireguard.keys import KeyPair
 
 DEFAULT_CONFIG = "/etc/meshctl/node.toml"
 DEFAULT_CONTROL_SOCKET = "/run/meshctl/meshctl.sock"
@@ -222,6 +225,8 @@ def _keys(f: Fields, source: str, errors: list[ConfigError]) -> KeyPair | None:
     if path is None or not _regular(f, "private_key_file", path):
         return None
     try:
+        from meshctl.wireguard.keys import read_private_key
+
         return read_private_key(path, f"{f.path}.private_key_file")
     except ConfigError as exc:
         errors.append(ConfigError(exc.message, source=source, field=exc.field))
@@ -251,6 +256,8 @@ def _public_key(f: Fields, key: str = "public_key") -> str:
     text = f.take(key, str, "", required=True)
     if text:
         try:
+            from meshctl.wireguard.keys import decode_key
+
             decode_key(text, key)
         except ValueError as exc:
             f.error(key, str(exc))
@@ -491,6 +498,8 @@ def _gateway(raw: object, source: str, errors: list[ConfigError]) -> GatewayConf
 
 
 def _gossip(raw: object, source: str, errors: list[ConfigError]) -> GossipConfig | None:
+    from meshctl.gossip.signing import parse_public, read_signing_key
+
     f = Fields(raw, "gossip", source, errors)
     path = f.take("private_key_file", str, None, required=True)
     key = None

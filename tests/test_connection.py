@@ -138,7 +138,7 @@ async def test_client_reconnects_and_resyncs_without_stale_entries(tmp_path) -> 
     assert len(view.model.neighbours) == 1
 
 
-async def test_malformed_line_triggers_resync(tmp_path) -> None:  # noqa: ANN001
+async def test_malformed_line_is_skipped_and_counted_without_a_resync(tmp_path, caplog) -> None:  # noqa: ANN001
     sessions = 0
 
     async def handler(reader, writer):  # noqa: ANN001, ANN202
@@ -147,21 +147,46 @@ async def test_malformed_line_triggers_resync(tmp_path) -> None:  # noqa: ANN001
         writer.write(BANNER)
         await reader.readline()
         writer.write(NEIGH + b"ok\n")
-        if sessions == 1:
-            writer.write(b"change route 2 prefix 10.0.0.2/32 from 0.0.0.0/0 installed yes metric oops\n")
+        writer.write(b"change route 2 prefix 10.0.0.2/32 from 0.0.0.0/0 installed yes metric oops\n" + ROUTE)
         await writer.drain()
         await reader.read()
 
     view = MeshView()
     async with fake_babeld(tmp_path, handler) as endpoint:
         client, synced = await run_until_second_sync(endpoint, view)
-    assert client.stats.malformed == 1
-    assert view.syncs >= 2 and synced
-    assert not view.synced  # stopping the client marks the view stale
+    assert sessions == 1 and client.stats.connects == 1 and view.syncs == 1
+    assert client.stats.malformed == 1 and client.stats.malformed_kinds == {"bad-metric": 1}
+    assert len(view.model.routes) == 1  # the good line after the bad one was applied
+    assert synced
 
 
-def test_backoff_grows_and_resets() -> None:
-    b = Backoff(initial=0.1, maximum=1.0)
+def test_backoff_grows_and_resets_only_after_a_stable_session() -> None:
+    b = Backoff(initial=0.1, maximum=1.0, stable=30.0)
     assert [b.next_delay() for _ in range(6)] == [0.0, 0.1, 0.2, 0.4, 0.8, 1.0]
-    b.reset()
+    b.session_ended(0.5)  # monitor succeeded, then the session broke at once: keep backing off
+    assert b.next_delay() == 1.0
+    b.session_ended(30.0)
     assert b.next_delay() == 0.0
+
+
+async def test_deadline_is_babelds_silence_not_the_whole_exchange(tmp_path) -> None:  # noqa: ANN001
+    """A table that takes 1 s to arrive, a line every 50 ms, fits a 0.3 s deadline; silence does not."""
+
+    async def handler(reader, writer):  # noqa: ANN001, ANN202
+        writer.write(BANNER)
+        await reader.readline()  # dump
+        for i in range(20):
+            writer.write(f"add interface wg{i} up true\n".encode())
+            await writer.drain()
+            await asyncio.sleep(0.05)
+        writer.write(b"ok\n")
+        await reader.readline()  # the second dump gets no answer at all
+        await reader.read()
+
+    async with fake_babeld(tmp_path, handler) as endpoint:
+        conn = await Connection.open(endpoint)
+        events = await conn.dump(timeout=0.3)
+        assert len(events) == 20
+        with pytest.raises(BabelConnectionError, match="silent for 0.3s while the reply to 'dump' was due"):
+            await conn.dump(timeout=0.3)
+        await conn.wait_closed()

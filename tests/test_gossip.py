@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import msgpack
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -160,3 +160,84 @@ def test_originate_due_refreshes_reports_shape_changes_at_once_and_rate_limits_c
     assert originate_due(prefix_went, sent, 0.1, 30.0)
     role_came = NodeInfo("a", "r-a", links=(Link("r-b", 96, "wg-b"),), prefixes=("10.0.0.1/32",), roles=("gateway",))
     assert originate_due(role_came, sent, 0.1, 30.0)
+
+
+class CountingKey:
+    """A trusted key that counts signature checks (and delegates them)."""
+
+    def __init__(self, key: Ed25519PublicKey) -> None:
+        self.key = key
+        self.checks = 0
+
+    def verify(self, signature: bytes, data: bytes) -> None:
+        self.checks += 1
+        self.key.verify(signature, data)
+
+
+def test_copies_and_replays_are_refused_before_the_signature_check() -> None:
+    counting = CountingKey(TRUSTED["a"])
+    t = GossipTable("c", {**TRUSTED, "a": counting})  # type: ignore[dict-item]
+    first = sign(describe("a", seq=5), KEYS["a"])
+    assert t.receive(first, 0.0, WALL) is not None and counting.checks == 1
+    for _ in range(3):
+        assert t.receive(first, 1.0, WALL) is None
+    assert t.receive(sign(describe("a", seq=4), KEYS["a"]), 1.0, WALL) is None
+    assert counting.checks == 1 and t.rejected == {"duplicate": 3, "replay": 1}
+    own = GossipTable("a", {"a": counting})  # type: ignore[dict-item]
+    assert own.receive(first, 0.0, WALL) is None and counting.checks == 1 and own.rejected == {"own": 1}
+
+
+def test_a_forged_higher_seq_moves_nothing_so_the_real_one_still_gets_in() -> None:
+    """The early seq look only refuses: a forgery claiming seq 10**18 fails its signature, and seq 6 is accepted."""
+    t = table()
+    t.receive(sign(describe("a", seq=5), KEYS["a"]), 0.0, WALL)
+    forged = sign(describe("a", seq=10**18), KEYS["mallory"])
+    assert t.receive(forged, 1.0, WALL) is None and t.rejected["bad-signature"] == 1
+    assert t.last_seq["a"][0] == 5
+    assert t.receive(sign(describe("a", seq=6), KEYS["a"]), 2.0, WALL) is not None
+    assert t.descriptions()[0].seq == 6
+
+
+# Any msgpack value the body could hold, within the decoder's limits.
+_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner, max_size=4),
+    max_leaves=12,
+)
+_FIELDS = ("v", "g", "s", "t", "x", "n", "r", "l", "p", "k", "e", "o")
+_links = st.lists(st.tuples(st.text(max_size=8), st.integers(-2, 70000), st.text(max_size=8)).map(list), max_size=4)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    fields=st.dictionaries(st.sampled_from(_FIELDS), _values, max_size=12),
+    links=st.none() | _links,
+    prefixes=st.none() | st.lists(st.sampled_from(["10.0.0.0/24", "fd00::/64", "10.0.0.1/24", "x", ""]), max_size=3),
+    signer=st.sampled_from(["a", "mallory"]),
+)
+def test_signed_bodies_of_any_shape_decode_or_raise_gossip_error(
+    fields: dict, links: list | None, prefixes: list | None, signer: str
+) -> None:
+    """Signed, so past the signature: whatever the body holds, only GossipError escapes, and what is accepted is sane."""
+    body_obj = {"v": 1, "g": "a", "s": 1, "t": WALL, "x": 60.0, "n": "a", "r": "rid-a", **fields}
+    if links is not None:
+        body_obj["l"] = links
+    if prefixes is not None:
+        body_obj["p"] = prefixes
+    try:
+        body = msgpack.packb(body_obj, use_bin_type=True)
+    except (OverflowError, ValueError, TypeError):
+        return  # not representable in msgpack: cannot arrive
+    data = msgpack.packb([body, KEYS[signer].sign(body)], use_bin_type=True)
+    t = table()
+    try:
+        relay = t.receive(data, 0.0, WALL)
+    except Exception as exc:  # pragma: no cover - the property under test
+        raise AssertionError(f"receive raised {type(exc).__name__}: {exc}") from exc
+    if relay is None:
+        assert not t.entries and sum(t.rejected.values()) == 1
+        return
+    assert signer == "a"
+    (d,) = t.descriptions()
+    assert d.origin == d.node.name == "a" and isinstance(d.seq, int) and d.seq >= 0
+    assert 0 < d.lifetime <= 3600 and all(0 <= lk.cost <= 0xFFFF for lk in d.node.links)

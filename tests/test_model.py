@@ -7,7 +7,7 @@ import ipaddress
 from meshctl.babel import events as ev
 from meshctl.babel.parser import decode_line, parse_line
 from meshctl.babel.protocol import BabelProtocol
-from meshctl.topology.model import INFINITY, MeshView, SelfInfo, TopologyModel
+from meshctl.topology.model import INFINITY, MeshView, SelfInfo, TopologyModel, route_order
 
 ME = "02:6d:63:6c:00:00:00:01"
 GW1 = "02:6d:63:6c:00:00:00:02"
@@ -164,3 +164,75 @@ def test_ignores_non_table_events() -> None:
     m.apply(ev.Ok())
     m.apply(ev.UnknownLine("add tunnel 1"))
     assert m.events_applied == 0
+
+
+def live_view() -> MeshView:
+    view = MeshView()
+    view.begin_sync(ev.Banner(router_id=ME))
+    view.apply(parse_line(neighbour("fe80::2", "wg1", 96)))
+    view.end_sync()
+    return view
+
+
+def test_listeners_hear_only_of_changes() -> None:
+    view = live_view()
+    heard: list[str] = []
+    view.listeners.append(lambda: heard.append("any"))
+    line = route("10.99.0.2/32", GW1, 96, "fe80::2", "wg1")
+    view.apply(parse_line(line))
+    view.apply(parse_line(line.replace("add", "change", 1)))  # the same route again
+    view.apply(parse_line(neighbour("fe80::2", "wg1", 96, kind="change")))
+    assert heard == ["any"]
+
+
+def test_a_watch_hears_of_its_prefixes_its_routers_and_resyncs_only() -> None:
+    view = live_view()
+    heard: list[str] = []
+    stop = view.watch(lambda: heard.append("gw"), prefixes=[net("10.99.0.2/32")], routers=[GW2])
+    view.apply(parse_line(route("10.99.0.7/32", UP, 96, "fe80::2", "wg1")))  # someone else's route
+    assert heard == []
+    view.apply(parse_line(route("10.99.0.2/32", GW1, 96, "fe80::2", "wg1")))
+    view.apply(parse_line(route("10.99.0.3/32", GW2, 96, "fe80::2", "wg1")))
+    view.apply(parse_line(route("10.99.0.2/32", GW2, 96, "fe80::2", "wg1", kind="change")))  # both: heard once
+    assert heard == ["gw", "gw", "gw"]
+    view.apply(parse_line(route("10.99.0.7/32", GW1, 96, "fe80::2", "wg1", kind="change")))  # moved from UP to GW1
+    assert heard == ["gw", "gw", "gw"]
+    view.apply(parse_line(route("10.99.0.7/32", GW2, 96, "fe80::2", "wg1", kind="change")))  # ... and on to GW2
+    assert heard == ["gw"] * 4
+    view.begin_sync(ev.Banner(router_id=ME))
+    view.end_sync()
+    assert heard == ["gw"] * 5
+    stop()
+    view.apply(parse_line(route("10.99.0.2/32", GW1, 99, "fe80::2", "wg1", kind="change")))
+    assert heard == ["gw"] * 5
+
+
+def test_routes_are_kept_as_text_and_counted() -> None:
+    m = TopologyModel(SelfInfo(ME))
+    m.apply(parse_line(route("10.99.0.2/32", GW1, 96, "fe80::2", "wg1")))
+    m.apply(parse_line(route("10.99.0.2/32", GW1, 160, "fe80::3", "wg2")))
+    assert m.route_count == 2 and m.routers() == {GW1: {"10.99.0.2/32"}}
+    assert m.routes_for("10.99.0.2/32") == m.routes_for(net("10.99.0.2/32"))
+    m.apply(parse_line(route("10.99.0.2/32", GW1, 96, "fe80::2", "wg1", kind="flush")))
+    assert m.route_count == 1 and m.routers() == {GW1: {"10.99.0.2/32"}}  # the other route still keeps it
+    m.apply(parse_line(route("10.99.0.2/32", GW1, 160, "fe80::3", "wg2", kind="flush")))
+    assert m.route_count == 0 and m.routers() == {} and m.routes == {}
+
+
+def test_route_order_sorts_as_ipaddress_does() -> None:
+    m = TopologyModel(SelfInfo(ME))
+    for p in ("10.0.0.0/8", "fd00::/8", "9.0.0.0/8", "10.0.0.0/16", "::/0", "0.0.0.0/0"):
+        m.apply(parse_line(route(p, GW1, 96, "fe80::2", "wg1")))
+    ordered = sorted(m.iter_routes(), key=route_order)
+    assert [r.prefix for r in ordered] == sorted((r.prefix for r in ordered), key=lambda p: (p.version, p))
+
+
+def test_the_graph_is_built_when_asked_and_kept_until_a_change() -> None:
+    m = TopologyModel(SelfInfo(ME))
+    m.apply(parse_line(neighbour("fe80::2", "wg1", 96)))
+    first = m.graph
+    assert m.graph is first
+    m.apply(parse_line(neighbour("fe80::2", "wg1", 96, kind="change")))  # nothing changed
+    assert m.graph is first
+    m.apply(parse_line(neighbour("fe80::2", "wg1", 100, kind="change")))
+    assert m.graph is not first and m.graph.edges[ME, "fe80::2%wg1", "wg1"]["cost"] == 100

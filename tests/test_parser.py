@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from meshctl.babel import events as ev
 from meshctl.babel.errors import ParseError
-from meshctl.babel.parser import MAX_LINE, decode_line, parse_line
+from meshctl.babel.parser import MAX_LINE, _table_update, address_text, decode_line, parse_line, prefix_text
 
 ROUTE = (
     "add route 5565bde61c50 prefix 10.99.0.1/32 from 0.0.0.0/0 installed yes "
@@ -72,20 +72,20 @@ def test_neighbour_without_rtt_until_a_sample_exists() -> None:
 def test_route_every_kind(kind: ev.Kind) -> None:
     e = parse_line(ROUTE.replace("add", kind.value, 1))
     assert isinstance(e, ev.RouteUpdate)
-    assert e.kind is kind
-    assert e.prefix == ipaddress.ip_network("10.99.0.1/32")
-    assert e.src_prefix == ipaddress.ip_network("0.0.0.0/0")
-    assert e.router_id == "bc:80:ca:61:33:02:30:99"
-    assert (e.metric, e.refmetric, e.installed) == (101, 0, True)
-    assert e.via == ipaddress.ip_address("fe80::3")
-    assert e.interface == "wgcs1"
-    assert e.reachable
+    assert e.kind is kind and e.id == "5565bde61c50"
+    r = e.route
+    assert r == ev.Route("10.99.0.1/32", "0.0.0.0/0", "bc:80:ca:61:33:02:30:99", 101, 0, "fe80::3", "wgcs1", True)
+    assert r.prefix == ipaddress.ip_network("10.99.0.1/32")
+    assert r.src_prefix == ipaddress.ip_network("0.0.0.0/0")
+    assert r.via == ipaddress.ip_address("fe80::3")
+    assert e.key == ("10.99.0.1/32", "0.0.0.0/0", "fe80::3", "wgcs1")
+    assert r.reachable
 
 
 def test_installed_route_with_infinite_metric_is_unreachable() -> None:
     e = parse_line(ROUTE.replace("metric 101", "metric 65535"))
     assert isinstance(e, ev.RouteUpdate)
-    assert e.installed and not e.reachable
+    assert e.route.installed and not e.route.reachable
 
 
 def test_ipv6_source_specific_route() -> None:
@@ -94,7 +94,7 @@ def test_ipv6_source_specific_route() -> None:
         "metric 300 refmetric 200 via fe80::9 if wg1"
     )
     assert isinstance(e, ev.RouteUpdate)
-    assert e.src_prefix == ipaddress.ip_network("2001:db8::/48")
+    assert e.route.src_prefix == ipaddress.ip_network("2001:db8::/48")
 
 
 @pytest.mark.parametrize("kind", list(ev.Kind))
@@ -109,7 +109,7 @@ def test_unknown_keys_are_kept_with_their_value() -> None:
     e = parse_line(ROUTE + " weight 7 colour blue")
     assert isinstance(e, ev.RouteUpdate)
     assert e.extra == (("weight", "7"), ("colour", "blue"))
-    assert e.metric == 101
+    assert e.route.metric == 101
 
 
 def test_fields_in_any_order() -> None:
@@ -151,11 +151,28 @@ def test_malformed_lines_raise_parse_error(line: str, reason: str) -> None:
     assert info.value.line == line[:200]
 
 
-def test_decode_rejects_non_ascii_and_nul() -> None:
-    with pytest.raises(ParseError, match="not ASCII"):
+def test_decode_rejects_non_utf8_and_nul() -> None:
+    with pytest.raises(ParseError, match="not UTF-8") as info:
         decode_line("add route \xff".encode("latin-1"))
+    assert info.value.kind == "not-utf8"
     with pytest.raises(ParseError, match="NUL"):
         decode_line(b"ok\x00")
+
+
+def test_utf8_interface_names_parse() -> None:
+    """Linux allows UTF-8 in interface names, and babeld prints them as they are."""
+    name = "ra\u00e90"
+    interface = decode_line(f"add interface {name} up true ipv6 fe80::1".encode())
+    assert isinstance(interface, ev.InterfaceUpdate) and interface.name == name
+    neighbour = decode_line(
+        f"add neighbour 5565 address fe80::5 if {name} reach ff00 ureach 0000 rxcost 96 txcost 96 cost 96".encode()
+    )
+    assert isinstance(neighbour, ev.NeighbourUpdate) and neighbour.interface == name
+    route = decode_line(
+        f"add route 1 prefix 10.0.0.1/32 from 0.0.0.0/0 installed yes id 02:00:00:00:00:00:00:02 metric 96 "
+        f"refmetric 0 via fe80::5 if {name}".encode()
+    )
+    assert isinstance(route, ev.RouteUpdate) and route.route.interface == name
 
 
 def test_decode_strips_carriage_return() -> None:
@@ -173,7 +190,7 @@ def test_every_line_of_a_real_monitor_session_parses(real_monitor: bytes) -> Non
     events = [decode_line(line) for line in real_monitor.splitlines()]
     changes = [e for e in events if isinstance(e, ev.RouteUpdate) and e.kind is ev.Kind.CHANGE]
     assert changes, "the capture holds the link cut"
-    assert any(e.installed and not e.reachable for e in changes)
+    assert any(e.route.installed and not e.route.reachable for e in changes)
 
 
 # -- property tests: nothing but ParseError ever escapes ---------------------
@@ -209,3 +226,50 @@ def test_every_truncation_of_a_route_is_an_error_or_a_route(cut: int) -> None:
         return
     # Some cuts still form a complete line ("if wgcs" is a fine interface name).
     assert isinstance(e, ev.RouteUpdate | ev.UnknownLine)
+
+
+# -- addresses as canonical text, and the positional shortcut ---------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.ip_addresses())
+def test_address_text_is_pythons_canonical_spelling(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> None:
+    assert address_text(str(address)) == str(address)
+    assert address_text(address.exploded) == str(address)  # long forms are spelled out, not refused
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.ip_addresses(), st.integers(0, 128))
+def test_prefix_text_is_pythons_canonical_spelling(address: ipaddress.IPv4Address | ipaddress.IPv6Address,
+                                                   length: int) -> None:
+    network = ipaddress.ip_network(f"{address}/{min(length, address.max_prefixlen)}", strict=False)
+    assert prefix_text(str(network)) == str(network)
+
+
+@pytest.mark.parametrize("bad", ["10.0.0.256/24", "10.0.0.0/33", "10.0.0.0/", "fe80::zz/64", "::/129", "01.2.3.4/8", ""])
+def test_prefix_text_refuses_what_is_not_a_prefix(bad: str) -> None:
+    with pytest.raises(ValueError):
+        prefix_text(bad)
+
+
+_HOPS = st.sampled_from(["fe80::3", "fe80::1:2", "10.0.0.1", "FE80::3", "fe80:0::3", "::ffff:10.0.0.1", "fe80::zz"])
+_PREFIXES = st.sampled_from(["10.99.0.1/32", "0.0.0.0/0", "fd00::/8", "::/0", "10.0.0.1/24", "FD00::/8", "1.2.3.4/33"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(kind=st.sampled_from(["add", "change", "flush"]), prefix=_PREFIXES, source=_PREFIXES, via=_HOPS,
+       metric=st.sampled_from(["0", "96", "65535", "-1", "x", "+5"]), installed=st.sampled_from(["yes", "no", "maybe"]))
+def test_the_positional_shortcut_reads_what_the_generic_path_reads(
+    kind: str, prefix: str, source: str, via: str, metric: str, installed: str
+) -> None:
+    line = (f"{kind} route 55 prefix {prefix} from {source} installed {installed} id 02:00:00:00:00:00:00:01 "
+            f"metric {metric} refmetric 0 via {via} if wg0")
+    try:
+        generic: object = _table_update(ev.Kind(kind), "route", line.split()[2:], line)
+    except ParseError as exc:
+        generic = type(exc)
+    try:
+        parsed: object = parse_line(line)
+    except ParseError as exc:
+        parsed = type(exc)
+    assert parsed == generic

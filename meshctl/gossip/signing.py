@@ -9,13 +9,13 @@ import stat
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
 from meshctl.errors import ConfigError
 
 
 def public_text(key: Ed25519PublicKey) -> str:
-    return base64.b64encode(key.public_bytes(Encoding.Raw, PublicFormat.Raw)).decode("ascii")
+    # The *_bytes_raw methods spare importing cryptography's serialization package (SSH keys and all: ~15 ms).
+    return base64.b64encode(key.public_bytes_raw()).decode("ascii")
 
 
 def parse_public(text: str) -> Ed25519PublicKey:
@@ -44,7 +44,7 @@ class SigningKey:
 
 def write_signing_key(path: str, key: SigningKey) -> None:
     """Write the private key, base64, in a file created 0600."""
-    raw = key.private.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+    raw = key.private.private_bytes_raw()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         os.fchmod(f.fileno(), 0o600)

@@ -27,14 +27,17 @@ import ipaddress
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import msgpack
 import networkx as nx
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from meshctl.errors import Refused
-from meshctl.topology.model import TopologyModel
+
+if TYPE_CHECKING:  # cryptography is loaded with the keys, by a node whose config has [gossip]
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+    from meshctl.topology.model import TopologyModel
 
 VERSION = 1
 MAX_DATAGRAM = 8192  # one description; a node with ~100 neighbours fits
@@ -51,7 +54,7 @@ class GossipError(Refused):
 
 #: Every reason :class:`GossipTable` counts a datagram under (metrics start each at 0).
 REJECT_REASONS = ("malformed", "oversized", "unknown-signer", "bad-signature", "stale", "own", "duplicate", "replay",
-                  "full")
+                  "full", "underlay")  # underlay: counted by the runner, for a datagram not from a Babel interface
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,8 +184,24 @@ def sign(description: Description, key: Ed25519PrivateKey) -> bytes:
     return msgpack.packb([body, key.sign(body)], use_bin_type=True)
 
 
-def verify(data: bytes, trusted: dict[str, Ed25519PublicKey], wall: float) -> Description:
-    """Check and parse one datagram; :class:`GossipError` for anything wrong, nothing else."""
+@dataclass(frozen=True, slots=True)
+class Header:
+    """A datagram's origin and sequence number, read before anything is verified.
+
+    Only good for refusing: nothing in it may be believed, or kept, until
+    :func:`finish` has checked the signature.
+    """
+
+    origin: str
+    seq: int
+    key: Ed25519PublicKey  # the trusted key of the origin it claims
+    body: bytes
+    signature: bytes
+    obj: dict
+
+
+def read_header(data: bytes, trusted: dict[str, Ed25519PublicKey]) -> Header:
+    """Unpack a datagram as far as its claimed origin and seq; :class:`GossipError` if it is not even that."""
     if len(data) > MAX_DATAGRAM:
         raise GossipError("oversized", f"{len(data)} bytes")
     try:
@@ -207,13 +226,16 @@ def verify(data: bytes, trusted: dict[str, Ed25519PublicKey], wall: float) -> De
     if key is None:
         raise GossipError("unknown-signer", str(origin)[:50])
     assert isinstance(origin, str)
-    try:
-        key.verify(signature, body)
-    except InvalidSignature:
-        raise GossipError("bad-signature", origin) from None
-    seq, issued, lifetime = obj.get("s"), obj.get("t"), obj.get("x")
+    seq = obj.get("s")
     if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
         raise GossipError("malformed", "bad seq")
+    return Header(origin, seq, key, body, signature, obj)
+
+
+def finish(header: Header, wall: float) -> Description:
+    """Check the rest of the datagram, the signature last (the dearest check, ~120 us)."""
+    obj, origin = header.obj, header.origin
+    issued, lifetime = obj.get("t"), obj.get("x")
     if not isinstance(issued, int | float) or isinstance(issued, bool):
         raise GossipError("malformed", "bad time")
     if not isinstance(lifetime, int | float) or isinstance(lifetime, bool) or not 0 < lifetime <= MAX_LIFETIME:
@@ -225,7 +247,18 @@ def verify(data: bytes, trusted: dict[str, Ed25519PublicKey], wall: float) -> De
     node = _node(obj)
     if node.name != origin:
         raise GossipError("malformed", "a node may only describe itself")
-    return Description(origin, seq, float(issued), float(lifetime), node)
+    from cryptography.exceptions import InvalidSignature  # loaded with the key, so free by now
+
+    try:
+        header.key.verify(header.signature, header.body)
+    except InvalidSignature:
+        raise GossipError("bad-signature", origin) from None
+    return Description(origin, header.seq, float(issued), float(lifetime), node)
+
+
+def verify(data: bytes, trusted: dict[str, Ed25519PublicKey], wall: float) -> Description:
+    """Check and parse one datagram; :class:`GossipError` for anything wrong, nothing else."""
+    return finish(read_header(data, trusted), wall)
 
 
 @dataclass
@@ -255,21 +288,29 @@ class GossipTable:
     accepted: int = 0
 
     def receive(self, data: bytes, now: float, wall: float) -> bytes | None:
-        """Take one datagram; return it for relaying if it was new, else None (and count why)."""
+        """Take one datagram; return it for relaying if it was new, else None (and count why).
+
+        Whether a description is news is decided from its claimed origin and
+        seq before its signature is checked: 55-59 % of what a grid node
+        receives are copies of what it holds, or its own, and an Ed25519
+        check costs ~120 us.  That opens no replay hole, because this early
+        look can only refuse: ``last_seq`` moves only after the signature of
+        the datagram that carries the higher seq has been verified.  A forger
+        who claims an old seq is refused, as a copy, which is what it is; one
+        who claims a new seq meets the signature check like everyone else.
+        """
         try:
-            d = verify(data, self.trusted, wall)
+            header = read_header(data, self.trusted)
+            if header.origin == self.me:
+                raise GossipError("own")  # our own description coming back round: nothing new
+            known = self.last_seq.get(header.origin)
+            if known is not None and header.seq <= known[0]:
+                raise GossipError("duplicate" if header.seq == known[0] else "replay")
+            if known is None and len(self.last_seq) >= MAX_ORIGINS:
+                raise GossipError("full")
+            d = finish(header, wall)
         except GossipError as exc:
             self.rejected[exc.reason] += 1
-            return None
-        if d.origin == self.me:
-            self.rejected["own"] += 1  # our own description coming back round: nothing new
-            return None
-        known = self.last_seq.get(d.origin)
-        if known is not None and d.seq <= known[0]:
-            self.rejected["duplicate" if d.seq == known[0] else "replay"] += 1
-            return None
-        if known is None and len(self.last_seq) >= MAX_ORIGINS:
-            self.rejected["full"] += 1
             return None
         remaining = min(d.lifetime, d.issued + d.lifetime - wall)
         self.entries[d.origin] = Entry(d, data, now + remaining)
@@ -310,6 +351,8 @@ def originate_due(own: NodeInfo, sent: NodeInfo | None, since: float, lifetime: 
     """
     if sent is None or since >= lifetime / 3:
         return True
+    if own == sent:  # asked every second, and nearly always this
+        return False
     if _shape(own) != _shape(sent):
         return True
     return own != sent and since >= lifetime / 6
@@ -366,4 +409,6 @@ def mesh_graph(nodes: Iterable[NodeInfo]) -> nx.MultiDiGraph:
 
 def public_key_from_bytes(raw: bytes) -> Ed25519PublicKey:
     """An Ed25519 public key from its 32 raw bytes (ValueError if not)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     return Ed25519PublicKey.from_public_bytes(raw)

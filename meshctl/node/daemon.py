@@ -14,23 +14,28 @@ import dataclasses
 import logging
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from meshctl.babel.connection import Backoff, Client
 from meshctl.config import GossipConfig, NeighbourConfig, NodeConfig, load_config
 from meshctl.counters import Counters
 from meshctl.errors import MeshctlError
-from meshctl.gossip.runner import GossipRunner
 from meshctl.gossip.table import Identity
-from meshctl.links.runner import LinkRunner
 from meshctl.node.logs import REDACTOR
 from meshctl.node.meshmap import mesh_doc, uplink_choices
-from meshctl.node.metrics import Metrics
 from meshctl.node.sockets import serve_control
 from meshctl.topology.model import MeshView
-from meshctl.uplink.client_runner import UplinkRunner
-from meshctl.uplink.gateway_runner import GatewayRunner
-from meshctl.wireguard.backend import Backend, choose_backend
+
+# Loaded only when the config uses them (a router's memory is mostly libraries): the gateway and
+# link runners bring pyroute2, the exporter prometheus_client, gossip Ed25519, WireGuard (uplinks,
+# gateway, links) cryptography's X25519 and OpenSSL backend.
+if TYPE_CHECKING:
+    from meshctl.gossip.runner import GossipRunner
+    from meshctl.links.runner import LinkRunner
+    from meshctl.node.metrics import Metrics
+    from meshctl.uplink.client_runner import UplinkRunner
+    from meshctl.uplink.gateway_runner import GatewayRunner
+    from meshctl.wireguard.backend import Backend
 
 log = logging.getLogger("meshctl.daemon")
 
@@ -46,25 +51,49 @@ class Daemon:
         self.babel = Client(config.babel, self.view, Backoff(initial=0.1, maximum=2.0))
         self.counters = Counters()
         self.started = time.time()
-        self.uplinks = [
-            UplinkRunner(u, config.name, self.view, backend or choose_backend(u.interface), self.counters,
-                         lambda uplink, seconds: self.metrics.observe_reaction(uplink, seconds))
-            for u in config.uplinks
-        ]
-        self.gateway = (
-            GatewayRunner(config.gateway, config.name, self.view, backend or choose_backend(config.gateway.interface),
-                          self.counters)
-            if config.gateway
-            else None
-        )
-        self.gossip = (GossipRunner(config.gossip, self.identity(), self.view, lambda: uplink_choices(self))
-                       if config.gossip else None)
+        self.uplinks: list[UplinkRunner] = []
+        if config.uplinks:
+            from meshctl.uplink.client_runner import UplinkRunner
+            from meshctl.wireguard.backend import choose_backend
+
+            self.uplinks = [
+                UplinkRunner(u, config.name, self.view, backend or choose_backend(u.interface), self.counters,
+                             self._observe_reaction)
+                for u in config.uplinks
+            ]
+        self.gateway: GatewayRunner | None = None
+        if config.gateway:
+            from meshctl.uplink.gateway_runner import GatewayRunner
+            from meshctl.wireguard.backend import choose_backend
+
+            self.gateway = GatewayRunner(config.gateway, config.name, self.view,
+                                         backend or choose_backend(config.gateway.interface), self.counters)
+        self.gossip: GossipRunner | None = None
+        if config.gossip:
+            from meshctl.gossip.runner import GossipRunner
+
+            self.gossip = GossipRunner(config.gossip, self.identity(), self.view, lambda: uplink_choices(self))
         self.backend = backend
         self.links: dict[str, LinkRunner] = {}  # neighbour name -> its tunnel
         self._link_tasks: dict[str, asyncio.Task[None]] = {}
         self._tg: asyncio.TaskGroup | None = None
         self._reload_lock = asyncio.Lock()
-        self.metrics = Metrics(self)
+        self._metrics: Metrics | None = None
+        if self.metrics_listen:
+            self._metrics = self.metrics
+
+    @property
+    def metrics(self) -> Metrics:
+        """The Prometheus exporter; made (and prometheus_client loaded) when first asked for."""
+        if self._metrics is None:
+            from meshctl.node.metrics import Metrics
+
+            self._metrics = Metrics(self)
+        return self._metrics
+
+    def _observe_reaction(self, uplink: str, seconds: float) -> None:
+        if self._metrics is not None:  # no exporter, nobody to tell
+            self._metrics.observe_reaction(uplink, seconds)
 
     def identity(self) -> Identity:
         """What this node says of itself in gossip, from its config."""
@@ -78,6 +107,8 @@ class Daemon:
 
     def _start_link(self, neighbour: NeighbourConfig) -> None:
         assert self._tg is not None and self.config.links is not None
+        from meshctl.links.runner import LinkRunner
+
         own = self.config.gossip.endpoints if self.config.gossip else ()
         runner = LinkRunner(self.config.name, self.config.links, neighbour, self.view, self.babel.command, self.backend,
                             advertised=lambda name: _advertised(self.gossip, name), own_advertised=len(own))

@@ -4,16 +4,25 @@ Theory of operation
 -------------------
 State is kept in dicts keyed on *stable* identities (babeld's ids are heap
 addresses, reused after a flush): interfaces by name, neighbours by
-(address, interface), routes by (prefix, source prefix, next hop, interface),
-exported routes by (prefix, source prefix).  Each event updates one dict
-entry and the affected part of :attr:`TopologyModel.graph` in O(1), so a
-storm of ``change route`` lines costs little.
+(address, interface), routes by prefix and then (source prefix, next hop,
+interface), exported routes by (prefix, source prefix).  Each event updates
+one entry in O(1), so a storm of ``change route`` lines costs little and the
+cost of a line does not grow with the table.
 
-The graph is a :class:`networkx.MultiDiGraph` whose nodes are routers, named by
-router id, and whose edges are neighbour links from this router, keyed by
-interface.  A neighbour's router id is not in the neighbour line; it is
-learnt from the route that neighbour originates itself (refmetric 0).  Until
-then the neighbour's node is named ``ADDRESS%INTERFACE``.
+Routes are the bulk (300,000 on a big node) and are kept lean: one
+:class:`~meshctl.babel.events.Route` tuple each, with addresses as canonical
+text, in a per-prefix list (a prefix has a route through each neighbour that
+offers it, a handful at most), plus the prefix in its router's set.  About
+330 bytes a route; no ``ipaddress`` object is made or hashed on the way in.
+
+:attr:`TopologyModel.graph` is a :class:`networkx.MultiDiGraph` whose nodes
+are routers, named by router id, and whose edges are neighbour links from this
+router, keyed by interface.  It is derived from the dicts when asked for and
+kept until the next change: the daemon never asks, and a dump of 300,000 routes
+should not pay for graph upkeep per line.  A neighbour's router id is not in
+the neighbour line; it is learnt from the route that neighbour originates
+itself (refmetric 0).  Until then the neighbour's node is named
+``ADDRESS%INTERFACE``.
 
 No I/O and no clock here: :class:`MeshView` swaps in a fresh model after each
 resync, so a half-received dump is never visible.
@@ -21,18 +30,22 @@ resync, so a half-received dump is never visible.
 
 from __future__ import annotations
 
-from collections import defaultdict
+import ipaddress
+import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-
-import networkx as nx
+from typing import TYPE_CHECKING
 
 from meshctl.babel import events as ev
 
+if TYPE_CHECKING:
+    import networkx as nx
+
 INFINITY = ev.INFINITY
 
+Route = ev.Route
+RouteKey = ev.RouteKey
 NeighbourKey = tuple[ev.Address, str]
-RouteKey = tuple[ev.Prefix, ev.Prefix, ev.Address, str]
 XrouteKey = tuple[ev.Prefix, ev.Prefix]
 
 
@@ -72,35 +85,6 @@ class Neighbour:
 
 
 @dataclass(frozen=True, slots=True)
-class Route:
-    """A route babeld learnt (selected or not)."""
-
-    prefix: ev.Prefix
-    src_prefix: ev.Prefix
-    router_id: str
-    metric: int
-    refmetric: int
-    via: ev.Address
-    interface: str
-    installed: bool
-
-    @property
-    def key(self) -> RouteKey:
-        """Stable identity."""
-        return (self.prefix, self.src_prefix, self.via, self.interface)
-
-    @property
-    def neighbour(self) -> NeighbourKey:
-        """The neighbour this route goes through."""
-        return (self.via, self.interface)
-
-    @property
-    def reachable(self) -> bool:
-        """metric 65535 means unreachable, even when ``installed``."""
-        return self.metric < INFINITY
-
-
-@dataclass(frozen=True, slots=True)
 class Xroute:
     """A route this node exports (redistributes) into Babel."""
 
@@ -123,6 +107,20 @@ def neighbour_label(key: NeighbourKey) -> str:
     return f"{key[0]}%{key[1]}"
 
 
+def prefix_key(prefix: ev.Prefix | str) -> str:
+    """How the model spells a prefix: ``str()`` of its ``ipaddress`` object, as the parser checked it."""
+    return prefix if isinstance(prefix, str) else str(prefix)
+
+
+def route_order(route: Route) -> tuple[int, int, int, str, int, str, str]:
+    """Sort key for routes: by prefix as ``ipaddress`` orders networks (family, address, length), then
+    source, metric, next hop and interface.  From the text, at a fraction of the cost of the objects."""
+    address, _, length = route.prefix_text.partition("/")
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    return (6 if family == socket.AF_INET6 else 4, int.from_bytes(socket.inet_pton(family, address)), int(length),
+            route.src_text, route.metric, route.via_text, route.interface)
+
+
 class TopologyModel:
     """What one babeld knows, kept current from babel events."""
 
@@ -130,173 +128,182 @@ class TopologyModel:
         self.me = me or SelfInfo()
         self.interfaces: dict[str, Interface] = {}
         self.neighbours: dict[NeighbourKey, Neighbour] = {}
-        self.routes: dict[RouteKey, Route] = {}
         self.xroutes: dict[XrouteKey, Xroute] = {}
-        self.graph: nx.MultiDiGraph = nx.MultiDiGraph()
-        self._by_prefix: dict[ev.Prefix, set[RouteKey]] = defaultdict(set)
-        self._by_router: dict[str, set[RouteKey]] = defaultdict(set)
-        self._neighbour_router: dict[NeighbourKey, str] = {}
+        self._prefixes: dict[str, list[Route]] = {}  # prefix -> its routes, one per (source, next hop, interface)
+        self._by_router: dict[str, set[str]] = {}  # router id -> prefixes it has a route to
+        self._neighbour_router: dict[tuple[str, str], str] = {}  # (address, interface) -> router id
+        self.route_count = 0
         self.events_applied = 0
-        if self.me.router_id:
-            self._ensure_router(self.me.router_id, local=True)
+        #: Bumped by every change that did change something.
+        self.version = 0
+        #: The route the last route event replaced or removed (None if it added one): for watchers.
+        self.replaced: Route | None = None
+        self._graph: nx.MultiDiGraph | None = None
+        self._graph_version = -1
 
     # -- updating -------------------------------------------------------
 
-    def apply(self, event: ev.Event) -> None:
-        """Apply one table update; other events are ignored."""
-        if isinstance(event, ev.RouteUpdate):
-            self._route(event)
-        elif isinstance(event, ev.NeighbourUpdate):
-            self._neighbour(event)
-        elif isinstance(event, ev.XrouteUpdate):
-            self._xroute(event)
-        elif isinstance(event, ev.InterfaceUpdate):
-            self._interface(event)
+    def apply(self, event: ev.Event) -> bool:
+        """Apply one table update; True if it changed anything.  Other events are ignored."""
+        kind = type(event)
+        if kind is ev.RouteUpdate:
+            changed = self._route(event)  # type: ignore[arg-type]
+        elif kind is ev.NeighbourUpdate:
+            changed = self._neighbour(event)  # type: ignore[arg-type]
+        elif kind is ev.XrouteUpdate:
+            changed = self._xroute(event)  # type: ignore[arg-type]
+        elif kind is ev.InterfaceUpdate:
+            changed = self._interface(event)  # type: ignore[arg-type]
         else:
-            return
+            return False
         self.events_applied += 1
+        if changed:
+            self.version += 1
+        return changed
 
     def apply_all(self, events: Iterable[ev.Event]) -> None:
         """Apply many events in order."""
         for event in events:
             self.apply(event)
 
-    def _interface(self, e: ev.InterfaceUpdate) -> None:
+    def _interface(self, e: ev.InterfaceUpdate) -> bool:
         if e.kind is ev.Kind.FLUSH:
-            self.interfaces.pop(e.name, None)
-        else:
-            self.interfaces[e.name] = Interface(e.name, e.up, e.ipv6, e.ipv4)
+            return self.interfaces.pop(e.name, None) is not None
+        interface = Interface(e.name, e.up, e.ipv6, e.ipv4)
+        if self.interfaces.get(e.name) == interface:
+            return False
+        self.interfaces[e.name] = interface
+        return True
 
-    def _neighbour(self, e: ev.NeighbourUpdate) -> None:
+    def _neighbour(self, e: ev.NeighbourUpdate) -> bool:
         key = e.key
         if e.kind is ev.Kind.FLUSH:
-            if self.neighbours.pop(key, None) is not None:
-                self._unlink(key)
-                self._neighbour_router.pop(key, None)
-            return
+            if self.neighbours.pop(key, None) is None:
+                return False
+            self._neighbour_router.pop((str(key[0]), key[1]), None)
+            return True
         n = Neighbour(e.address, e.interface, e.reach, e.ureach, e.rxcost, e.txcost, e.cost, e.rtt, e.rttcost)
         if self.neighbours.get(key) == n:
-            return  # babeld repeats identical change lines; nothing to do
+            return False  # babeld repeats identical change lines; nothing to do
         self.neighbours[key] = n
-        self._link(key)
+        return True
 
-    def _route(self, e: ev.RouteUpdate) -> None:
-        key = e.key
-        old = self.routes.get(key)
+    def _route(self, e: ev.RouteUpdate) -> bool:
+        route = e.route
+        prefix = route.prefix_text
+        routes = self._prefixes.get(prefix)
+        old: Route | None = None
+        at = -1
+        for i, r in enumerate(routes or ()):
+            if r.via_text == route.via_text and r.interface == route.interface and r.src_text == route.src_text:
+                old, at = r, i
+                break
         if e.kind is ev.Kind.FLUSH:
-            if old is None:
-                return
-            del self.routes[key]
-            self._drop_index(old)
-            return
-        route = Route(e.prefix, e.src_prefix, e.router_id, e.metric, e.refmetric, e.via, e.interface, e.installed)
+            if old is None or routes is None:
+                return False
+            del routes[at]
+            if not routes:
+                del self._prefixes[prefix]
+            self._unindex(old, routes)
+            self.route_count -= 1
+            self.replaced = old
+            return True
         if old == route:
-            return
-        if old is not None and old.router_id != route.router_id:
-            self._drop_index(old)
-        self.routes[key] = route
-        self._by_prefix[route.prefix].add(key)
-        self._by_router[route.router_id].add(key)
-        node = self._ensure_router(route.router_id)
-        node.setdefault("prefixes", set()).add(route.prefix)
-        if route.refmetric == 0 and self._neighbour_router.get(route.neighbour) != route.router_id:
-            # The neighbour originates this route itself: that is its router id.
-            linked = route.neighbour in self.neighbours
-            if linked:
-                self._unlink(route.neighbour)
-            self._neighbour_router[route.neighbour] = route.router_id
-            if linked:
-                self._link(route.neighbour)
-
-    def _xroute(self, e: ev.XrouteUpdate) -> None:
-        if e.kind is ev.Kind.FLUSH:
-            self.xroutes.pop(e.key, None)
+            return False
+        if routes is None:
+            self._prefixes[prefix] = [route]
+        elif old is None:
+            routes.append(route)
         else:
-            self.xroutes[e.key] = Xroute(e.prefix, e.src_prefix, e.metric)
+            routes[at] = route
+        if old is None or old.router_id != route.router_id:
+            known = self._by_router.get(route.router_id)
+            if known is None:
+                self._by_router[route.router_id] = {prefix}
+            else:
+                known.add(prefix)
+            if old is not None:
+                self._unindex(old, self._prefixes[prefix])
+        if old is None:
+            self.route_count += 1
+        if route.refmetric == 0:
+            # The neighbour originates this route itself: that is its router id.
+            self._neighbour_router[(route.via_text, route.interface)] = route.router_id
+        self.replaced = old
+        return True
 
-    def _drop_index(self, route: Route) -> None:
-        keys = self._by_prefix.get(route.prefix)
-        if keys is not None:
-            keys.discard(route.key)
-            if not keys:
-                del self._by_prefix[route.prefix]
-        keys = self._by_router.get(route.router_id)
-        if keys is not None:
-            keys.discard(route.key)
-            if not keys:
-                del self._by_router[route.router_id]
-        still = any(self.routes[k].router_id == route.router_id for k in self._by_prefix.get(route.prefix, ()))
-        if not still and self.graph.has_node(route.router_id):
-            self.graph.nodes[route.router_id].get("prefixes", set()).discard(route.prefix)
-        self._maybe_drop_node(route.router_id)
+    def _unindex(self, gone: Route, left: list[Route]) -> None:
+        """``gone`` left its prefix; drop the prefix from its router unless another route keeps it there."""
+        if any(r.router_id == gone.router_id for r in left):
+            return
+        prefixes = self._by_router.get(gone.router_id)
+        if prefixes is not None:
+            prefixes.discard(gone.prefix_text)
+            if not prefixes:
+                del self._by_router[gone.router_id]
 
-    # -- graph upkeep ---------------------------------------------------
+    def _xroute(self, e: ev.XrouteUpdate) -> bool:
+        if e.kind is ev.Kind.FLUSH:
+            return self.xroutes.pop(e.key, None) is not None
+        xroute = Xroute(e.prefix, e.src_prefix, e.metric)
+        if self.xroutes.get(e.key) == xroute:
+            return False
+        self.xroutes[e.key] = xroute
+        return True
 
-    def _ensure_router(self, name: str, local: bool = False) -> dict:
-        if not self.graph.has_node(name):
-            self.graph.add_node(name, kind="router", local=local, prefixes=set())
-        attrs: dict = self.graph.nodes[name]
-        return attrs
+    # -- the graph, derived ---------------------------------------------
 
-    def _node_for(self, key: NeighbourKey) -> str:
-        return self._neighbour_router.get(key) or neighbour_label(key)
+    @property
+    def graph(self) -> nx.MultiDiGraph:
+        """Routers and this router's neighbour links, built from the tables on demand (see the module doc)."""
+        if self._graph is None or self._graph_version != self.version:
+            self._graph = self._build_graph()
+            self._graph_version = self.version
+        return self._graph
 
-    def _self_node(self) -> str:
-        return self.me.router_id or "self"
+    def _build_graph(self) -> nx.MultiDiGraph:
+        import networkx as nx  # the daemon never draws; a dump or an export does
 
-    def _unlink(self, key: NeighbourKey) -> None:
-        me = self._self_node()
-        for node in (self._neighbour_router.get(key), neighbour_label(key)):
-            if node and self.graph.has_edge(me, node, key=key[1]):
-                self.graph.remove_edge(me, node, key=key[1])
-                self._maybe_drop_node(node)
-
-    def _link(self, key: NeighbourKey) -> None:
-        n = self.neighbours[key]
-        me = self._self_node()
-        target = self._node_for(key)
-        placeholder = neighbour_label(key)
-        if target != placeholder and self.graph.has_node(placeholder):
-            self.graph.remove_node(placeholder)
-        if not self.graph.has_node(me):
-            self._ensure_router(me, local=True)
-        if not self.graph.has_node(target):
-            self.graph.add_node(target, kind="router" if target != placeholder else "neighbour", local=False, prefixes=set())
-        self.graph.add_edge(
-            me,
-            target,
-            key=n.interface,
-            address=n.address,
-            interface=n.interface,
-            reach=n.reach,
-            rxcost=n.rxcost,
-            txcost=n.txcost,
-            cost=n.cost,
-            rtt=n.rtt,
-            rttcost=n.rttcost,
-        )
-
-    def _maybe_drop_node(self, node: str) -> None:
-        if (
-            self.graph.has_node(node)
-            and node != self._self_node()
-            and self.graph.degree(node) == 0
-            and node not in self._by_router
-        ):
-            self.graph.remove_node(node)
+        graph = nx.MultiDiGraph()
+        me = self.me.router_id or "self"
+        if self.me.router_id or self.neighbours:
+            graph.add_node(me, kind="router", local=True, prefixes=set())
+        for rid, prefixes in self._by_router.items():
+            if rid == me:
+                graph.nodes[me]["prefixes"] = {ipaddress.ip_network(p) for p in prefixes}
+            else:
+                graph.add_node(rid, kind="router", local=False, prefixes={ipaddress.ip_network(p) for p in prefixes})
+        for key, n in self.neighbours.items():
+            learnt = self.neighbour_router_id(key)
+            target = learnt or neighbour_label(key)
+            if not graph.has_node(target):
+                graph.add_node(target, kind="router" if learnt else "neighbour", local=False, prefixes=set())
+            graph.add_edge(me, target, key=n.interface, address=n.address, interface=n.interface, reach=n.reach,
+                           rxcost=n.rxcost, txcost=n.txcost, cost=n.cost, rtt=n.rtt, rttcost=n.rttcost)
+        return graph
 
     # -- queries --------------------------------------------------------
 
+    @property
+    def routes(self) -> dict[RouteKey, Route]:
+        """Every route by its key: a new dict on each call, O(routes).  Prefer :meth:`iter_routes`."""
+        return {r.key: r for r in self.iter_routes()}
+
+    def iter_routes(self) -> Iterable[Route]:
+        """Every route, grouped by prefix."""
+        for routes in self._prefixes.values():
+            yield from routes
+
     def neighbour_router_id(self, key: NeighbourKey) -> str | None:
         """The router id behind a neighbour, once learnt."""
-        return self._neighbour_router.get(key)
+        return self._neighbour_router.get((str(key[0]), key[1]))
 
-    def routes_for(self, prefix: ev.Prefix) -> list[Route]:
+    def routes_for(self, prefix: ev.Prefix | str) -> list[Route]:
         """Every route to exactly ``prefix``, best metric first."""
-        keys = self._by_prefix.get(prefix, ())
-        return sorted((self.routes[k] for k in keys), key=lambda r: (r.metric, str(r.via), r.interface))
+        routes = self._prefixes.get(prefix_key(prefix), ())
+        return sorted(routes, key=lambda r: (r.metric, r.via_text, r.interface))
 
-    def installed_route(self, prefix: ev.Prefix) -> Route | None:
+    def installed_route(self, prefix: ev.Prefix | str) -> Route | None:
         """The route babeld installed for ``prefix`` (None if none, or unreachable)."""
         for route in self.routes_for(prefix):
             if route.installed and route.reachable:
@@ -304,37 +311,37 @@ class TopologyModel:
         return None
 
     def installed_routes(self) -> dict[ev.Prefix, Route]:
-        """The installed, reachable route per prefix."""
+        """The installed, reachable route per prefix (keyed by ``ipaddress`` objects: O(routes) to build)."""
         out: dict[ev.Prefix, Route] = {}
-        for prefix in self._by_prefix:
+        for prefix in self._prefixes:
             route = self.installed_route(prefix)
             if route is not None:
-                out[prefix] = route
+                out[route.prefix] = route
         return out
 
+    def _routes_to(self, target: str | ev.Prefix) -> Iterable[Route]:
+        if not isinstance(target, str):
+            return self._prefixes.get(prefix_key(target), ())
+        return (r for p in self._by_router.get(target, ()) for r in self._prefixes[p] if r.router_id == target)
+
     def metrics_by_neighbour(self, target: str | ev.Prefix) -> dict[NeighbourKey, int]:
-        """Best metric toward a router id or a prefix, through each neighbour.
+        """Best metric toward a router id (a str) or a prefix, through each neighbour.
 
         Unreachable paths are reported as 65535 so a caller sees them go.
         """
-        keys = self._by_router.get(target, ()) if isinstance(target, str) else self._by_prefix.get(target, ())
         best: dict[NeighbourKey, int] = {}
-        for key in keys:
-            route = self.routes[key]
+        for route in self._routes_to(target):
             hop = route.neighbour
             best[hop] = min(best.get(hop, INFINITY), route.metric)
         return best
 
     def best_metric(self, target: str | ev.Prefix) -> int:
-        """Lowest metric toward a router id or prefix (65535 if none)."""
-        return min(self.metrics_by_neighbour(target).values(), default=INFINITY)
+        """Lowest metric toward a router id (a str) or prefix (65535 if none)."""
+        return min((r.metric for r in self._routes_to(target)), default=INFINITY)
 
-    def routers(self) -> dict[str, set[ev.Prefix]]:
-        """Every router id known, with the prefixes it originates."""
-        out: dict[str, set[ev.Prefix]] = {}
-        for rid, keys in self._by_router.items():
-            out[rid] = {self.routes[k].prefix for k in keys}
-        return out
+    def routers(self) -> dict[str, set[str]]:
+        """Every router id known, with the prefixes (as text) it has routes to."""
+        return {rid: set(prefixes) for rid, prefixes in self._by_router.items()}
 
 
 class MeshView:
@@ -343,6 +350,12 @@ class MeshView:
     Implements :class:`babel.connection.Sink`.  While a sync is in progress the
     previous model stays visible; the fresh one replaces it in one step when
     babeld's full table has arrived.
+
+    Two ways to hear of changes, both only for lines that changed something
+    (babeld's repeats never get this far): :attr:`listeners` hear of every
+    change; :meth:`watch` hears only of routes to given prefixes or from
+    given routers, and of every resync, which is what a decision ranked by
+    Babel metrics depends on.
     """
 
     def __init__(self) -> None:
@@ -353,9 +366,37 @@ class MeshView:
         self._staging: TopologyModel | None = None
         #: Called (no arguments) after the live model changed; keep them quick.
         self.listeners: list[Callable[[], None]] = []
+        self._by_prefix: dict[str, list[Callable[[], None]]] = {}
+        self._by_router: dict[str, list[Callable[[], None]]] = {}
+        self._on_resync: list[Callable[[], None]] = []
+
+    def watch(self, listener: Callable[[], None], prefixes: Iterable[ev.Prefix | str] = (),
+              routers: Iterable[str] = ()) -> Callable[[], None]:
+        """Call ``listener`` when a route to one of ``prefixes`` or from one of ``routers`` changes, and
+        after every resync.  Returns the function that stops it."""
+        entries = [(self._by_prefix, prefix_key(p)) for p in prefixes] + [(self._by_router, r) for r in routers]
+        for table, key in entries:
+            table.setdefault(key, []).append(listener)
+        self._on_resync.append(listener)
+
+        def unwatch() -> None:
+            for table, key in entries:
+                table[key].remove(listener)
+                if not table[key]:
+                    del table[key]
+            self._on_resync.remove(listener)
+
+        return unwatch
 
     def _changed(self) -> None:
         for listener in self.listeners:
+            listener()
+
+    def _route_changed(self, route: Route, old: Route | None) -> None:
+        due = self._by_prefix.get(route.prefix_text, []) + self._by_router.get(route.router_id, [])
+        if old is not None and old.router_id != route.router_id:
+            due += self._by_router.get(old.router_id, [])
+        for listener in dict.fromkeys(due):  # once each, in order
             listener()
 
     def begin_sync(self, banner: ev.Banner) -> None:
@@ -366,9 +407,12 @@ class MeshView:
         """Apply to the model being built, or to the live one."""
         if self._staging is not None:
             self._staging.apply(event)
-        else:
-            self.model.apply(event)
-            self._changed()
+            return
+        if not self.model.apply(event):
+            return
+        if (self._by_prefix or self._by_router) and isinstance(event, ev.RouteUpdate):
+            self._route_changed(event.route, self.model.replaced)
+        self._changed()
 
     def end_sync(self) -> None:
         """Make the freshly built model the live one."""
@@ -377,6 +421,8 @@ class MeshView:
             self._staging = None
         self.synced = True
         self.syncs += 1
+        for listener in list(self._on_resync):
+            listener()
         self._changed()
 
     def connection_lost(self, reason: str) -> None:

@@ -124,9 +124,11 @@ datagrams = [
     b"\\xc1" * 40,                                              # not msgpack
 ]
 s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+through = ({address!r}, {port}, 0, socket.if_nametoindex({ifname!r}))  # from a Babel neighbour, over the tunnel
 for d in datagrams:
-    s.sendto(d, ("::1", {port}))
+    s.sendto(d, through)
 """
+LOCAL = "import socket; socket.socket(socket.AF_INET6, socket.SOCK_DGRAM).sendto(b'x' * 64, ('::1', {port}))"
 
 
 def test_bad_gossip_datagrams_are_counted_and_change_nothing(start_lab: Callable[[str], RunningLab]) -> None:
@@ -136,9 +138,14 @@ def test_bad_gossip_datagrams_are_counted_and_change_nothing(start_lab: Callable
     lab.wait_for(whole_grid(lab, ids, 48), 60, "whole grid in every node's gossip view")
     target = plan.node("r23")
     before = mesh_view(lab, "r23")
-    code = FORGER.format(path=sys.path, key=f"{plan.node('r11').run_dir}/gossip.key", port=51903)
-    subprocess.run(["ip", "netns", "exec", target.namespace, sys.executable, "-c", code], check=True, timeout=30)
-    want = {"bad-signature", "unknown-signer", "replay", "malformed", "oversized"}
+    tunnel = next(t for t in plan.node("r13").tunnels if t.peer == "r23")
+    code = FORGER.format(path=sys.path, key=f"{plan.node('r11').run_dir}/gossip.key", port=51903,
+                         address=str(tunnel.peer_ll), ifname=tunnel.ifname)
+    subprocess.run(["ip", "netns", "exec", plan.node("r13").namespace, sys.executable, "-c", code], check=True, timeout=30)
+    # Not from a Babel interface (here: loopback): dropped before it is read.
+    subprocess.run(["ip", "netns", "exec", target.namespace, sys.executable, "-c", LOCAL.format(port=51903)], check=True,
+                   timeout=30)
+    want = {"bad-signature", "unknown-signer", "replay", "malformed", "oversized", "underlay"}
 
     def counted() -> str | None:
         rejected = asyncio.run(query(target.control_socket, "status"))["gossip"]["rejected"]

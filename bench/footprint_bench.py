@@ -1,0 +1,336 @@
+"""Footprint on a router: what meshctl costs beside what it cannot avoid, measured in one run.
+
+Big tables (no root needed): a synthetic babeld table of 10k, 100k and 300k routes.
+- dump -> model: the protocol and the model take the table, in this process, beside the
+  split-only baseline (split the same bytes into lines and tokens); CPU time, and the peak of
+  Python's own allocations (tracemalloc) in a separate run.
+- ``topology dump``: ``meshctl topology dump`` as a process against a stand-in babeld (its own
+  process), beside ``bench/split_client.py``, which only reads and splits the same lines; wall
+  time and each process's peak RSS.
+- sync: the daemon's babeld client (``bench/sync_client.py``) from connect to synced.
+
+Labs (root): the seed lab and grid4x4, every node running babeld and ``meshctl daemon``.
+- each daemon's RSS and idle CPU beside babeld's on the same node, and beside the floor: a
+  bare interpreter importing exactly the libraries that node's config uses;
+- import time, meshctl against its floor;
+- exec to synced: a node's daemon stopped and exec'd again, until its status says synced.
+
+Times are min/median/max over the runs; ratios are median over median, from the same run.
+The machine may be shared: CPU time is less disturbed by other processes than wall time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+import os
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+
+from bench.model_bench import baseline as split_only
+from bench.model_bench import traced_peak
+from bench.standin import route_lines
+from meshctl.babel.connection import table_arriving
+from meshctl.babel.protocol import BabelProtocol
+from meshctl.topology.model import MeshView
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+ROUTE_COUNTS = (10_000, 100_000, 300_000)
+READ_SIZE = 262144  # what asyncio's socket transport reads at most per call (Python 3.11)
+BANNER = b"BABEL 1.0\nversion babeld-1.12.1\nhost bench\nmy-id 02:00:00:00:00:00:00:01\nok\n"
+Row = tuple[str, ...]
+
+
+def spread(values: Sequence[float], scale: float = 1000.0, digits: int = 0) -> str:
+    """``min/median/max`` of ``values`` times ``scale`` (ms by default)."""
+    low, mid, high = min(values), statistics.median(values), max(values)
+    return "/".join(f"{v * scale:.{digits}f}" for v in (low, mid, high))
+
+
+def mib(n: float) -> str:
+    return f"{n / 2**20:.1f}"
+
+
+# -- dump -> model, in this process ---------------------------------------
+
+
+def to_model(data: bytes) -> MeshView:
+    """What the daemon's client does with a table: the protocol parses, the view builds a model."""
+    view = MeshView()
+    proto = BabelProtocol()
+    proto.receive_data(data[: len(BANNER)])
+    view.replay(proto.events())
+    with table_arriving():
+        proto.send("monitor")
+        for i in range(len(BANNER), len(data), READ_SIZE):
+            proto.receive_data(data[i : i + READ_SIZE])
+            while (event := proto.next_event()) is not None:
+                view.apply(event)
+        view.end_sync()
+    return view
+
+
+def cpu_times(fn: Callable[[], object], repeat: int) -> list[float]:
+    out = []
+    for _ in range(repeat):
+        gc.collect()
+        start = time.process_time()
+        fn()
+        out.append(time.process_time() - start)
+    return out
+
+
+def dump_to_model(count: int, repeat: int) -> Row:
+    data = BANNER + route_lines(count) + b"ok\n"
+    view = to_model(data)
+    assert view.model.route_count == count, view.model.route_count
+    del view
+    base = cpu_times(lambda: split_only(data), repeat)
+    model = cpu_times(lambda: to_model(data), repeat)
+    return (f"dump -> model, {count:,} routes", spread(base), spread(model),
+            f"{statistics.median(model) / statistics.median(base):.1f}x",
+            mib(traced_peak(lambda: (data.split(b"\n"), split_only(data)))), mib(traced_peak(lambda: to_model(data))))
+
+
+# -- topology dump and sync, as processes ----------------------------------
+
+
+@contextlib.contextmanager
+def standin(count: int) -> Iterator[str]:
+    """A stand-in babeld serving ``count`` routes, in its own process; yields its address."""
+    with tempfile.TemporaryDirectory(prefix="meshctl-bench-") as d:
+        path = os.path.join(d, "babel.sock")
+        proc = subprocess.Popen([sys.executable, "-m", "bench.standin", path, str(count)], cwd=ROOT,
+                                stdout=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+            yield f"unix:{path}"
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
+def run_isolated(argv: list[str]) -> tuple[float, int, str]:
+    """Run ``argv``: (wall seconds, its own peak RSS in bytes, its stdout)."""
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, os.path.join(HERE, "peak.py"), *argv], cwd=ROOT, capture_output=True)
+    wall = time.perf_counter() - start
+    if done.returncode:
+        raise RuntimeError(f"{' '.join(argv[:5])} failed ({done.returncode}): {done.stderr.decode()[-500:]}")
+    return wall, int(done.stderr.split()[-1]), done.stdout.decode()
+
+
+def topology_dump(count: int, repeat: int) -> list[Row]:
+    with standin(count) as address:
+        split = [run_isolated([sys.executable, os.path.join(HERE, "split_client.py"), address]) for _ in range(repeat)]
+        dump = [run_isolated([sys.executable, "-m", "meshctl.cli", "topology", "dump", "--babel", address,
+                              "--timeout", "30"]) for _ in range(repeat)]
+        sync = [run_isolated([sys.executable, os.path.join(HERE, "sync_client.py"), address]) for _ in range(repeat)]
+    assert all(json.loads(out)["routes"].__len__() == count for _, _, out in dump[:1])
+    ratio = statistics.median(w for w, _, _ in dump) / statistics.median(w for w, _, _ in split)
+    synced = [float(out.split()[0]) for _, _, out in sync]
+    return [
+        (f"topology dump, {count:,} routes", spread([w for w, _, _ in split]), spread([w for w, _, _ in dump]),
+         f"{ratio:.1f}x", mib(max(p for _, p, _ in split)), mib(max(p for _, p, _ in dump))),
+        (f"daemon client sync, {count:,} routes", "", spread(synced), "", "", mib(max(p for _, p, _ in sync))),
+    ]
+
+
+def run_tables(counts: Sequence[int] = ROUTE_COUNTS, repeat: int = 3) -> list[Row]:
+    rows: list[Row] = []
+    for count in counts:
+        rows.append(dump_to_model(count, repeat))
+        rows.extend(topology_dump(count, repeat))
+    return rows
+
+
+# -- the labs ---------------------------------------------------------------
+
+
+def libraries(config_path: str, metrics: bool) -> list[str]:
+    """The third-party (and asyncio) imports a daemon with this config needs: its floor.
+
+    Kept in step with the daemon by tests/test_footprint.py, which checks what a daemon loads.
+    """
+    from meshctl.config import load_config
+
+    config = load_config(config_path)
+    libs = ["asyncio", "networkx", "msgpack"]  # the loop; the model's graph and exports; control messages
+    # A WireGuard (X25519) key in use loads cryptography's OpenSSL backend, and every key type with it:
+    # that is what the library costs.  Gossip's Ed25519 alone does not.
+    if config.uplinks or config.gateway or config.links:
+        libs += ["cryptography.hazmat.primitives.asymmetric.x25519", "cryptography.hazmat.backends.openssl"]
+    if config.uplinks or config.gateway:
+        libs.append("asyncio_dgram")  # the uplink control sockets
+    if config.gossip:
+        libs.append("cryptography.hazmat.primitives.asymmetric.ed25519")
+    if config.gateway or config.links:
+        libs.append("pyroute2")
+    if metrics or config.metrics:
+        libs.append("prometheus_client")
+    return list(dict.fromkeys(libs))
+
+
+# Import times are the importing process's CPU time: on a shared machine, wall time mostly measures the others.
+IMPORTER = """
+import sys, time
+start = time.process_time()
+for name in sys.argv[1:]:
+    __import__(name)
+took = time.process_time() - start
+rss = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmRSS:"))
+print(took, rss * 1024)
+"""
+
+DAEMON_IMPORTER = """
+import sys, time
+start = time.process_time()
+import meshctl.cli
+from meshctl.config import load_config
+from meshctl.node.daemon import Daemon
+Daemon(load_config(sys.argv[1]), metrics=sys.argv[2] or None)  # the config's own lazy imports happen here
+took = time.process_time() - start
+print(took)
+"""
+
+
+def floor(libs: list[str], repeat: int = 5) -> tuple[list[float], int]:
+    """Import times and the smallest RSS of a bare interpreter importing ``libs``."""
+    runs = [subprocess.run([sys.executable, "-c", IMPORTER, *libs], capture_output=True, text=True, check=True)
+            for _ in range(repeat)]
+    values = [r.stdout.split() for r in runs]
+    return [float(t) for t, _ in values], min(int(rss) for _, rss in values)
+
+
+def meshctl_imports(config_path: str, metrics: str, repeat: int = 5) -> list[float]:
+    """CPU seconds to import meshctl's CLI and a daemon for this config (with its libraries), and build it."""
+    return [float(subprocess.run([sys.executable, "-c", DAEMON_IMPORTER, config_path, metrics], capture_output=True,
+                                 text=True, check=True, cwd=ROOT).stdout) for _ in range(repeat)]
+
+
+def proc_rss(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+
+
+def proc_cpu(pid: int) -> float:
+    """CPU seconds a process has used, in nanoseconds from the scheduler (clock ticks are 10 ms: too coarse
+    for a babeld that uses 0.05 % of a core)."""
+    with open(f"/proc/{pid}/schedstat") as f:
+        return int(f.read().split()[0]) / 1e9
+
+
+def daemon_status(path: str) -> dict:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(2.0)
+        s.connect(path)
+        s.sendall(b"status\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    status: dict = json.loads(data)
+    return status
+
+
+def exec_to_synced(lab: object, node_name: str, repeat: int) -> list[float]:
+    """Stop the node's daemon, exec it again with its config, and time until its status says synced."""
+    from meshctl.lab.runner import Lab
+
+    assert isinstance(lab, Lab)
+    node = lab.plan.node(node_name)
+    out = []
+    for _ in range(repeat):
+        lab.stop_daemon(node_name)
+        start = time.perf_counter()
+        proc = subprocess.Popen(["ip", "netns", "exec", node.namespace, sys.executable, "-m", "meshctl.cli", "daemon",
+                                 "--config", node.config_path], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, cwd=ROOT)
+        try:
+            while True:
+                with contextlib.suppress(OSError, ValueError):
+                    if daemon_status(node.control_socket)["babel"]["synced"]:
+                        break
+                if time.perf_counter() - start > 30:
+                    raise RuntimeError(f"{node_name}: the daemon did not sync within 30 s")
+                time.sleep(0.005)
+            out.append(time.perf_counter() - start)
+        finally:
+            proc.terminate()
+            proc.wait(10)
+    return out
+
+
+def run_lab(topology: str, settle: float = 10.0, window: float = 20.0, repeat: int = 3) -> list[Row]:
+    """One lab: per node, the daemon beside babeld and the floor; then imports and exec to synced."""
+    from meshctl.lab.check import check_converged, wait_until
+    from meshctl.lab.plan import make_plan
+    from meshctl.lab.runner import Lab, LabState
+    from meshctl.lab.spec import load_lab
+
+    lab = Lab(make_plan(load_lab(os.path.join(ROOT, "topologies", f"{topology}.toml")), "f" + secrets.token_hex(2)))
+    rows: list[Row] = []
+    try:
+        lab.up()
+        plan = lab.plan
+        wait_until(lambda: check_converged(plan), 120, f"{topology} convergence")
+
+        def all_synced() -> str | None:
+            for n in plan.nodes:
+                if n.daemon and not daemon_status(n.control_socket)["babel"]["synced"]:
+                    return f"{n.name} not synced"
+            return None
+
+        wait_until(all_synced, 60, "every daemon synced")
+        time.sleep(settle)
+        state = LabState.load(lab.state_path)
+        assert state is not None
+        pids = {(r.node, r.what): r.pid for r in state.processes if r.what == "babeld"}
+        for n in plan.nodes:
+            if n.daemon:  # the daemon itself, not the supervisor the lab runs it under
+                pid = lab.daemon_pid(n.name)
+                assert pid is not None, f"{n.name}: no daemon running"
+                pids[(n.name, "meshctl daemon")] = pid
+        before = {key: proc_cpu(pid) for key, pid in pids.items()}
+        time.sleep(window)
+        used = {key: (proc_cpu(pid) - before[key]) / window for key, pid in pids.items()}
+        floors: dict[tuple[str, ...], tuple[list[float], int]] = {}
+        for n in plan.nodes:
+            if not n.daemon:
+                continue
+            libs = tuple(libraries(n.config_path, metrics=True))
+            if libs not in floors:
+                floors[libs] = floor(list(libs))
+            floor_times, floor_rss = floors[libs]
+            daemon, babeld = pids[(n.name, "meshctl daemon")], pids[(n.name, "babeld")]
+            d_rss = proc_rss(daemon)
+            d_cpu, b_cpu = used[(n.name, "meshctl daemon")], used[(n.name, "babeld")]
+            rows.append((f"{topology} {n.name}", mib(d_rss), mib(floor_rss), f"{(d_rss - floor_rss) / 2**20:+.1f}",
+                         mib(proc_rss(babeld)), f"{d_cpu * 100:.2f}", f"{b_cpu * 100:.2f}",
+                         f"{d_cpu / b_cpu:.1f}x" if b_cpu else "-", " ".join(lib.split(".")[-1] for lib in libs[1:])))
+        first = next(n for n in plan.nodes if n.daemon)
+        probe = next((n for n in plan.nodes if n.uplink), first)
+        libs = libraries(probe.config_path, metrics=True)
+        floor_times, _ = floors.get(tuple(libs)) or floor(libs)
+        ours = meshctl_imports(probe.config_path, probe.metrics)
+        rows.append((f"{topology} {probe.name}: imports, floor -> meshctl (ms)", spread(floor_times), spread(ours),
+                     f"{(statistics.median(ours) - statistics.median(floor_times)) * 1000:+.0f} ms", "", "", "", "", ""))
+        synced = exec_to_synced(lab, probe.name, repeat)
+        rows.append((f"{topology} {probe.name}: exec to synced (ms)", spread(synced), "", "", "", "", "", "", ""))
+    finally:
+        lab.down()
+    return rows
+
+
+def run_labs(topologies: Sequence[str] = ("seed", "grid4x4")) -> list[Row]:
+    rows: list[Row] = []
+    for topology in topologies:
+        rows.extend(run_lab(topology))
+    return rows
