@@ -256,7 +256,7 @@ class DaemonCollector(Collector):
             return CounterMetricFamily(name, text, value=value)
 
         yield counter("meshctl_babel_reconnects", "Reconnections to babeld's local interface", stats.reconnects)
-        yield counter("meshctl_babel_malformed_lines", "Lines from babeld that did not parse (each forces a resync)",
+        yield counter("meshctl_babel_malformed_lines", "Lines from babeld that did not parse (each skipped and counted)",
                       stats.malformed)
         yield counter("meshctl_wireguard_write_errors", "Failed WireGuard backend writes", d.counters.backend_errors)
         yield counter("meshctl_route_errors", "Failed kernel route changes (gateway announcements)", d.counters.route_errors)

@@ -14,7 +14,7 @@ from typing import Any
 
 import networkx as nx
 
-from meshctl.topology.model import INFINITY, TopologyModel, neighbour_label
+from meshctl.topology.model import INFINITY, TopologyModel, neighbour_label, route_order
 
 JSON_SCHEMA_ID = "meshctl.topology/1"
 
@@ -46,20 +46,17 @@ def to_json(model: TopologyModel) -> dict[str, Any]:
         )
     routes = [
         {
-            "prefix": str(r.prefix),
-            "from": str(r.src_prefix),
+            "prefix": r.prefix_text,
+            "from": r.src_text,
             "router_id": r.router_id,
             "metric": _num(r.metric),
             "refmetric": _num(r.refmetric),
-            "via": str(r.via),
+            "via": r.via_text,
             "interface": r.interface,
             "installed": r.installed,
             "reachable": r.reachable,
         }
-        for r in sorted(
-            model.routes.values(),
-            key=lambda r: (r.prefix.version, r.prefix, str(r.src_prefix), r.metric, str(r.via), r.interface),
-        )
+        for r in sorted(model.iter_routes(), key=route_order)
     ]
     return {
         "schema": JSON_SCHEMA_ID,
@@ -440,10 +437,23 @@ def render_mesh(doc: dict[str, Any], fmt: str) -> str:
     raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
 
 
+def _dumps(doc: dict[str, Any]) -> str:
+    """Indented JSON with one list item per line: readable and diffable, and written by json's C encoder
+    (``indent`` makes json fall back to pure Python: 0.7 s for 100,000 routes against 0.16 s)."""
+    parts = []
+    for key, value in doc.items():
+        if isinstance(value, list) and value:
+            items = ",\n    ".join(json.dumps(v) for v in value)
+            parts.append(f"  {json.dumps(key)}: [\n    {items}\n  ]")
+        else:
+            parts.append(f"  {json.dumps(key)}: {json.dumps(value)}")
+    return "{\n" + ",\n".join(parts) + "\n}\n"
+
+
 def render(model: TopologyModel, fmt: str, exclude: Collection[str] = ()) -> str:
     """Render in one of :data:`FORMATS` as text; ``exclude``: see :func:`to_netjson`."""
     if fmt == "json":
-        return json.dumps(to_json(model), indent=2) + "\n"
+        return _dumps(to_json(model))
     if fmt == "netjson":
         return json.dumps(to_netjson(model, exclude), indent=2) + "\n"
     if fmt == "dot":

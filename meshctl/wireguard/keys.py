@@ -13,7 +13,6 @@ import stat
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
 from meshctl.errors import ConfigError
 
@@ -60,15 +59,15 @@ class KeyPair:
     def generate(cls) -> KeyPair:
         """A fresh X25519 key pair."""
         key = X25519PrivateKey.generate()
-        private = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
-        public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        private = key.private_bytes_raw()
+        public = key.public_key().public_bytes_raw()
         return cls(encode_key(private), encode_key(public))
 
     @classmethod
     def from_private(cls, private: str) -> KeyPair:
         """Derive the public key from a base64 private key."""
         key = X25519PrivateKey.from_private_bytes(decode_key(private, "private key"))
-        public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        public = key.public_key().public_bytes_raw()
         return cls(private.strip(), encode_key(public))
 
 
