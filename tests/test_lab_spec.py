@@ -130,3 +130,23 @@ def test_plan_wires_tunnel_ends_to_each_other() -> None:
     assert a.veths[0].address.network == b.veths[0].address.network
     assert a.mesh4.ip == ipaddress.ip_address("10.99.0.1")
     assert plan.namespaces == ("q-a", "q-b")
+
+
+def test_problems_name_their_line_and_a_small_underlay_is_refused(tmp_path) -> None:  # noqa: ANN001
+    import pytest
+
+    from meshctl.errors import ConfigError
+    from meshctl.lab.spec import load_lab
+
+    path = tmp_path / "bad.toml"
+    path.write_text('[lab]\nname = "x"\nunderlay = "10.250.0.0/30"\n\n[[node]]\nname = "a"\n[[node]]\nname = "b"\n'
+                    '[[node]]\nname = "c"\n\n[[link]]\nnodes = ["a", "b"]\n[[link]]\nnodes = ["b", "zz"]\n\n'
+                    '[[uplink]]\nclient = "a"\ngateways = ["b", "b"]\nsteer = ["10.200.0.0/24"]\nhold = -1.0\n'
+                    'probe_interval = 0.0\n')
+    with pytest.raises(ConfigError) as info:
+        load_lab(str(path))
+    text = str(info.value)
+    assert f"{path}:15: link[1].nodes: unknown node 'zz'" in text
+    assert f"{path}:3: lab.underlay:" in text and "room for 1 links" in text
+    for field in ("uplink[0].gateways[1]", "uplink[0].hold", "uplink[0].probe_interval"):
+        assert field in text, (field, text)

@@ -480,7 +480,9 @@ class Lab:
         for rec in records:
             verb = "killed" if rec.pid in killed else "stopped"
             removed.append(f"{verb} {rec.what} (pid {rec.pid}) on {rec.node}")
-        namespaces = set(self.plan.namespaces) | set(state.namespaces if state else [])
+        # Only what this lab recorded (it records each before creating it): a namespace that merely has
+        # one of our names was made by someone else, and is theirs.
+        namespaces = set(state.namespaces if state else [])
         for ns in sorted(namespaces):
             if os.path.exists(os.path.join(NETNS_DIR, ns)):
                 try:
@@ -504,12 +506,16 @@ class Lab:
         state = LabState.load(self.state_path)
         if state is None:
             return {"name": self.plan.name, "tag": self.plan.tag, "status": "down"}
+        processes = [{**p.__dict__, "alive": p.alive()} for p in state.processes]
+        status = state.status
+        if status == "up" and any(not p["alive"] for p in processes):
+            status = "degraded"  # never "up" beside a dead process
         return {
             "name": state.name,
             "tag": state.tag,
-            "status": state.status,
+            "status": status,
             "nodes": state.nodes,
-            "processes": [{**p.__dict__, "alive": p.alive()} for p in state.processes],
+            "processes": processes,
         }
 
 

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 
 from meshctl.errors import ConfigError
-from meshctl.tomlfile import Fields, load_toml
+from meshctl.tomlfile import Fields, load_toml, with_lines
 
 _NAME = re.compile(r"^[a-z][a-z0-9]{0,11}$")
 _TAG = re.compile(r"^[a-z][a-z0-9]{0,5}$")
@@ -284,6 +284,10 @@ def parse_lab(data: dict, source: str = "<topology>") -> LabSpec:
         # one further away at its mesh address, through the mesh (a tunnel in tunnels).
         uplinks.append(UplinkSpec(client, gateways, tuple(steer), margin, hold, probe_interval, backup_probe_interval,
                                   probe_loss, tuple(check), check_interval, control_family))
+    needed = sum(link.paths for link in links)
+    if needed > 2 ** (30 - underlay.prefixlen):
+        lab.error("underlay", f"{underlay} has room for {2 ** (30 - underlay.prefixlen)} links (a /30 each), "
+                  f"the topology needs {needed}")
     top.finish()
     if errors:
         raise ConfigError.collect(errors)
@@ -292,5 +296,8 @@ def parse_lab(data: dict, source: str = "<topology>") -> LabSpec:
 
 
 def load_lab(path: str) -> LabSpec:
-    """Load and validate a topology file."""
-    return parse_lab(load_toml(path), path)
+    """Load and validate a topology file; every problem names its field and, where it can, its line."""
+    try:
+        return parse_lab(load_toml(path), path)
+    except ConfigError as exc:
+        raise with_lines(exc, path) from None
