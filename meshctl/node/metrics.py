@@ -84,6 +84,7 @@ class DaemonCollector(Collector):
         yield from self._tables()
         yield from self._uplinks()
         yield from self._gateway()
+        yield from self._links()
         yield from self._wireguard()
         yield from self._gossip()
         yield from self._counters()
@@ -232,6 +233,30 @@ class DaemonCollector(Collector):
                 device = self.devices.get(ifname)
                 if device is not None:
                     yield device, {link.n.public_key: name}
+
+    def _links(self) -> Iterator[Metric]:
+        """Each managed tunnel (one per underlay path): up, carrying, cost; and endpoint moves per neighbour."""
+        labels = ["neighbour", "interface", "endpoint"]
+        up = GaugeMetricFamily("meshctl_link_path_up", "1 while babeld hears the neighbour over this path", labels=labels)
+        carrying = GaugeMetricFamily("meshctl_link_path_carrying", "1 for the path Babel routes the neighbour through",
+                                     labels=labels)
+        cost = GaugeMetricFamily("meshctl_link_path_cost", "Babel link cost of this path (65535: unreachable)",
+                                 labels=labels)
+        moves = CounterMetricFamily("meshctl_link_endpoint_moves", "Endpoint moves of a one-tunnel neighbour",
+                                    labels=["neighbour"])
+        for name, link in sorted(self.daemon.links.items()):
+            try:
+                status = link.status()
+            except RuntimeError:  # no running loop (a scrape outside the daemon): nothing to say
+                continue
+            for path in status.get("paths", []):
+                values = [name, str(path.get("interface")), str(path.get("endpoint"))]
+                up.add_metric(values, 1 if path.get("state") == "up" else 0)
+                carrying.add_metric(values, 1 if path.get("carrying") else 0)
+                if path.get("cost") is not None:
+                    cost.add_metric(values, path["cost"])
+            moves.add_metric([name], status.get("moves", 0))
+        yield from (up, carrying, cost, moves)
 
     def _gossip(self) -> Iterator[Metric]:
         g = self.daemon.gossip
