@@ -27,7 +27,7 @@ import time
 from meshctl.babel.connection import Connection
 from meshctl.babel.endpoint import parse_endpoint
 from meshctl.lab.check import check_converged, wait_until
-from meshctl.lab.faults import PLANNED, FaultResult, Faults
+from meshctl.lab.faults import PLANNED, FaultResult, Faults, set_costs
 from meshctl.lab.ping import Pinger, PingResult
 from meshctl.lab.plan import MESHCTL_RTPROTO, LabPlan, make_plan
 from meshctl.lab.runner import Lab
@@ -39,6 +39,8 @@ from meshctl.wireguard.uapi_client import uapi_set
 
 SEED = os.path.join(os.path.dirname(__file__), "..", "topologies", "seed.toml")
 FAULTS = os.path.join(os.path.dirname(__file__), "..", "topologies", "faults.toml")
+DUALSTACK = os.path.join(os.path.dirname(__file__), "..", "topologies", "dualstack.toml")
+DUAL_TARGETS = {4: "10.200.0.7", 6: "2001:db8:200::7"}
 RUNS = int(os.environ.get("MESHCTL_BENCH_RUNS", "5"))
 TARGET = "10.200.0.7"
 STEER = ipaddress.ip_network("10.200.0.0/24")
@@ -170,6 +172,71 @@ def fault_runs(runs: int = RUNS) -> list[list[FaultResult]]:
     return out
 
 
+def _holders(plan: LabPlan) -> dict[str, str | None]:
+    return {f: v["holder"] for f, v in _status_all(plan)["uplinks"][0]["families"].items()}
+
+
+def _status_all(plan: LabPlan) -> dict:
+    return asyncio.run(query_status(plan.node("client").control_socket))
+
+
+def dualstack_runs(runs: int = RUNS) -> list[dict[str, dict[int, float]]]:
+    """On dualstack.toml: a planned switch (replies lost per family), then the chosen gateway loses power
+    (silence per family, by the replies' own timestamps)."""
+    return [_dualstack_round() for _ in range(runs)]
+
+
+def _dualstack_round() -> dict[str, dict[int, float]]:
+    """One fresh dualstack lab: the planned switch, then the power loss."""
+    lab = Lab(make_plan(load_lab(DUALSTACK), "b" + secrets.token_hex(2)))
+    lab.up()
+    try:
+        plan = lab.plan
+        client = plan.node("client")
+        assert client.uplink is not None
+
+        def settled(want: str) -> str | None:
+            fams = _status_all(plan)["uplinks"][0]["families"]
+            bad = [f for f, v in fams.items() if v["holder"] != want or v["switching"]
+                   or (v["check"] or {}).get("state") != "ok" or (v["last_switch"] or {}).get("ago_s", 0) < 1.0]
+            return f"not settled on {want}: {bad}" if bad else None
+
+        def pings() -> dict[int, Pinger]:
+            return {f: Pinger(client.namespace, DUAL_TARGETS[f], 0.01,
+                              source=str(client.uplink.address_of(f).ip))  # type: ignore[union-attr]
+                    for f in (4, 6)}
+
+        wait_until(lambda: settled("gw1"), 90, "both families on gw1")
+        ps = pings()
+        time.sleep(1.0)
+        set_costs(plan, (("gw2", "client", 32), ("upstream", "gw2", 32)))
+        wait_until(lambda: settled("gw2"), 30, "both families on gw2", poll=0.1)
+        time.sleep(1.0)
+        planned = {f: float(p.stop().lost_in(0, float("inf"))) for f, p in ps.items()}
+        ps = pings()
+        time.sleep(1.0)
+        lab.fail_node("gw2")
+        wait_until(lambda: None if set(_holders(plan).values()) == {"gw1"} else "not moved", 30, "moved", poll=0.05)
+        time.sleep(1.5)
+        power = {f: p.stop().silence for f, p in ps.items()}
+        return {"planned": planned, "power": power}
+    finally:
+        lab.down()
+
+
+def dualstack_rows(runs: list[dict[str, dict[int, float]]]) -> list[tuple[str, ...]]:
+    rows: list[tuple[str, ...]] = []
+    for f in (4, 6):
+        silences = [r["power"][f] for r in runs]
+        rows.append((f"dual stack, IPv{f}: gateway power loss", _mmm(silences, 1000), "-", "-", "<= 300 ms median"))
+    for f in (4, 6):
+        lost = [r["planned"][f] for r in runs]
+        rows.append((f"dual stack, IPv{f}: planned switch", "-", _mmm(lost, fmt="{:.0f}"), "-", "0 lost, every run"))
+    gaps = [abs(r["power"][4] - r["power"][6]) for r in runs]
+    rows.append(("dual stack: |IPv4 - IPv6| power-loss silence", _mmm(gaps, 1000), "-", "-", "<= 50 ms"))
+    return rows
+
+
 def _mmm(values: list[float], scale: float = 1.0, fmt: str = "{:.0f}") -> str:
     if not values:
         return "-"
@@ -212,7 +279,7 @@ def fault_rows(runs: list[list[FaultResult]], seed: list[float]) -> list[tuple[s
 def run() -> list[tuple[str, ...]]:
     """The fault table (each row min / median / max over RUNS runs), with the seed case measured in the same run."""
     seed = [manual_scenario(shared_key=True, run_for=25.0).silence for _ in range(RUNS)]
-    return fault_rows(fault_runs(), seed)
+    return fault_rows(fault_runs(), seed) + dualstack_rows(dualstack_runs())
 
 
 def reaction_rows() -> list[tuple[str, ...]]:
