@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from meshctl.errors import ConfigError
 from meshctl.tomlfile import Fields, load_toml, with_lines
@@ -18,6 +20,7 @@ _NAME = re.compile(r"^[a-z][a-z0-9]{0,11}$")
 _TAG = re.compile(r"^[a-z][a-z0-9]{0,5}$")
 ROLES = ("client", "gateway", "upstream", "router")
 MAX_NODES = 99  # two digits in interface names
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +129,17 @@ def _babel(f: Fields, base: BabelOptions) -> BabelOptions:
     return BabelOptions(hello, link_type, extra)
 
 
+def _parsed_list(f: Fields, key: str, parse: Callable[[str], T], what: str) -> list[T]:
+    """A list of strings, each parsed; an element that does not parse is an error naming its index."""
+    out = []
+    for j, text in enumerate(f.take_list(key, str, [])):
+        try:
+            out.append(parse(text))
+        except ValueError as exc:
+            f.error(f"{key}[{j}]", f"{what}: {exc}")
+    return out
+
+
 def parse_lab(data: dict, source: str = "<topology>") -> LabSpec:
     """Validate a parsed topology; raise one :class:`ConfigError` listing every problem."""
     errors: list[ConfigError] = []
@@ -165,12 +179,7 @@ def parse_lab(data: dict, source: str = "<topology>") -> LabSpec:
         for j, role in enumerate(roles):
             if role not in ROLES:
                 f.error(f"roles[{j}]", f"unknown role {role!r} (known: {', '.join(ROLES)})")
-        announce = []
-        for j, text in enumerate(f.take_list("announce", str, [])):
-            try:
-                announce.append(ipaddress.ip_interface(text))
-            except ValueError as exc:
-                f.error(f"announce[{j}]", f"not an address/prefix: {exc}")
+        announce = _parsed_list(f, "announce", ipaddress.ip_interface, "not an address/prefix")
         node_babel = babel
         if isinstance(raw, dict) and "babel" in raw:
             node_babel = _babel(Fields(f.take("babel", dict, {}), f"node[{i}].babel", source, errors), babel)
@@ -241,12 +250,7 @@ def parse_lab(data: dict, source: str = "<topology>") -> LabSpec:
         probe_interval = f.take("probe_interval", float, 0.1)
         backup_probe_interval = f.take("backup_probe_interval", float, None)
         probe_loss = f.take("probe_loss", int, 3)
-        check = []
-        for j, text in enumerate(f.take_list("check", str, [])):
-            try:
-                check.append(ipaddress.ip_address(text))
-            except ValueError as exc:
-                f.error(f"check[{j}]", f"not an address: {exc}")
+        check = _parsed_list(f, "check", ipaddress.ip_address, "not an address")
         check_interval = f.take("check_interval", float, 0.2)
         control_family = f.take("control_family", int, 4)
         if control_family not in (4, 6):
