@@ -336,3 +336,29 @@ def test_a_check_that_fails_in_one_family_moves_that_family_only(files: dict) ->
     assert ctl.chosen == {4: "gw1", 6: "gw2"}
     assert ctl.groups[6].state.last_switch.cause == "check"  # type: ignore[union-attr]
     assert "gw1" in ctl.groups[6].penalties and not ctl.groups[4].penalties
+
+
+def test_a_gateway_behind_a_relay_is_given_a_moment_after_it_let_go(files: dict) -> None:  # noqa: F811
+    """Its route is demoted in its tunnel, not through the mesh: the mesh needs RELEASE_SETTLE to move off it."""
+    from meshctl.uplink.client import RELEASE_SETTLE, WRITE
+
+    ctl = started(files)
+    m = model(gw1=300, gw2=96)
+    # gw1's own route now reaches us through a relay (refmetric 96): not our neighbour any more.
+    m.apply(parse_line("change route 1 prefix 10.99.0.2/32 from 0.0.0.0/0 installed yes id 02:00:00:00:00:00:00:02 "
+                       "metric 300 refmetric 96 via fe80::2 if wg1"))
+    answer(ctl, 1.0)
+    ctl.step(m, True, device("gw1"), 1.0, 2.0)
+    answer(ctl, 4.0)
+    ctl.step(m, True, device("gw1"), 4.0, 5.0)
+    answer(ctl, 4.05, roles={"gw1": (ROLE_PRIMARY, 0), "gw2": (ROLE_STANDBY, 0)})
+    m.apply(parse_line(CLIENT_ADDR.format(rid="03")))
+    ctl.step(m, True, device("gw1"), 4.05, 5.0)
+    answer(ctl, 4.1, roles={"gw1": (ROLE_NONE, 0), "gw2": (ROLE_STANDBY, 0)})
+    step = ctl.step(m, True, device("gw1"), 4.1, 5.0)
+    g = ctl.groups[4]
+    assert g.transition is not None and g.transition.phase == RELEASE and holders(ctl) == {"gw1"}
+    assert step.deadline == pytest.approx(4.1 + RELEASE_SETTLE)
+    answer(ctl, 4.1 + RELEASE_SETTLE, roles={"gw1": (ROLE_NONE, 0), "gw2": (ROLE_STANDBY, 0)})
+    ctl.step(m, True, device("gw1"), 4.1 + RELEASE_SETTLE, 5.0)
+    assert g.transition is not None and g.transition.phase == WRITE and holders(ctl) == {"gw2"}

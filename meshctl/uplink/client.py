@@ -45,7 +45,11 @@ from meshctl.uplink.policy import CandidateView, SelectorState, Switch, select
 from meshctl.wireguard.state import Device, Peer
 
 STANDBY_TIMEOUT = 1.0  # seconds to wait for the new gateway's standby return path
-RELEASE_TIMEOUT = 0.25  # seconds to wait for the old gateway to confirm it let go
+RELEASE_TIMEOUT = 0.5  # seconds to wait for the old gateway to confirm it let go
+#: After a gateway that is not next to us confirms it let go, the mesh still needs a moment to move off
+#: it: such a gateway demotes its route into its tunnel (through the mesh it could loop between it and
+#: a relay), and whatever still reaches it then is only accepted while the prefixes are its.
+RELEASE_SETTLE = 0.15
 PENALTY_MAX = 300.0  # seconds: the longest a gateway whose check failed is kept out
 STRIKES_FORGET = 600.0  # seconds of good checks after which earlier failures are forgiven
 #: After a switch away from a failed gateway, a path that has not answered a check yet gets this long
@@ -128,7 +132,7 @@ class Transition:
     phase: str
     since: float  # when this phase began
     began: float  # when the switch began
-
+    released: float | None = None  # when the old gateway confirmed it let go
 
 @dataclass(frozen=True, slots=True)
 class Done:
@@ -501,12 +505,24 @@ class UplinkController:
             return False
         if t.phase == RELEASE:
             released = self.probes[old].announced[FAMILIES.index(g.family)] == ROLE_NONE
-            if released or now - t.since >= RELEASE_TIMEOUT:
+            if released and t.released is None:
+                t = g.transition = replace(t, released=now)
+            settled = t.released is not None and (self.adjacent(old, model) or now - t.released >= RELEASE_SETTLE)
+            if settled or now - t.since >= RELEASE_TIMEOUT:
                 g.transition = Transition(t.switch, WRITE, now, t.began)
                 g.pending = (t.switch, trigger, now - t.began)
                 return True
+            if t.released is not None:
+                deadlines.append(t.released + RELEASE_SETTLE)
             deadlines.append(t.since + RELEASE_TIMEOUT)
         return False
+
+    def adjacent(self, gateway: str, model: TopologyModel) -> bool:
+        """Is the gateway our Babel neighbour (its own route to its mesh address comes straight from it)?"""
+        gw = self.gateway(gateway)
+        if gw is None or gw.mesh is None:
+            return True  # nothing to tell by: do not wait
+        return any(r.refmetric == 0 and r.reachable for r in model.routes_for(gw.mesh))
 
     def written(self, ok: bool, now: float) -> list[Done]:
         """The runner wrote the desired device (or failed to): the switches waiting for it are done."""

@@ -171,10 +171,12 @@ class GatewayRunner:
         await self._arm()
 
     async def _arm(self) -> None:
-        """Tell the watchdog what to demote if we die now: each route, through the mesh to its client if we can.
+        """Tell the watchdog what to demote if we die now: each route, through the mesh to a client next to us.
 
         Through the mesh, because the client will leave us for another
-        gateway, and its WireGuard drops what our tunnel still delivers then.
+        gateway, and its WireGuard drops what our tunnel still delivers then;
+        but only to a client next to us: through a relay, the relay may route
+        it straight back until the demotion has spread (see :meth:`_withdraw`).
         """
         if self.watchdog is None:
             return
@@ -182,7 +184,8 @@ class GatewayRunner:
         for prefix, (via, dev) in sorted(self.routes.items(), key=lambda kv: str(kv[0])):
             owner = next((c for c in self.config.clients if prefix in c.addresses), None)
             path = self._mesh_path(owner) if owner is not None and via is None else None
-            routes.append((str(prefix), path.via, path.interface) if path else (str(prefix), via, dev))
+            direct = path is not None and path.direct
+            routes.append((str(prefix), path.via, path.interface) if path and direct else (str(prefix), via, dev))
         await self.watchdog.arm(demotions(routes, self.config.standby_protocol))
 
     async def _announce(self, client: ClientEntry, family: int, role: int) -> None:
@@ -242,26 +245,30 @@ class GatewayRunner:
           HANDOFF_SECONDS later, when the new gateway's announcement is
           everywhere, it is demoted (a fast update: the mesh moves over in
           one step), and HANDOFF_SECONDS after that, deleted.
-        - a client behind a relay: demoted at once.  At the normal metric the
-          relay, which routes the client's address by Babel, could send it
-          straight back to us; at the standby metric it prefers the new
-          gateway or the client's own announcement.
+        - a client behind a relay: demoted at once, and kept in our tunnel.
+          Through the mesh it would go to the relay, which routes the
+          client's address by Babel, and until the demotion has spread that
+          leads straight back to us (a loop, traced).  Into the tunnel it is
+          still accepted until the client's write; the client gives the mesh
+          a moment (RELEASE_SETTLE) to move off us before it writes.
         """
         prefixes = self.ctl.addresses(client.name, family)
         path = self._mesh_path(client) if handoff else None
         loop = asyncio.get_running_loop()
         try:
-            if path is not None:
-                proto = self.config.route_protocol if path.direct else self.config.standby_protocol
-                await announce(prefixes, path.interface, proto, via=path.via)
+            if path is not None and not path.direct:
+                await announce(prefixes, self.config.interface, self.config.standby_protocol)
                 self.handoffs += 1
                 for p in prefixes:
                     self.demoted[p] = (self.handoffs, path)
-                if path.direct:
-                    loop.call_later(HANDOFF_SECONDS, self._later, self._demote, prefixes, self.handoffs)
-                    loop.call_later(2 * HANDOFF_SECONDS, self._later, self._drop_demoted, prefixes, self.handoffs)
-                else:
-                    loop.call_later(HANDOFF_SECONDS, self._later, self._drop_demoted, prefixes, self.handoffs)
+                loop.call_later(HANDOFF_SECONDS, self._later, self._drop_demoted, prefixes, self.handoffs)
+            elif path is not None:
+                await announce(prefixes, path.interface, self.config.route_protocol, via=path.via)
+                self.handoffs += 1
+                for p in prefixes:
+                    self.demoted[p] = (self.handoffs, path)
+                loop.call_later(HANDOFF_SECONDS, self._later, self._demote, prefixes, self.handoffs)
+                loop.call_later(2 * HANDOFF_SECONDS, self._later, self._drop_demoted, prefixes, self.handoffs)
             else:
                 await withdraw(prefixes, (self.config.route_protocol, self.config.standby_protocol))
         except RouteError as exc:
@@ -271,10 +278,10 @@ class GatewayRunner:
         for p in prefixes:
             self.routes.pop(p, None)
         how = ""
-        if path is not None:
-            gone = HANDOFF_SECONDS * (2 if path.direct else 1)
-            how = (f" (its replies go through the mesh via {path.via}"
-                   f"{', then demoted' if path.direct else ', demoted'}; gone in {gone:g} s)")
+        if path is not None and path.direct:
+            how = f" (its replies go through the mesh via {path.via}, then demoted; gone in {2 * HANDOFF_SECONDS:g} s)"
+        elif path is not None:
+            how = f" (demoted in our tunnel, the client behind a relay; gone in {HANDOFF_SECONDS:g} s)"
         log.warning("gateway %s: withdrawing %s (%s): %s%s", self.config.interface, client.name,
                     ", ".join(map(str, prefixes)), why, how)
 
