@@ -38,9 +38,16 @@ def footprint_labs() -> None:
           "(min/median/max ms)", FOOTPRINT_LABS, footprint_bench.run_labs())
 
 
+def reaction() -> None:
+    from bench import failover_bench
+
+    table("controller reaction in the seed lab (hold 0, gw2's link cost toggled)", ("measure", "median", "p99"),
+          failover_bench.reaction_rows())
+
+
 def main() -> None:
     sections = sys.argv[1:]
-    if sections:  # python -m bench footprint_tables footprint_labs: just those
+    if sections:  # python -m bench reaction footprint_tables footprint_labs: just those
         for name in sections:
             globals()[name]()
         return
@@ -68,8 +75,7 @@ def main() -> None:
         ("fault", "silence ms", "replies lost", "lost, switch back", "goal"),
         failover_bench.run(),
     )
-    table("controller reaction in the seed lab (hold 0, gw2's link cost toggled)", ("measure", "median", "p99"),
-          failover_bench.reaction_rows())
+    reaction()
     table("gossip in the 4x4 grid lab (meshctl on all 16 nodes)", ("measure", "value", ""), gossip_bench.grid_run())
     from bench import links_bench
 

@@ -141,7 +141,8 @@ def reaction_scenario(switches: int = SWITCHES) -> tuple[dict, dict, int]:
         for i in range(switches * 2):
             before = _status(plan)["switches"]
             want = "gw2" if _status(plan)["chosen"] == "gw1" else "gw1"
-            asyncio.run(set_cost(32 if want == "gw2" else 400))
+            # gw2 strictly better than gw1 (16 + 160 < 96 + 96: path metrics), then far worse
+            asyncio.run(set_cost(16 if want == "gw2" else 400))
             deadline = time.monotonic() + 5
             while time.monotonic() < deadline and _status(plan)["switches"] == before:
                 time.sleep(0.02)
