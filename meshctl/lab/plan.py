@@ -36,10 +36,11 @@ MESHCTL_RTPROTO = 152
 #: mesh keeps using the current gateway until the client has switched.
 MESHCTL_STANDBY_RTPROTO = 153
 STANDBY_METRIC = 8192
-#: A client announces its own uplink addresses into Babel at this metric: above every gateway's
-#: announcement (0), below a standby or demoted one (8192).  The mesh then always has a way back to
-#: the client over Babel links, which no gateway's failure takes away and no via-mesh route loops on.
-CLIENT_SELF_METRIC = 4096
+#: A client announces its own uplink addresses into Babel, at the metric a gateway announces them with
+#: (0): the mesh routes them by the shortest path, through the chosen gateway's tunnel where that is
+#: shorter, over Babel links where not, and no gateway's failure or release takes that way away.  At a
+#: higher metric (4096 was tried) routers fell back to it only when a gateway let go, and the mesh
+#: re-converged onto it across sources, with transient loops between relays (traced).
 
 MANAGED_BASE_PORT = 52000  # + the peer's index: a managed tunnel's listen port
 MANAGED_KEEPALIVE = 1  # seconds: a dead path shows within a few
@@ -279,7 +280,7 @@ def babeld_conf(node: NodeSpec, plan_node: dict, run_dir: str) -> str:
         if addr.network.prefixlen < addr.max_prefixlen:
             lines.append(f"redistribute ip {addr.network} eq {addr.network.prefixlen} allow")
     for addr in plan_node.get("uplink_addresses", ()):
-        lines.append(f"redistribute local ip {addr.ip}/{addr.max_prefixlen} metric {CLIENT_SELF_METRIC}")
+        lines.append(f"redistribute local ip {addr.ip}/{addr.max_prefixlen} allow")  # metric 0, as a gateway's
     lines.append(f"redistribute proto {MESHCTL_RTPROTO} allow")
     lines.append(f"redistribute proto {MESHCTL_STANDBY_RTPROTO} metric {STANDBY_METRIC}")
     lines.append("# never the underlay: WireGuard endpoints must not be routed into their own tunnels")

@@ -181,7 +181,7 @@ class UplinkRunner:
             addr = f"{g.address.ip}/{g.address.max_prefixlen}"
             log.warning("uplink %s: babeld does not announce our address %s itself, so while a gateway fails or a "
                         "switch is under way the mesh may have no way back to us; add 'redistribute local ip %s "
-                        "metric 4096' to babeld.conf, before its deny lines", self.name, addr, addr)
+                        "allow' to babeld.conf, before its deny lines", self.name, addr, addr)
 
     def _phases(self) -> dict[int, tuple[str, str, str] | None]:
         return {f: (g.transition.phase, g.transition.switch.old or "", g.transition.switch.new) if g.transition else None

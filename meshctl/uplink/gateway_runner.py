@@ -199,8 +199,8 @@ class GatewayRunner:
         straight back to a standby announced at the normal metric (a loop,
         seen with tcpdump).  The mesh's way back to a client that no gateway
         serves yet is the client's own announcement of its address (babeld's
-        ``redistribute local ... metric 4096`` on the client), which sits
-        between the two.
+        ``redistribute local ... allow`` on the client, at the same metric
+        as a gateway's).
         """
         prefixes = self.ctl.addresses(client.name, family)
         path = self._mesh_path(client) if role == ROLE_STANDBY else None
