@@ -476,8 +476,13 @@ class Lab:
         state = LabState.load(self.state_path)
         removed: list[str] = []
         records = state.processes if state else []
+        # After a reboot or a crash the recorded processes are gone; say so rather than claim to stop them.
+        gone = {r.pid for r in records if not r.alive()}
         killed = stop_processes(records)
         for rec in records:
+            if rec.pid in gone:
+                removed.append(f"{rec.what} (pid {rec.pid}) on {rec.node} was already gone")
+                continue
             verb = "killed" if rec.pid in killed else "stopped"
             removed.append(f"{verb} {rec.what} (pid {rec.pid}) on {rec.node}")
         # Only what this lab recorded (it records each before creating it): a namespace that merely has
