@@ -31,7 +31,7 @@ from meshctl.node.logs import FORMATS as LOG_FORMATS
 from meshctl.node.logs import REDACTOR
 from meshctl.node.logs import setup as setup_logging
 from meshctl.shipped import topologies
-from meshctl.topology.export import FORMATS, render, render_mesh
+from meshctl.topology.export import FORMATS, iter_render, render_mesh
 from meshctl.topology.snapshot import fetch_model
 
 EXIT_OK = 0
@@ -165,7 +165,9 @@ def cmd_topology_dump(args: argparse.Namespace) -> int:
         mesh = _mesh(args)
         emit(_answer("mesh", lambda: render_mesh(mesh, fmt)))
     else:
-        emit(render(_model(args), fmt, _served(args)))
+        model = _model(args)
+        for chunk in iter_render(model, fmt, _served(args)):
+            emit(chunk)
     return EXIT_OK
 
 

@@ -8,7 +8,7 @@ import jsonschema
 import pytest
 
 from meshctl.babel.parser import decode_line
-from meshctl.topology.export import JSON_SCHEMA_ID, render, to_dot, to_graphml, to_json, to_netjson
+from meshctl.topology.export import JSON_SCHEMA_ID, iter_render, render, to_dot, to_graphml, to_json, to_netjson
 from meshctl.topology.model import SelfInfo, TopologyModel
 from tests.conftest import static_path
 
@@ -43,6 +43,20 @@ def test_json_schema_shape(model: TopologyModel) -> None:
 
 def test_json_is_deterministic(model: TopologyModel) -> None:
     assert render(model, "json") == render(model, "json")
+
+
+@pytest.mark.parametrize("batch_routes", [False, True])
+def test_streamed_json_is_the_json(model: TopologyModel, batch_routes: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`topology dump` writes the table in pieces; the pieces make exactly the document, empty lists too."""
+    import meshctl.topology.export as export
+
+    if batch_routes:  # several batches of routes, as with a big table
+        monkeypatch.setattr(export, "_iter_dumps", lambda doc, batch=1, f=export._iter_dumps: f(doc, batch))
+    streamed = "".join(iter_render(model, "json"))
+    assert json.loads(streamed) == to_json(model)
+    assert streamed == render(model, "json")
+    empty = "".join(iter_render(TopologyModel(), "json"))
+    assert json.loads(empty) == to_json(TopologyModel())
 
 
 def test_infinite_metric_is_null_in_json(model: TopologyModel, real_monitor: bytes) -> None:
