@@ -184,6 +184,22 @@ def test_a_client_behind_a_relay_is_not_direct() -> None:
     assert mesh_path(m, ipaddress.ip_network("10.99.0.1/32"), "wggw") == MeshPath("fe80::4", "wg4", False)
 
 
+def test_a_link_to_the_client_wins_over_a_cheaper_relayed_path() -> None:
+    """Through the link the hand-off ends at the client; through a relay it may come back to us."""
+    m = model("add route 1 prefix 10.99.0.1/32 from 0.0.0.0/0 installed yes id 02:00:00:00:00:00:00:01 "
+              "metric 192 refmetric 96 via fe80::4 if wg4",
+              "add route 2 prefix 10.99.0.1/32 from 0.0.0.0/0 installed no id 02:00:00:00:00:00:00:01 "
+              "metric 384 refmetric 0 via fe80::1 if wg1")
+    assert mesh_path(m, ipaddress.ip_network("10.99.0.1/32"), "wggw") == MeshPath("fe80::1", "wg1", True)
+    # ... but not when that link is our own uplink tunnel, nor when it is unreachable
+    assert mesh_path(m, ipaddress.ip_network("10.99.0.1/32"), "wg1") == MeshPath("fe80::4", "wg4", False)
+    m2 = model("add route 1 prefix 10.99.0.1/32 from 0.0.0.0/0 installed yes id 02:00:00:00:00:00:00:01 "
+               "metric 192 refmetric 96 via fe80::4 if wg4",
+               "add route 2 prefix 10.99.0.1/32 from 0.0.0.0/0 installed no id 02:00:00:00:00:00:00:01 "
+               "metric 65535 refmetric 0 via fe80::1 if wg1")
+    assert mesh_path(m2, ipaddress.ip_network("10.99.0.1/32"), "wggw") == MeshPath("fe80::4", "wg4", False)
+
+
 def test_next_hops_for_each_family() -> None:
     import socket
 
