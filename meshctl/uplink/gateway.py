@@ -179,6 +179,21 @@ def mesh_path(model: TopologyModel, target: Prefix, avoid_interface: str) -> Mes
     return MeshPath(str(best.via), best.interface, best.refmetric == 0)
 
 
+def announced_by_client(model: TopologyModel, prefix: Prefix, client_mesh: Prefix | None) -> bool:
+    """Does Babel carry a route to ``prefix`` (a client's uplink address) that the client itself originates?
+
+    The client is told apart by its router id: the one its mesh address
+    comes from.  Where it announces its address, the mesh already has a
+    loop-free way back to it that no gateway can take away, and a standby
+    route of ours would only hide it: babeld announces its own redistributed
+    route for a prefix instead of the one it learnt, at the standby metric.
+    """
+    if client_mesh is None:
+        return False
+    routers = {r.router_id for r in model.routes_for(client_mesh) if r.reachable}
+    return bool(routers) and any(r.reachable and r.router_id in routers for r in model.routes_for(prefix))
+
+
 class GatewayController:
     """Serves clients: answers probes, says which addresses to announce."""
 
