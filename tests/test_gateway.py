@@ -11,7 +11,15 @@ from meshctl.babel.parser import parse_line
 from meshctl.config import parse_config
 from meshctl.topology.model import SelfInfo, TopologyModel
 from meshctl.uplink.control import ROLE_NONE, ROLE_PRIMARY, ROLE_STANDBY, Message, decode, encode
-from meshctl.uplink.gateway import Announce, GatewayController, MeshPath, Withdraw, mesh_path, upstream_metric
+from meshctl.uplink.gateway import (
+    Announce,
+    GatewayController,
+    MeshPath,
+    Withdraw,
+    announced_by_client,
+    mesh_path,
+    upstream_metric,
+)
 from meshctl.wireguard.keys import KeyPair, write_private_key
 from meshctl.wireguard.state import Device, Peer
 
@@ -182,6 +190,39 @@ def test_a_client_behind_a_relay_is_not_direct() -> None:
     m = model("add route 1 prefix 10.99.0.1/32 from 0.0.0.0/0 installed yes id 02:00:00:00:00:00:00:01 "
               "metric 192 refmetric 96 via fe80::4 if wg4")
     assert mesh_path(m, ipaddress.ip_network("10.99.0.1/32"), "wggw") == MeshPath("fe80::4", "wg4", False)
+
+
+def test_a_link_to_the_client_wins_over_a_cheaper_relayed_path() -> None:
+    """Through the link the hand-off ends at the client; through a relay it may come back to us."""
+    m = model("add route 1 prefix 10.99.0.1/32 from 0.0.0.0/0 installed yes id 02:00:00:00:00:00:00:01 "
+              "metric 192 refmetric 96 via fe80::4 if wg4",
+              "add route 2 prefix 10.99.0.1/32 from 0.0.0.0/0 installed no id 02:00:00:00:00:00:00:01 "
+              "metric 384 refmetric 0 via fe80::1 if wg1")
+    assert mesh_path(m, ipaddress.ip_network("10.99.0.1/32"), "wggw") == MeshPath("fe80::1", "wg1", True)
+    # ... but not when that link is our own uplink tunnel, nor when it is unreachable
+    assert mesh_path(m, ipaddress.ip_network("10.99.0.1/32"), "wg1") == MeshPath("fe80::4", "wg4", False)
+    m2 = model("add route 1 prefix 10.99.0.1/32 from 0.0.0.0/0 installed yes id 02:00:00:00:00:00:00:01 "
+               "metric 192 refmetric 96 via fe80::4 if wg4",
+               "add route 2 prefix 10.99.0.1/32 from 0.0.0.0/0 installed no id 02:00:00:00:00:00:00:01 "
+               "metric 65535 refmetric 0 via fe80::1 if wg1")
+    assert mesh_path(m2, ipaddress.ip_network("10.99.0.1/32"), "wggw") == MeshPath("fe80::4", "wg4", False)
+
+
+def test_the_clients_own_announcement_is_told_by_its_router_id() -> None:
+    """Our address's route from the client's router (the one its mesh address comes from): its own announcement."""
+    mesh, own = ipaddress.ip_network("10.99.0.1/32"), ipaddress.ip_network("10.98.0.1/32")
+    relayed_mesh = ("add route 1 prefix 10.99.0.1/32 from 0.0.0.0/0 installed yes id 02:00:00:00:00:00:00:01 "
+                    "metric 192 refmetric 96 via fe80::4 if wg4")
+    from_client = ("add route 2 prefix 10.98.0.1/32 from 0.0.0.0/0 installed yes id 02:00:00:00:00:00:00:01 "
+                   "metric 192 refmetric 96 via fe80::4 if wg4")
+    from_gateway = ("add route 3 prefix 10.98.0.1/32 from 0.0.0.0/0 installed yes id 02:00:00:00:00:00:00:07 "
+                    "metric 96 refmetric 0 via fe80::7 if wg7")
+    unreachable = from_client.replace("metric 192", "metric 65535")
+    assert announced_by_client(model(relayed_mesh, from_client, from_gateway), own, mesh)
+    assert not announced_by_client(model(relayed_mesh, from_gateway), own, mesh)  # only another gateway's
+    assert not announced_by_client(model(relayed_mesh, unreachable), own, mesh)
+    assert not announced_by_client(model(from_client), own, mesh)  # no route to the client: cannot tell it
+    assert not announced_by_client(model(relayed_mesh, from_client), own, None)
 
 
 def test_next_hops_for_each_family() -> None:

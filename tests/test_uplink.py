@@ -189,6 +189,25 @@ def test_planned_switch_goes_through_standby_and_release(files: dict) -> None:  
     assert g.transition is None and ctl.roles_for("gw2")[0] == ROLE_PRIMARY
 
 
+def test_planned_switch_needs_no_standby_route_where_we_announce_ourselves(files: dict) -> None:  # noqa: F811
+    """Our own announcement is the mesh's way back: the new gateway standing by is enough, at once."""
+    ctl = started(files)
+    m = model(gw1=300, gw2=96)
+    m.apply(parse_line("add xroute 10.98.0.1/32-0.0.0.0/0 prefix 10.98.0.1/32 from 0.0.0.0/0 metric 0"))
+    answer(ctl, 1.0)
+    ctl.step(m, True, device("gw1"), 1.0, 2.0)
+    answer(ctl, 4.0)
+    ctl.step(m, True, device("gw1"), 4.0, 5.0)
+    g = ctl.groups[4]
+    assert g.transition is not None and g.transition.phase == PREPARE
+    answer(ctl, 4.01, roles={"gw1": (ROLE_PRIMARY, 0), "gw2": (ROLE_NONE, 0)})
+    ctl.step(m, True, device("gw1"), 4.01, 5.0)
+    assert g.transition.phase == PREPARE  # gw2 has not said it stands by
+    answer(ctl, 4.02, roles={"gw1": (ROLE_PRIMARY, 0), "gw2": (ROLE_STANDBY, 0)})
+    ctl.step(m, True, device("gw1"), 4.02, 5.0)
+    assert g.transition is not None and g.transition.phase == RELEASE  # no route from gw2's router needed
+
+
 def test_planned_switch_moves_on_after_its_timeouts(files: dict) -> None:  # noqa: F811
     ctl = started(files)
     m = model(gw1=300, gw2=96)

@@ -19,8 +19,8 @@ A switch away from a gateway that still carries traffic is *planned*: it is
 made before the old path is broken, one phase at a time::
 
     PREPARE   new asked for a standby return path through the mesh; old keeps
-              the prefixes.  Until new says it announces and Babel shows it
-              (or STANDBY_TIMEOUT).
+              the prefixes.  Until new says it stands by and Babel shows its
+              announcement, or our own (or STANDBY_TIMEOUT).
     RELEASE   old asked to withdraw and hand replies still reaching it to the
               mesh; until it confirms (or RELEASE_TIMEOUT).
     WRITE     the device moves the prefixes to new in one write; when the
@@ -495,8 +495,10 @@ class UplinkController:
             g.pending = (t.switch, trigger, None)
             return True
         if t.phase == PREPARE:
-            ready = self.probes[new].announced[FAMILIES.index(g.family)] >= ROLE_STANDBY and self.announcement_seen(
-                new, g.family, model)
+            # The return path through the mesh: the new gateway's standby announcement, or our own (then the
+            # new gateway routes nothing for us until it is primary, so as not to hide ours).
+            ready = self.probes[new].announced[FAMILIES.index(g.family)] >= ROLE_STANDBY and (
+                self.announcement_seen(new, g.family, model) or self.own_announcement(g.family, model))
             if ready or now - t.since >= STANDBY_TIMEOUT:
                 g.transition = Transition(t.switch, RELEASE, now, t.began)
                 deadlines.append(now + RELEASE_TIMEOUT)

@@ -156,17 +156,42 @@ class MeshPath:
 
 
 def mesh_path(model: TopologyModel, target: Prefix, avoid_interface: str) -> MeshPath | None:
-    """The best Babel route to ``target`` (the client's mesh address) not through ``avoid_interface``.
+    """A Babel route to ``target`` (the client's mesh address) not through ``avoid_interface``: over the link to
+    the client when there is one, else the best.
 
     ``direct`` matters: a route through the mesh to a client one hop away
     ends there, but through a relay it ends wherever the relay's Babel route
-    for the client's address leads, which may be back to us.
+    for the client's address leads, which may be back to us.  So a link to
+    the client wins even when a relayed path is cheaper (costs can be
+    asymmetric: the client may reach us over that link cheaply while we
+    reach it more cheaply through others).  The client judges by its own
+    side of the link whether we are next to it and, if so, writes without
+    waiting for the mesh to move off us (traced on verify2: gw3 next to the
+    client but reaching it more cheaply through gw2 demoted into its tunnel,
+    the client wrote 1 ms after the release, and the upstream still sent
+    the next 2 replies into gw3's tunnel, where the client's WireGuard
+    dropped them).
     """
     paths = [r for r in model.routes_for(target) if r.reachable and r.interface != avoid_interface]
     if not paths:
         return None
-    best = paths[0]
+    best = next((r for r in paths if r.refmetric == 0), paths[0])
     return MeshPath(str(best.via), best.interface, best.refmetric == 0)
+
+
+def announced_by_client(model: TopologyModel, prefix: Prefix, client_mesh: Prefix | None) -> bool:
+    """Does Babel carry a route to ``prefix`` (a client's uplink address) that the client itself originates?
+
+    The client is told apart by its router id: the one its mesh address
+    comes from.  Where it announces its address, the mesh already has a
+    loop-free way back to it that no gateway can take away, and a standby
+    route of ours would only hide it: babeld announces its own redistributed
+    route for a prefix instead of the one it learnt, at the standby metric.
+    """
+    if client_mesh is None:
+        return False
+    routers = {r.router_id for r in model.routes_for(client_mesh) if r.reachable}
+    return bool(routers) and any(r.reachable and r.router_id in routers for r in model.routes_for(prefix))
 
 
 class GatewayController:

@@ -18,7 +18,15 @@ from meshctl.counters import Counters
 from meshctl.topology.model import MeshView
 from meshctl.udp import BoundSocket, ifindex
 from meshctl.uplink.control import ROLE_NAMES, ROLE_NONE, ROLE_PRIMARY, ROLE_STANDBY
-from meshctl.uplink.gateway import Action, Announce, GatewayController, MeshPath, Withdraw, mesh_path
+from meshctl.uplink.gateway import (
+    Action,
+    Announce,
+    GatewayController,
+    MeshPath,
+    Withdraw,
+    announced_by_client,
+    mesh_path,
+)
 from meshctl.uplink.routes import RouteError, announce, control_routes, ours, withdraw
 from meshctl.uplink.watchdog import Watchdog, demotions
 from meshctl.wireguard.backend import Backend, converge
@@ -200,17 +208,32 @@ class GatewayRunner:
         seen with tcpdump).  The mesh's way back to a client that no gateway
         serves yet is the client's own announcement of its address (babeld's
         ``redistribute local ... allow`` on the client, at the same metric
-        as a gateway's).
+        as a gateway's).  Where Babel shows that announcement, a standby
+        behind a relay routes nothing at all: at the standby metric it would
+        only hide the client's own route here (babeld announces a prefix it
+        redistributes instead of the route it learnt for it), and the mesh
+        would lose its way back through us while the old gateway lets go
+        (traced on verify2: the upstream kept the old gateway's demoted
+        route, or took a stale one that looped back to it, until the write).
         """
         prefixes = self.ctl.addresses(client.name, family)
         path = self._mesh_path(client) if role == ROLE_STANDBY else None
         for p in prefixes:
             self.demoted.pop(p, None)  # a pending hand-off's timers must not touch it now
+        own = all(announced_by_client(self.view.model, p, client.mesh) for p in prefixes)
         try:
             # A replace: whatever route of ours was there (primary, standby, demoted) is overwritten in one step.
             if role == ROLE_PRIMARY:
                 await announce(prefixes, self.config.interface, self.config.route_protocol)
                 what, via, dev = "primary: chosen by it", None, self.config.interface
+            elif path is not None and not path.direct and own:
+                await withdraw(prefixes, (self.config.route_protocol, self.config.standby_protocol))
+                for p in prefixes:
+                    self.routes.pop(p, None)
+                log.warning("gateway %s: %s (%s) is about to switch here: standing by with no route of ours, "
+                            "the mesh's way back is its own announcement", self.config.interface, client.name,
+                            ", ".join(map(str, prefixes)))
+                return
             elif path is not None:
                 proto = self.config.route_protocol if path.direct else self.config.standby_protocol
                 await announce(prefixes, path.interface, proto, via=path.via)
@@ -253,7 +276,8 @@ class GatewayRunner:
           a moment (RELEASE_SETTLE) to move off us before it writes.
         """
         prefixes = self.ctl.addresses(client.name, family)
-        path = self._mesh_path(client) if handoff else None
+        # Only a route of ours can have drawn replies here: a standby that routed nothing hands nothing off.
+        path = self._mesh_path(client) if handoff and any(p in self.routes for p in prefixes) else None
         loop = asyncio.get_running_loop()
         try:
             if path is not None and not path.direct:
