@@ -22,7 +22,8 @@ from meshctl.uplink.control import ROLE_NAMES, ROLE_NONE, ROLE_PRIMARY, ROLE_STA
 from meshctl.uplink.gateway import Action, Announce, GatewayController, MeshPath, Withdraw, mesh_path
 from meshctl.uplink.routes import RouteError, announce, control_routes, ours, withdraw
 from meshctl.uplink.watchdog import Watchdog, demotions
-from meshctl.wireguard.backend import Backend, converge
+from meshctl.wireguard.backend import Backend
+from meshctl.wireguard.diff import diff
 from meshctl.wireguard.state import Device, Peer
 from meshctl.wireguard.uapi import UapiError
 
@@ -138,8 +139,12 @@ class GatewayRunner:
         loop = asyncio.get_running_loop()
         while True:
             try:
-                await converge(self.backend, self.desired())
+                # One read a poll: a second one follows only a write (it was converge() and a read).
                 device = await self.backend.read(self.config.interface)
+                request = diff(self.desired(), device)
+                if request is not None:
+                    await self.backend.write(self.config.interface, request)
+                    device = await self.backend.read(self.config.interface)
                 self.ctl.on_device(device, loop.time())
                 index = ifindex(self.config.interface)  # once for both: each look-up is three system calls
                 if self.sock is not None:
@@ -358,9 +363,16 @@ class GatewayRunner:
         return mesh_path(self.view.model, client.mesh, self.config.interface)
 
     async def _lease_loop(self) -> None:
+        """Withdraw for clients that stopped asking, when their lease can first have run out (not on a
+        quarter-lease tick: that was four wake-ups a second on every gateway)."""
         loop = asyncio.get_running_loop()
+        lease = self.config.lease
         while True:
-            await asyncio.sleep(min(0.25, self.config.lease / 4))
+            now = loop.time()
+            due = self.ctl.next_expiry(DEVICE_POLL)
+            # Announced nobody: a client that asks now gets a lease that ends after our next look.
+            wake = now + lease if due is None else min(max(due + 0.001, now + 0.01), now + lease)
+            await asyncio.sleep(wake - now)
             for action in self.ctl.expire(loop.time(), DEVICE_POLL):
                 await self._carry(action)
             if self.adopted and not any(c in self.adopted for (c, _) in self.ctl.roles):
