@@ -12,6 +12,7 @@ daemon's CPU.  The uplink plane's hot path therefore uses the callback.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 from collections.abc import Callable
@@ -103,10 +104,9 @@ class BoundSocket:
     def send(self, data: bytes, addr: tuple) -> None:
         """One datagram, straight to the socket: one the kernel will not take now is lost, as any may be."""
         if self.sock is not None:
-            try:
+            # No route, device gone, buffer full: an unanswered probe, counted as such.
+            with contextlib.suppress(OSError):
                 self.sock.sendto(data, addr)
-            except OSError:
-                pass  # no route, device gone, buffer full: an unanswered probe, counted as such
 
     def close(self) -> None:
         if self.transport is not None:
