@@ -32,7 +32,6 @@ from meshctl.node.logs import REDACTOR
 from meshctl.node.logs import setup as setup_logging
 from meshctl.shipped import topologies
 from meshctl.topology.export import FORMATS, iter_render, render_mesh
-from meshctl.topology.snapshot import fetch_model
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -141,6 +140,8 @@ def _mesh(args: argparse.Namespace) -> dict:
 
 
 def _model(args: argparse.Namespace):  # noqa: ANN202 - a TopologyModel
+    from meshctl.topology.snapshot import fetch_model  # not for the daemon: it has its own babeld client
+
     return asyncio.run(fetch_model(_babel(args), args.timeout))
 
 

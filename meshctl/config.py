@@ -16,13 +16,12 @@ from typing import TYPE_CHECKING
 from meshctl.babel.endpoint import DEFAULT_PORT, Endpoint, parse_endpoint
 from meshctl.babel.errors import BabelError
 from meshctl.errors import ConfigError
-from meshctl.links.plan import MAX_PATHS, gossip_interface, interface_name, path_interface
 from meshctl.listen import parse_listen
 from meshctl.tomlfile import Fields, load_toml, not_regular, with_lines
-from meshctl.uplink.policy import Hysteresis
 
 if TYPE_CHECKING:  # cryptography is loaded by a config with keys in it only (X25519 for WireGuard, Ed25519 for gossip)
     from meshctl.gossip.signing import SigningKey
+    from meshctl.uplink.policy import Hysteresis
     from meshctl.wireguard.keys import KeyPair
 
 DEFAULT_CONFIG = "/etc/meshctl/node.toml"
@@ -156,6 +155,8 @@ class NeighbourConfig:
         """Every interface name this neighbour's tunnels may take."""
         if not self.per_path:
             return (self.interface,)
+        from meshctl.links.plan import MAX_PATHS, gossip_interface
+
         learnt = [gossip_interface(self.interface, k) for k in range(MAX_PATHS)] if self.from_gossip == "paths" else []
         return tuple([p.interface for p in self.paths] + learnt)
 
@@ -164,6 +165,8 @@ class NeighbourConfig:
         """Every UDP port this neighbour's tunnels may listen on."""
         if not self.per_path:
             return (self.listen_port,)
+        from meshctl.links.plan import MAX_PATHS
+
         learnt = [self.listen_port + k for k in range(MAX_PATHS)] if self.from_gossip == "paths" else []
         return tuple([p.listen_port for p in self.paths] + learnt)
 
@@ -375,6 +378,8 @@ def _port(f: Fields, key: str, default: int) -> int:
 
 
 def _hysteresis(f: Fields) -> Hysteresis:
+    from meshctl.uplink.policy import Hysteresis  # only a node with an uplink needs the policy
+
     d = Hysteresis()
     margin = f.take("margin", int, d.margin)
     hold = f.take("hold", float, d.hold)
@@ -554,6 +559,8 @@ def _listen_ports(f: Fields, key: str, required: bool) -> int:
 
 
 def _path(raw: object, where: str, k: int, base: str, source: str, errors: list[ConfigError]) -> PathConfig:
+    from meshctl.links.plan import path_interface  # only a node with [links] needs the link plan
+
     pf = Fields(raw, where, source, errors)
     endpoint = _endpoint(pf, "endpoint", False)
     listen_port = _listen_ports(pf, "listen_port", True)
@@ -572,6 +579,8 @@ def _path(raw: object, where: str, k: int, base: str, source: str, errors: list[
 
 
 def _neighbour(raw: object, j: int, source: str, errors: list[ConfigError]) -> NeighbourConfig:
+    from meshctl.links.plan import MAX_PATHS, interface_name  # only a node with [links] needs the link plan
+
     nf = Fields(raw, f"links.neighbour[{j}]", source, errors)
     name = nf.take("name", str, "", required=True)
     public_key = _public_key(nf)

@@ -11,10 +11,12 @@ from typing import Any
 
 from meshctl.errors import ConfigError
 
-_LINE = re.compile(r"\(at line (\d+)")
-_HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\- ]+?)\s*\]\]?\s*(#.*)?$")
-_KEY = re.compile(r"^\s*([A-Za-z0-9_\-]+)\s*=")
-_INDEX = re.compile(r"\[\d+\]$")
+# Patterns, not compiled ones: they are needed only to place an error, and re compiles (and caches)
+# them then; a daemon that reads a good config does not pay for them at every start.
+_LINE = r"\(at line (\d+)"
+_HEADER = r"^\s*(\[\[?)\s*([A-Za-z0-9_.\- ]+?)\s*\]\]?\s*(#.*)?$"
+_KEY = r"^\s*([A-Za-z0-9_\-]+)\s*="
+_INDEX = r"\[\d+\]$"
 
 
 _KINDS = {stat.S_IFDIR: "directory", stat.S_IFIFO: "FIFO", stat.S_IFSOCK: "socket", stat.S_IFCHR: "character device",
@@ -59,7 +61,7 @@ def load_toml(path: str) -> dict[str, Any]:
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        match = _LINE.search(str(exc))
+        match = re.search(_LINE, str(exc))
         raise ConfigError(
             f"not valid TOML: {exc}", source=path, line=int(match.group(1)) if match else None
         ) from None
@@ -77,7 +79,7 @@ def field_lines(text: str) -> dict[str, int]:
     counts: dict[str, int] = {}
     table = ""
     for number, line in enumerate(text.splitlines(), 1):
-        header = _HEADER.match(line)
+        header = re.match(_HEADER, line)
         if header:
             parts = [p.strip() for p in header.group(2).split(".")]
             path = ""
@@ -92,7 +94,7 @@ def field_lines(text: str) -> dict[str, int]:
             table = path
             lines.setdefault(table, number)
             continue
-        key = _KEY.match(line)
+        key = re.match(_KEY, line)
         if key:
             lines.setdefault(f"{table}.{key.group(1)}" if table else key.group(1), number)
     return lines
@@ -103,7 +105,7 @@ def locate(field: str, lines: dict[str, int]) -> int | None:
     while field:
         if field in lines:
             return lines[field]
-        trimmed = _INDEX.sub("", field)
+        trimmed = re.sub(_INDEX, "", field)
         field = trimmed if trimmed != field else field.rpartition(".")[0]
     return None
 

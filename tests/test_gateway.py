@@ -144,6 +144,19 @@ def test_the_lease_outlives_a_silent_controller_while_its_peer_sends(gw: Gateway
                                             "lease expired (2 s without a probe, and its peer silent)")]
 
 
+def test_next_expiry_is_when_expire_can_first_withdraw(gw: GatewayController) -> None:
+    assert gw.next_expiry(1.0) is None  # announcing nobody
+    gw.receive(probe(1), "10.98.0.1", model(), 0.0, WALL)
+    assert gw.next_expiry(1.0) == 2.0  # the lease
+    dev = lambda rx: Device("wggw", peers=(Peer(CLIENT.public, rx_bytes=rx),))  # noqa: E731
+    gw.on_device(dev(100), 0.5)
+    gw.on_device(dev(200), 1.5)  # the peer sends: present until a lease and a poll after
+    due = gw.next_expiry(1.0)
+    assert due == 4.5
+    assert gw.expire(due, 1.0) == [] and gw.expire(due + 0.001, 1.0) != []
+    assert gw.next_expiry(1.0) is None
+
+
 def test_routes_left_by_a_previous_run_are_kept_for_one_lease(gw: GatewayController) -> None:
     stale = gw.adopt({ipaddress.ip_network("10.98.0.1/32"): ROLE_PRIMARY,
                       ipaddress.ip_network("10.98.0.77/32"): ROLE_PRIMARY}, 0.0)

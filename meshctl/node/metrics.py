@@ -33,9 +33,7 @@ from meshctl.gossip.table import REJECT_REASONS as GOSSIP_REASONS
 from meshctl.listen import parse_listen
 from meshctl.node.httpd import BoundedServer, Request, Response
 from meshctl.topology.export import mesh_to_netjson
-from meshctl.topology.html import mesh_page
 from meshctl.uplink.control import ROLE_NONE
-from meshctl.uplink.policy import CAUSES
 from meshctl.wireguard.state import Device
 
 if TYPE_CHECKING:
@@ -183,6 +181,8 @@ class DaemonCollector(Collector):
                 check = getattr(group, "check", None)
                 if check is not None:
                     checks.add_metric([u.name, fam], check.replies)
+            from meshctl.uplink.policy import CAUSES  # loaded with the uplink already: free here
+
             causes = getattr(u.ctl, "causes", {})
             for cause in sorted(set(CAUSES) | set(causes)):  # every cause from the start, so rate() sees the first switch
                 switches.add_metric([u.name, cause], causes.get(cause, 0))
@@ -366,6 +366,8 @@ class Metrics:
         if request.path == "/metrics":
             return await self.exposition(request.header("accept"), request.header("accept-encoding"), request.query)
         if request.path == "/mesh":
+            from meshctl.topology.html import mesh_page  # the page, when someone asks for it
+
             return Response(200, mesh_page(None, live="mesh.json").encode(), PAGE_HEADERS)
         if request.path == "/mesh.json":
             body = json.dumps(mesh_to_netjson(self.daemon.mesh()), indent=1).encode()

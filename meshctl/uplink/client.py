@@ -196,6 +196,10 @@ class UplinkController:
         self.prepares: deque[float] = deque(maxlen=1000)  # make-before-break waits, seconds
         self.adopted = False  # the device was read once: its holder is the starting point
         self.groups: dict[int, Group] = {}
+        # The steered prefixes as probes carry them, made once: str() of an IPv6 network is slow, and a
+        # probe goes out, and an ack comes back, 10 to 40 times a second.
+        self._steered = tuple(str(p) for p in config.steer)
+        self._steered_by_family = {f: tuple(str(p) for p in config.steer if p.version == f) for f in FAMILIES}
         for family in FAMILIES:
             prefixes = tuple(p for p in config.steer if p.version == family)
             if prefixes:
@@ -241,7 +245,7 @@ class UplinkController:
         if not self.adopted:
             return []
         out = []
-        steered = tuple(str(p) for p in self.config.steer)
+        steered = self._steered
         for gw in self.config.gateways:
             probe = self.probes[gw.name]
             if not everyone and now < probe.next_due:
@@ -290,7 +294,7 @@ class UplinkController:
         probe.rtt = now - sent_at
         probe.acks += 1
         probe.announced = message.roles
-        steered = [str(p) for p in self.config.steer]
+        steered = self._steered
         if len(message.metrics) == len(steered):
             probe.upstream = dict(zip(steered, message.metrics, strict=True))
         return True
@@ -298,7 +302,7 @@ class UplinkController:
     def upstream(self, gateway: str, family: int) -> int | None:
         """The gateway's metric toward a group's prefixes: the worst of them (None: not reported yet)."""
         reported = self.probes[gateway].upstream
-        metrics = [reported.get(str(p)) for p in self.groups[family].prefixes]
+        metrics = [reported.get(p) for p in self._steered_by_family[family]]
         if any(m is None for m in metrics):
             return None
         return max(m for m in metrics if m is not None)

@@ -96,8 +96,13 @@ class UplinkRunner:
         # One control socket per family the gateways' control addresses use, from our address of that family.
         sources = {a.version: str(a.ip) for a in config.addresses}
         families = sorted({g.control.version for g in config.gateways})
-        self.socks = {f: BoundSocket(sources[f], 0, config.interface, f"uplink {config.interface}")
+        self.socks = {f: BoundSocket(sources[f], 0, config.interface, f"uplink {config.interface}", self._on_datagram)
                       for f in families if f in sources}
+        # Made once: a probe goes out 10 to 40 times a second.
+        self._to = {g.name: (str(g.control), config.control_port) for g in config.gateways}
+        self._by_addr = {str(g.control): g.name for g in config.gateways}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._alive: dict[str, bool | None] = {}  # each gateway's liveness as last logged
         self.checks: dict[int, CheckSocket] = {}
         self._warned_own: set[int] = set()  # families whose missing own announcement was logged
         self._routed_index: int | None = None  # the device whose IPv6 control routes are in place
@@ -116,6 +121,7 @@ class UplinkRunner:
         return next(iter(self.socks.values()))
 
     async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
         for sock in self.socks.values():
             await sock.open()
         ident = (os.getpid() ^ zlib.crc32(self.name.encode())) & 0xFFFF
@@ -128,8 +134,6 @@ class UplinkRunner:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._device_loop())
                 tg.create_task(self._probe_loop())
-                for sock in self.socks.values():
-                    tg.create_task(self._recv_loop(sock))
                 if self.checks:
                     tg.create_task(self._check_loop())
                 for check in self.checks.values():
@@ -137,12 +141,16 @@ class UplinkRunner:
         finally:
             for check in self.checks.values():
                 check.close()
+            for sock in self.socks.values():
+                sock.close()
 
     # -- evaluation -------------------------------------------------------------
 
     def poke(self, trigger: float | None = None) -> None:
         """Something changed: evaluate soon (coalesced), remembering the earliest trigger."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
         trigger = loop.time() if trigger is None else trigger
         if self._trigger is None or trigger < self._trigger:
             self._trigger = trigger
@@ -165,10 +173,10 @@ class UplinkRunner:
             if step.deadline is not None:
                 self._timer = loop.call_at(step.deadline, self.poke)
             if step.probe_now:
-                await self._send_probes(everyone=True)
+                self._send_probes(everyone=True)
             done = await self.converge()
             if done:
-                await self._send_probes(everyone=True)  # tell the new gateway at once (and the old one, if not told yet)
+                self._send_probes(everyone=True)  # tell the new gateway at once (and the old one, if not told yet)
 
     def _check_own_announcement(self) -> None:
         """Say once, loudly, when babeld does not announce our own address: fail-over then loses replies."""
@@ -278,17 +286,19 @@ class UplinkRunner:
                     log.info("uplink %s: %s", self.name, adopted.reason,
                              extra={"event": "switch", "uplink": self.name, "old": None, "new": adopted.new,
                                     "cause": "adopted", "reason": adopted.reason})
+                index = ifindex(self.name)  # once for both: each look-up is three system calls
                 for sock in self.socks.values():
-                    await sock.check()
-                await self._control_routes()
+                    await sock.check(index)
+                await self._control_routes(index)
                 self.poke()  # handshake ages moved; a drifted device is re-applied by the evaluation
             await asyncio.sleep(DEVICE_POLL)
 
-    async def _control_routes(self) -> None:
+    async def _control_routes(self, index: int | None) -> None:
         """IPv6 control addresses need a route through the uplink (see uplink.routes.control_routes)."""
+        if index is None or index == self._routed_index:
+            return
         v6 = tuple(host_prefix(g.control) for g in self.config.gateways if g.control.version == 6)
-        index = ifindex(self.name)
-        if not v6 or index is None or index == self._routed_index:
+        if not v6:
             return
         from meshctl.uplink.routes import RouteError, control_routes  # pyroute2: only when IPv6 control needs it
 
@@ -299,55 +309,78 @@ class UplinkRunner:
             return
         self._routed_index = index
 
-    async def _send_probes(self, everyone: bool = False) -> None:
-        loop = asyncio.get_running_loop()
+    def _send_probes(self, everyone: bool = False) -> None:
+        loop = self._loop
+        assert loop is not None
+        secret = self.config.secret
         for gw, message in self.ctl.probes_to_send(loop.time(), time.time(), everyone):
             sock = self.socks.get(gw.control.version)
             if sock is not None:
-                await sock.send(encode(message, self.config.secret), (str(gw.control), self.config.control_port))
+                sock.send(encode(message, secret), self._to[gw.name])
 
     def _liveness(self, now: float) -> dict[str, bool | None]:
         return {g.name: self.ctl.alive(g.name, now) for g in self.config.gateways}
 
     async def _probe_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        alive: dict[str, bool | None] = {}
-        while True:
-            await self._send_probes()
-            await asyncio.sleep(max(0.001, min(self.ctl.next_probe(), loop.time() + self.config.probe_interval)
-                                    - loop.time()))
-            now = loop.time()
-            current = self._liveness(now)
-            if current != alive:
-                for name, up in current.items():
-                    if alive.get(name) != up and up is not None:
-                        what = "answers probes" if up else "stopped answering probes"
-                        log.info("uplink %s: gateway %s %s", self.name, name, what)
-                alive = current
-                self.poke(now)
+        """Probes on a timer callback rather than a task that sleeps: the probe pace (10 to 40 wake-ups a
+        second) is the daemon's busiest, and a callback costs the loop one handle, not a future and a task step."""
+        loop = self._loop
+        assert loop is not None
+        failed: asyncio.Future[None] = loop.create_future()
+        timer: asyncio.TimerHandle | None = None
 
-    async def _recv_loop(self, sock: BoundSocket) -> None:
-        by_addr = {str(g.control): g.name for g in self.config.gateways}
-        loop = asyncio.get_running_loop()
-        while True:
-            data, addr = await sock.recv()
-            now = loop.time()
+        def tick(first: bool = False) -> None:
+            nonlocal timer
             try:
-                message = decode(data, self.config.secret, time.time())
-            except ControlError as exc:
-                self.counters.rejected[exc.reason] += 1
-                continue
-            gateway = by_addr.get(str(addr[0]).split("%", 1)[0])
-            if gateway is None or message.kind != "ack" or message.sender != gateway:
-                self.counters.rejected["unexpected"] += 1
-                continue
-            probe = self.ctl.probes[gateway]
-            before = (self.ctl.alive(gateway, now), probe.announced, dict(probe.upstream))
-            if not self.ctl.on_ack(gateway, message, now):
-                continue
-            after = (self.ctl.alive(gateway, now), probe.announced, probe.upstream)
-            if after != before or any(g.transition is not None for g in self.ctl.groups.values()):
-                self.poke(now)  # only what a decision depends on: acks that change nothing are not re-decided
+                if not first:
+                    self._judge_liveness(loop.time())
+                self._send_probes()
+                now = loop.time()
+                timer = loop.call_at(max(now + 0.001, min(self.ctl.next_probe(), now + self.config.probe_interval)),
+                                     tick)
+            except Exception as exc:  # the task fails as a sleeping loop would, and the daemon with it
+                if not failed.done():
+                    failed.set_exception(exc)
+
+        tick(first=True)
+        try:
+            await failed
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    def _judge_liveness(self, now: float) -> None:
+        current = self._liveness(now)
+        if current != self._alive:
+            for name, up in current.items():
+                if self._alive.get(name) != up and up is not None:
+                    what = "answers probes" if up else "stopped answering probes"
+                    log.info("uplink %s: gateway %s %s", self.name, name, what)
+            self._alive = current
+            self.poke(now)
+
+    def _on_datagram(self, data: bytes, addr: tuple) -> None:
+        """An ack (or anything else) on a control socket, as it arrives."""
+        loop = self._loop
+        assert loop is not None
+        now = loop.time()
+        try:
+            message = decode(data, self.config.secret, time.time())
+        except ControlError as exc:
+            self.counters.rejected[exc.reason] += 1
+            return
+        gateway = self._by_addr.get(addr[0].split("%", 1)[0])
+        if gateway is None or message.kind != "ack" or message.sender != gateway:
+            self.counters.rejected["unexpected"] += 1
+            return
+        probe = self.ctl.probes[gateway]
+        # on_ack replaces ``upstream`` (never changes it in place): the old dict is the "before".
+        before = (self.ctl.alive(gateway, now), probe.announced, probe.upstream)
+        if not self.ctl.on_ack(gateway, message, now):
+            return
+        after = (self.ctl.alive(gateway, now), probe.announced, probe.upstream)
+        if after != before or any(g.transition is not None for g in self.ctl.groups.values()):
+            self.poke(now)  # only what a decision depends on: acks that change nothing are not re-decided
 
     async def _check_loop(self) -> None:
         loop = asyncio.get_running_loop()

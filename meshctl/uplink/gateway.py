@@ -31,6 +31,7 @@ computed.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass
 
@@ -194,6 +195,15 @@ def announced_by_client(model: TopologyModel, prefix: Prefix, client_mesh: Prefi
     return bool(routers) and any(r.reachable and r.router_id in routers for r in model.routes_for(prefix))
 
 
+@functools.lru_cache(maxsize=64)
+def _prefix(text: str) -> Prefix | None:
+    """A probe's prefix, parsed once: every probe (10 to 40 a second per client) lists the same few."""
+    try:
+        return ipaddress.ip_network(text)
+    except ValueError:
+        return None
+
+
 class GatewayController:
     """Serves clients: answers probes, says which addresses to announce."""
 
@@ -278,12 +288,8 @@ class GatewayController:
         """Our metric toward each listed prefix (65535 for text that is no prefix)."""
         out = []
         for text in prefixes:
-            try:
-                prefix = ipaddress.ip_network(text)
-            except ValueError:
-                out.append(INFINITY)
-                continue
-            out.append(upstream_metric(model, prefix, client.mesh))
+            prefix = _prefix(text)
+            out.append(INFINITY if prefix is None else upstream_metric(model, prefix, client.mesh))
         return tuple(out)
 
     # -- time and the device ---------------------------------------------------------
@@ -305,6 +311,20 @@ class GatewayController:
             return True
         moved = self.activity[client].moved
         return moved is not None and now - moved <= self.config.lease + poll
+
+    def next_expiry(self, poll: float) -> float | None:
+        """The earliest time a client we announce could stop being :meth:`present` (None: we announce nobody).
+
+        Before then :meth:`expire` has nothing to do; a probe or peer activity only moves it later.
+        """
+        out: float | None = None
+        for client in {c for (c, _) in self.roles}:
+            at = self.leases.get(client, float("-inf"))
+            moved = self.activity[client].moved if client in self.activity else None
+            if moved is not None:
+                at = max(at, moved + self.config.lease + poll)
+            out = at if out is None else min(out, at)
+        return out
 
     def expire(self, now: float, poll: float) -> list[Action]:
         """Withdraw what no present client keeps asking for."""

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -29,7 +30,8 @@ from meshctl.uplink.gateway import (
 )
 from meshctl.uplink.routes import RouteError, announce, control_routes, ours, withdraw
 from meshctl.uplink.watchdog import Watchdog, demotions
-from meshctl.wireguard.backend import Backend, converge
+from meshctl.wireguard.backend import Backend
+from meshctl.wireguard.diff import diff
 from meshctl.wireguard.state import Device, Peer
 from meshctl.wireguard.uapi import UapiError
 
@@ -61,6 +63,13 @@ class GatewayRunner:
         self.handoffs = 0
         self.adopted: list[str] = []
         self._routed_index: int | None = None  # the device whose IPv6 control routes are in place
+        self._loop: asyncio.AbstractEventLoop | None = None
+        #: Probes whose actions (kernel routes) are being carried out, oldest first, each with its ack:
+        #: (actions, ack, address).  While one is here, later acks queue behind it, in order.
+        self._pending: deque[tuple[tuple[Action, ...], bytes | None, tuple]] = deque()
+        self._work = asyncio.Event()
+        #: Datagrams that came before we serve (while the previous run's routes are adopted): taken then.
+        self._early: deque[tuple[bytes, tuple]] | None = deque(maxlen=256)
 
     def desired(self) -> Device:
         return Device(
@@ -82,10 +91,11 @@ class GatewayRunner:
         return out
 
     async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
         sock = BoundSocket(str(self.config.address.ip), self.config.control_port, self.config.interface,
-                           f"gateway {self.config.interface}")
-        await sock.open()
+                           f"gateway {self.config.interface}", self._on_datagram)
         self.sock = sock
+        await sock.open()
         try:
             if self.watchdog is not None:
                 await self.watchdog.start()
@@ -93,7 +103,7 @@ class GatewayRunner:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._device_loop())
                 tg.create_task(self._lease_loop())
-                tg.create_task(self._serve(sock))
+                tg.create_task(self._serve())
         finally:
             sock.close()
             await asyncio.shield(self._stop())
@@ -137,12 +147,16 @@ class GatewayRunner:
         loop = asyncio.get_running_loop()
         while True:
             try:
-                await converge(self.backend, self.desired())
+                # One read a poll: a second one follows only a write (it was converge() and a read).
                 device = await self.backend.read(self.config.interface)
+                request = diff(self.desired(), device)
+                if request is not None:
+                    await self.backend.write(self.config.interface, request)
+                    device = await self.backend.read(self.config.interface)
                 self.ctl.on_device(device, loop.time())
+                index = ifindex(self.config.interface)  # once for both: each look-up is three system calls
                 if self.sock is not None:
-                    await self.sock.check()
-                index = ifindex(self.config.interface)
+                    await self.sock.check(index)
                 if index is not None and index != self._routed_index:
                     await control_routes(tuple(a for c in self.config.clients for a in c.addresses), self.config.interface)
                     self._routed_index = index
@@ -158,18 +172,45 @@ class GatewayRunner:
                 self.device_ok = False
             await asyncio.sleep(DEVICE_POLL)
 
-    async def _serve(self, sock: BoundSocket) -> None:
-        loop = asyncio.get_running_loop()
+    def _on_datagram(self, data: bytes, addr: tuple) -> None:
+        """A probe (or anything else) on the control socket, as it arrives.
+
+        Most probes change nothing and are answered at once.  One that asks
+        for a route goes to :meth:`_serve`, and so does every probe behind it
+        until it is done: an ack is sent after the routes its probe asked for
+        (an ack that says "standby" means it is there), and in order.
+        """
+        if self._early is not None:
+            self._early.append((data, addr))
+            return
+        loop = self._loop
+        assert loop is not None
+        got = self.ctl.receive(data, addr[0], self.view.model, loop.time(), time.time(), self.view.synced)
+        if got.rejected is not None:
+            self.counters.rejected[got.rejected] += 1
+            return
+        if not got.actions and not self._pending:
+            if got.ack is not None and self.sock is not None:
+                self.sock.send(got.ack, addr)
+            return
+        self._pending.append((got.actions, got.ack, addr))
+        self._work.set()
+
+    async def _serve(self) -> None:
+        """Carry out what probes asked for that takes the kernel (routes), then send their acks, in order."""
+        early, self._early = self._early or (), None
+        for data, addr in early:
+            self._on_datagram(data, addr)
         while True:
-            data, addr = await sock.recv()
-            got = self.ctl.receive(data, str(addr[0]), self.view.model, loop.time(), time.time(), self.view.synced)
-            if got.rejected is not None:
-                self.counters.rejected[got.rejected] += 1
-                continue
-            for action in got.actions:
-                await self._carry(action)
-            if got.ack is not None:
-                await sock.send(got.ack, addr)  # after the routes: an ack that says "standby" means it is there
+            await self._work.wait()
+            while self._pending:
+                actions, ack, addr = self._pending[0]
+                for action in actions:
+                    await self._carry(action)
+                if ack is not None and self.sock is not None:
+                    self.sock.send(ack, addr)
+                self._pending.popleft()
+            self._work.clear()
 
     async def _carry(self, action: Action) -> None:
         if isinstance(action, Announce):
@@ -346,9 +387,16 @@ class GatewayRunner:
         return mesh_path(self.view.model, client.mesh, self.config.interface)
 
     async def _lease_loop(self) -> None:
+        """Withdraw for clients that stopped asking, when their lease can first have run out (not on a
+        quarter-lease tick: that was four wake-ups a second on every gateway)."""
         loop = asyncio.get_running_loop()
+        lease = self.config.lease
         while True:
-            await asyncio.sleep(min(0.25, self.config.lease / 4))
+            now = loop.time()
+            due = self.ctl.next_expiry(DEVICE_POLL)
+            # Announced nobody: a client that asks now gets a lease that ends after our next look.
+            wake = now + lease if due is None else min(max(due + 0.001, now + 0.01), now + lease)
+            await asyncio.sleep(wake - now)
             for action in self.ctl.expire(loop.time(), DEVICE_POLL):
                 await self._carry(action)
             if self.adopted and not any(c in self.adopted for (c, _) in self.ctl.roles):

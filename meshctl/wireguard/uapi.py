@@ -10,6 +10,7 @@ applied, so callers validate everything before encoding.  We never emit
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass
 
@@ -153,5 +154,12 @@ def parse_get(name: str, text: str) -> Device:
     close_peer()
     dev["peers"] = tuple(dev["peers"])
     if dev.get("private_key"):
-        dev["public_key"] = KeyPair.from_private(dev["private_key"]).public
+        dev["public_key"] = _public_key(dev["private_key"])
     return Device(**dev)
+
+
+@functools.lru_cache(maxsize=8)
+def _public_key(private: str) -> str:
+    """The public key of a device's private key: an X25519 derivation, made once, not on every read
+    (a daemon reads each of its devices every second; the key stays the same)."""
+    return KeyPair.from_private(private).public

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 
 from meshctl.wireguard.state import Device
 from meshctl.wireguard.uapi import SetRequest, UapiError, encode_get, encode_set, parse_errno, parse_get
@@ -22,35 +23,42 @@ def socket_path(name: str, directory: str = SOCKET_DIR) -> str:
 
 
 async def _exchange(name: str, request: bytes, directory: str, timeout: float) -> str:
+    """One request, one reply, on a fresh connection.
+
+    Straight on a non-blocking socket (the loop's sock_* calls), not through
+    asyncio streams: a daemon reads each device every second, and a stream's
+    transport, protocol, reader and writer per read cost more than the read.
+    """
     path = socket_path(name, directory)
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    chunks: list[bytes] = []
     try:
         async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_unix_connection(path)
-            try:
-                writer.write(request)
-                await writer.drain()
-                chunks: list[bytes] = []
-                size = 0
-                # A reply ends with "errno=N\n\n"; the peer keeps the socket open.
-                while True:
-                    chunk = await reader.read(65536)
-                    if not chunk:
-                        break
-                    chunks.append(chunk)
-                    size += len(chunk)
-                    if size > MAX_REPLY:
-                        raise UapiError(f"UAPI reply from {name} is over {MAX_REPLY} bytes")
-                    data = b"".join(chunks)
-                    if b"errno=" in data and data.endswith(b"\n\n"):
-                        break
-            finally:
-                writer.close()
+            await loop.sock_connect(sock, path)
+            await loop.sock_sendall(sock, request)
+            size = 0
+            # A reply ends with "errno=N\n\n"; the peer keeps the socket open.
+            while True:
+                chunk = await loop.sock_recv(sock, 65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > MAX_REPLY:
+                    raise UapiError(f"UAPI reply from {name} is over {MAX_REPLY} bytes")
+                data = b"".join(chunks) if len(chunks) > 1 else chunk
+                if b"errno=" in data and data.endswith(b"\n\n"):
+                    break
     except TimeoutError:
         raise UapiError(f"WireGuard {name}: no UAPI reply within {timeout:g}s") from None
     except (FileNotFoundError, ConnectionRefusedError):
         raise UapiError(f"WireGuard {name}: no UAPI socket at {path} (is wireguard-go running?)") from None
     except OSError as exc:
         raise UapiError(f"WireGuard {name}: UAPI socket {path}: {exc.strerror or exc}") from None
+    finally:
+        sock.close()
     return b"".join(chunks).decode("ascii", "replace")
 
 
