@@ -168,6 +168,8 @@ def libraries(config_path: str, metrics: bool) -> list[str]:
     # that is what the library costs.  Gossip's Ed25519 alone does not.
     if config.uplinks or config.gateway or config.links:
         libs += ["cryptography.hazmat.primitives.asymmetric.x25519", "cryptography.hazmat.backends.openssl"]
+    if config.uplinks or config.gateway:
+        libs.append("asyncio_dgram")  # the uplink control sockets
     if config.gossip:
         libs.append("cryptography.hazmat.primitives.asymmetric.ed25519")
     if config.gateway or config.links:

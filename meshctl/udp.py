@@ -1,12 +1,16 @@
-"""A UDP control socket tied to a WireGuard device, surviving the device's re-creation.
+"""UDP control sockets tied to a WireGuard device, surviving the device's re-creation.
 
-Datagrams are handed to a callback as they arrive (a plain
-:class:`asyncio.DatagramProtocol`) and sent straight to the socket.  The
-project depends on asyncio-dgram, whose stream API queued each datagram and
-woke a task with a future for it; an uplink probes its chosen gateway 10 to 20
-times a second and gets as many acks back, and on an idle client those
-per-datagram futures, queue entries and task steps were a large share of the
-daemon's CPU.  The uplink plane's hot path therefore uses the callback.
+Two ways to read one, for two rates of traffic:
+
+- :class:`BoundSocket` hands each datagram to a callback as it arrives (a
+  plain :class:`asyncio.DatagramProtocol`).  A client probes its chosen
+  gateway 10 to 20 times a second and gets as many acks; on an idle client,
+  a future, a queue entry and a task step per datagram were a large share of
+  the daemon's CPU.
+- :class:`BoundStream` is asyncio-dgram's stream: ``await recv()``, one
+  datagram after the other.  A gateway carries out what a probe asks (kernel
+  routes) before it acks it, and in order, which is exactly a queue read by
+  one task.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import contextlib
 import logging
 import socket
 from collections.abc import Callable
+
+import asyncio_dgram
 
 log = logging.getLogger("meshctl.daemon")
 
@@ -36,9 +42,8 @@ class _Receiver(asyncio.DatagramProtocol):
         pass  # an ICMP error for something we sent: the probes' answers (or their absence) say what counts
 
 
-async def _bind(host: str, port: int, device: str, what: str,
-                on_datagram: OnDatagram) -> tuple[socket.socket, asyncio.DatagramTransport]:
-    """A UDP socket on ``host:port`` tied to ``device``, waiting for both to exist.
+async def _bind(host: str, port: int, device: str, what: str) -> socket.socket:
+    """A non-blocking UDP socket on ``host:port`` tied to ``device``, waiting for both to exist.
 
     Tied to the tunnel device (SO_BINDTODEVICE) so control traffic always goes
     through this WireGuard interface: a backup gateway has no route to its
@@ -47,15 +52,13 @@ async def _bind(host: str, port: int, device: str, what: str,
     """
     warned = False
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    loop = asyncio.get_running_loop()
     while True:
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, device.encode())
             sock.bind((host, port))
             sock.setblocking(False)
-            transport, _ = await loop.create_datagram_endpoint(lambda: _Receiver(on_datagram), sock=sock)
-            return sock, transport
+            return sock
         except OSError as exc:
             sock.close()
             if not warned:
@@ -72,23 +75,26 @@ def ifindex(name: str) -> int | None:
         return None
 
 
-class BoundSocket:
+class _Bound:
     """A control socket tied to a tunnel device, re-bound when the device is re-created.
 
     SO_BINDTODEVICE pins the interface *index*: after wireguard-go restarts,
-    the old socket points at a device that no longer exists.  Each datagram
-    that arrives goes to ``on_datagram``, whichever socket it came in on.
+    the old socket points at a device that no longer exists.
     """
 
-    def __init__(self, host: str, port: int, device: str, what: str, on_datagram: OnDatagram) -> None:
+    def __init__(self, host: str, port: int, device: str, what: str) -> None:
         self.host, self.port, self.device, self.what = host, port, device, what
-        self.on_datagram = on_datagram
         self.sock: socket.socket | None = None
-        self.transport: asyncio.DatagramTransport | None = None
         self.index: int | None = None
 
+    async def _attach(self, sock: socket.socket) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
     async def open(self) -> None:
-        self.sock, self.transport = await _bind(self.host, self.port, self.device, self.what, self.on_datagram)
+        await self._attach(await _bind(self.host, self.port, self.device, self.what))
         self.index = ifindex(self.device)
 
     async def check(self, index: int | None = -1) -> None:
@@ -96,10 +102,30 @@ class BoundSocket:
         now = ifindex(self.device) if index == -1 else index
         if now is not None and now != self.index:
             log.info("%s: device %s was re-created; re-binding the control socket", self.what, self.device)
-            old = self.transport
+            old = self._detach()
             await self.open()
-            if old is not None:
-                old.close()
+            old()
+
+    def _detach(self) -> Callable[[], None]:
+        raise NotImplementedError
+
+
+class BoundSocket(_Bound):
+    """Each datagram that arrives goes to ``on_datagram``, whichever socket it came in on."""
+
+    def __init__(self, host: str, port: int, device: str, what: str, on_datagram: OnDatagram) -> None:
+        super().__init__(host, port, device, what)
+        self.on_datagram = on_datagram
+        self.transport: asyncio.DatagramTransport | None = None
+
+    async def _attach(self, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        self.transport, _ = await loop.create_datagram_endpoint(lambda: _Receiver(self.on_datagram), sock=sock)
+        self.sock = sock
+
+    def _detach(self) -> Callable[[], None]:
+        old = self.transport
+        return old.close if old is not None else (lambda: None)
 
     def send(self, data: bytes, addr: tuple) -> None:
         """One datagram, straight to the socket: one the kernel will not take now is lost, as any may be."""
@@ -111,3 +137,41 @@ class BoundSocket:
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
+
+
+class BoundStream(_Bound):
+    """asyncio-dgram's stream over the bound socket: datagrams in order, one ``recv()`` at a time."""
+
+    def __init__(self, host: str, port: int, device: str, what: str) -> None:
+        super().__init__(host, port, device, what)
+        self.stream: asyncio_dgram.aio.DatagramServer | None = None  # unconnected: a server
+
+    async def _attach(self, sock: socket.socket) -> None:
+        stream = await asyncio_dgram.from_socket(sock)
+        assert isinstance(stream, asyncio_dgram.aio.DatagramServer)  # unconnected: a server
+        self.stream, self.sock = stream, sock
+
+    def _detach(self) -> Callable[[], None]:
+        old = self.stream
+        return old.close if old is not None else (lambda: None)
+
+    async def recv(self) -> tuple[bytes, tuple]:
+        """The next datagram, riding out a re-bind."""
+        while True:
+            stream = self.stream
+            try:
+                assert stream is not None
+                data, addr = await stream.recv()
+                return data, addr  # type: ignore[return-value]  # an (address, port, ...) tuple for UDP
+            except (OSError, asyncio_dgram.TransportClosed):
+                if stream is self.stream:  # not re-bound meanwhile: the socket failed; do not spin
+                    await asyncio.sleep(0.05)
+
+    async def send(self, data: bytes, addr: tuple) -> None:
+        if self.stream is not None:
+            with contextlib.suppress(OSError, asyncio_dgram.TransportClosed):
+                await self.stream.send(data, addr)
+
+    def close(self) -> None:
+        if self.stream is not None:
+            self.stream.close()

@@ -61,10 +61,10 @@ def write(tmp_path: Path, *, uplink: bool = False, gateway: bool = False, gossip
 @pytest.mark.parametrize(
     ("kind", "metrics", "expected"),
     [
-        ({"uplink": True}, "", {"networkx", "msgpack", "cryptography", CRYPTO}),
+        ({"uplink": True}, "", {"asyncio_dgram", "networkx", "msgpack", "cryptography", CRYPTO}),
         ({"uplink": True, "gossip": True}, "[::1]:9474",
-         {"networkx", "msgpack", "cryptography", CRYPTO, "prometheus_client"}),
-        ({"gateway": True}, "", {"networkx", "msgpack", "cryptography", CRYPTO, "pyroute2"}),
+         {"asyncio_dgram", "networkx", "msgpack", "cryptography", CRYPTO, "prometheus_client"}),
+        ({"gateway": True}, "", {"asyncio_dgram", "networkx", "msgpack", "cryptography", CRYPTO, "pyroute2"}),
         ({"gossip": True}, "", {"networkx", "msgpack", "cryptography"}),
     ],
 )

@@ -10,14 +10,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from meshctl.config import ClientEntry, GatewayConfig, Prefix
 from meshctl.counters import Counters
 from meshctl.topology.model import MeshView
-from meshctl.udp import BoundSocket, ifindex
+from meshctl.udp import BoundStream, ifindex
 from meshctl.uplink.control import ROLE_NAMES, ROLE_NONE, ROLE_PRIMARY, ROLE_STANDBY
 from meshctl.uplink.gateway import (
     Action,
@@ -53,7 +52,7 @@ class GatewayRunner:
         self.ctl = GatewayController(config, node)
         self.clients = self.ctl.clients
         self.device_ok = False
-        self.sock: BoundSocket | None = None
+        self.sock: BoundStream | None = None
         self.watchdog = Watchdog() if watchdog else None
         self.routes: dict[Prefix, tuple[str | None, str]] = {}  # what we announce now: prefix -> (via, device)
         #: Withdrawn but still routed through the mesh for a while: prefix -> (hand-off number, path).  A
@@ -63,13 +62,6 @@ class GatewayRunner:
         self.handoffs = 0
         self.adopted: list[str] = []
         self._routed_index: int | None = None  # the device whose IPv6 control routes are in place
-        self._loop: asyncio.AbstractEventLoop | None = None
-        #: Probes whose actions (kernel routes) are being carried out, oldest first, each with its ack:
-        #: (actions, ack, address).  While one is here, later acks queue behind it, in order.
-        self._pending: deque[tuple[tuple[Action, ...], bytes | None, tuple]] = deque()
-        self._work = asyncio.Event()
-        #: Datagrams that came before we serve (while the previous run's routes are adopted): taken then.
-        self._early: deque[tuple[bytes, tuple]] | None = deque(maxlen=256)
 
     def desired(self) -> Device:
         return Device(
@@ -91,11 +83,10 @@ class GatewayRunner:
         return out
 
     async def run(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        sock = BoundSocket(str(self.config.address.ip), self.config.control_port, self.config.interface,
-                           f"gateway {self.config.interface}", self._on_datagram)
-        self.sock = sock
+        sock = BoundStream(str(self.config.address.ip), self.config.control_port, self.config.interface,
+                           f"gateway {self.config.interface}")
         await sock.open()
+        self.sock = sock
         try:
             if self.watchdog is not None:
                 await self.watchdog.start()
@@ -103,7 +94,7 @@ class GatewayRunner:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._device_loop())
                 tg.create_task(self._lease_loop())
-                tg.create_task(self._serve())
+                tg.create_task(self._serve(sock))
         finally:
             sock.close()
             await asyncio.shield(self._stop())
@@ -172,45 +163,23 @@ class GatewayRunner:
                 self.device_ok = False
             await asyncio.sleep(DEVICE_POLL)
 
-    def _on_datagram(self, data: bytes, addr: tuple) -> None:
-        """A probe (or anything else) on the control socket, as it arrives.
+    async def _serve(self, sock: BoundStream) -> None:
+        """Answer probes one after the other: what a probe asks of the kernel (routes) is done before its ack.
 
-        Most probes change nothing and are answered at once.  One that asks
-        for a route goes to :meth:`_serve`, and so does every probe behind it
-        until it is done: an ack is sent after the routes its probe asked for
-        (an ack that says "standby" means it is there), and in order.
+        Datagrams that came while a restarted gateway adopted its old routes
+        waited in the stream's queue, and are answered now, in order.
         """
-        if self._early is not None:
-            self._early.append((data, addr))
-            return
-        loop = self._loop
-        assert loop is not None
-        got = self.ctl.receive(data, addr[0], self.view.model, loop.time(), time.time(), self.view.synced)
-        if got.rejected is not None:
-            self.counters.rejected[got.rejected] += 1
-            return
-        if not got.actions and not self._pending:
-            if got.ack is not None and self.sock is not None:
-                self.sock.send(got.ack, addr)
-            return
-        self._pending.append((got.actions, got.ack, addr))
-        self._work.set()
-
-    async def _serve(self) -> None:
-        """Carry out what probes asked for that takes the kernel (routes), then send their acks, in order."""
-        early, self._early = self._early or (), None
-        for data, addr in early:
-            self._on_datagram(data, addr)
+        loop = asyncio.get_running_loop()
         while True:
-            await self._work.wait()
-            while self._pending:
-                actions, ack, addr = self._pending[0]
-                for action in actions:
-                    await self._carry(action)
-                if ack is not None and self.sock is not None:
-                    self.sock.send(ack, addr)
-                self._pending.popleft()
-            self._work.clear()
+            data, addr = await sock.recv()
+            got = self.ctl.receive(data, addr[0], self.view.model, loop.time(), time.time(), self.view.synced)
+            if got.rejected is not None:
+                self.counters.rejected[got.rejected] += 1
+                continue
+            for action in got.actions:
+                await self._carry(action)
+            if got.ack is not None:
+                await sock.send(got.ack, addr)  # after the routes: an ack that says "standby" means it is there
 
     async def _carry(self, action: Action) -> None:
         if isinstance(action, Announce):
