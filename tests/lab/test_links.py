@@ -44,8 +44,12 @@ def test_managed_tunnel_moves_to_the_second_endpoint_and_babel_keeps_the_adjacen
     a, b = lab.plan.node("a"), lab.plan.node("b")
     took = lab.wait_for(adjacency(lab, "a"), 30, "Babel adjacency over the managed tunnel")
     print(f"managed tunnel created, attached to babeld and adjacent {took:.1f}s after lab up")
-    first, second = a.managed[0].endpoints
-    assert link_status(lab, "a")["endpoint"] == first and link_status(lab, "a")["babel"] is True
+    endpoints = a.managed[0].endpoints
+    # Usually the first endpoint; the second when the first handshake was lost (wireguard-go retries only
+    # after 5 s, dead_after is 4 s) on a loaded machine, as once in CI.  Either way, cut the one in use.
+    first = link_status(lab, "a")["endpoint"]
+    assert first in endpoints and link_status(lab, "a")["babel"] is True
+    second = next(e for e in endpoints if e != first)
     # The interface is the daemon's: babeld was told about it at run time, not in its config file.
     assert a.managed[0].ifname not in a.babeld_conf
 
