@@ -29,8 +29,7 @@ from meshctl.uplink.gateway import (
 )
 from meshctl.uplink.routes import RouteError, announce, control_routes, ours, withdraw
 from meshctl.uplink.watchdog import Watchdog, demotions
-from meshctl.wireguard.backend import Backend
-from meshctl.wireguard.diff import diff
+from meshctl.wireguard.backend import Backend, converge
 from meshctl.wireguard.state import Device, Peer
 from meshctl.wireguard.uapi import UapiError
 
@@ -138,12 +137,7 @@ class GatewayRunner:
         loop = asyncio.get_running_loop()
         while True:
             try:
-                # One read a poll: a second one follows only a write (it was converge() and a read).
-                device = await self.backend.read(self.config.interface)
-                request = diff(self.desired(), device)
-                if request is not None:
-                    await self.backend.write(self.config.interface, request)
-                    device = await self.backend.read(self.config.interface)
+                device = await converge(self.backend, self.desired())
                 self.ctl.on_device(device, loop.time())
                 index = ifindex(self.config.interface)  # once for both: each look-up is three system calls
                 if self.sock is not None:

@@ -29,12 +29,14 @@ class Backend(Protocol):
         """Apply one request in one operation."""
 
 
-async def converge(backend: Backend, desired: Device) -> SetRequest | None:
-    """Read, diff, write once.  Returns what was written (None: already there)."""
-    request = diff(desired, await backend.read(desired.name))
+async def converge(backend: Backend, desired: Device) -> Device:
+    """Read, diff, write once; return the device as it stands (read again only after a write)."""
+    device = await backend.read(desired.name)
+    request = diff(desired, device)
     if request is not None:
         await backend.write(desired.name, request)
-    return request
+        device = await backend.read(desired.name)
+    return device
 
 
 class UapiBackend:
