@@ -90,7 +90,8 @@ class _Bound:
     async def _attach(self, sock: socket.socket) -> None:
         raise NotImplementedError
 
-    def close(self) -> None:
+    def _handle(self) -> asyncio.BaseTransport | asyncio_dgram.aio.DatagramServer | None:
+        """What reads the socket now, and closes it."""
         raise NotImplementedError
 
     async def open(self) -> None:
@@ -102,12 +103,15 @@ class _Bound:
         now = ifindex(self.device) if index == -1 else index
         if now is not None and now != self.index:
             log.info("%s: device %s was re-created; re-binding the control socket", self.what, self.device)
-            old = self._detach()
+            old = self._handle()
             await self.open()
-            old()
+            if old is not None:
+                old.close()
 
-    def _detach(self) -> Callable[[], None]:
-        raise NotImplementedError
+    def close(self) -> None:
+        handle = self._handle()
+        if handle is not None:
+            handle.close()
 
 
 class BoundSocket(_Bound):
@@ -123,9 +127,8 @@ class BoundSocket(_Bound):
         self.transport, _ = await loop.create_datagram_endpoint(lambda: _Receiver(self.on_datagram), sock=sock)
         self.sock = sock
 
-    def _detach(self) -> Callable[[], None]:
-        old = self.transport
-        return old.close if old is not None else (lambda: None)
+    def _handle(self) -> asyncio.DatagramTransport | None:
+        return self.transport
 
     def send(self, data: bytes, addr: tuple) -> None:
         """One datagram, straight to the socket: one the kernel will not take now is lost, as any may be."""
@@ -133,10 +136,6 @@ class BoundSocket(_Bound):
             # No route, device gone, buffer full: an unanswered probe, counted as such.
             with contextlib.suppress(OSError):
                 self.sock.sendto(data, addr)
-
-    def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
 
 
 class BoundStream(_Bound):
@@ -151,9 +150,8 @@ class BoundStream(_Bound):
         assert isinstance(stream, asyncio_dgram.aio.DatagramServer)  # unconnected: a server
         self.stream, self.sock = stream, sock
 
-    def _detach(self) -> Callable[[], None]:
-        old = self.stream
-        return old.close if old is not None else (lambda: None)
+    def _handle(self) -> asyncio_dgram.aio.DatagramServer | None:
+        return self.stream
 
     async def recv(self) -> tuple[bytes, tuple]:
         """The next datagram, riding out a re-bind."""
@@ -171,7 +169,3 @@ class BoundStream(_Bound):
         if self.stream is not None:
             with contextlib.suppress(OSError, asyncio_dgram.TransportClosed):
                 await self.stream.send(data, addr)
-
-    def close(self) -> None:
-        if self.stream is not None:
-            self.stream.close()
