@@ -224,13 +224,13 @@ class GatewayRunner:
         path = self._mesh_path(client) if role == ROLE_STANDBY else None
         for p in prefixes:
             self.demoted.pop(p, None)  # a pending hand-off's timers must not touch it now
-        own = all(announced_by_client(self.view.model, p, client.mesh) for p in prefixes)
         try:
             # A replace: whatever route of ours was there (primary, standby, demoted) is overwritten in one step.
             if role == ROLE_PRIMARY:
                 await announce(prefixes, self.config.interface, self.config.route_protocol)
                 what, via, dev = "primary: chosen by it", None, self.config.interface
-            elif path is not None and not path.direct and own:
+            elif path is not None and not path.direct and all(
+                    announced_by_client(self.view.model, p, client.mesh) for p in prefixes):
                 await withdraw(prefixes, (self.config.route_protocol, self.config.standby_protocol))
                 for p in prefixes:
                     self.routes.pop(p, None)
