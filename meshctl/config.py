@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from meshctl.babel.endpoint import DEFAULT_PORT, Endpoint, parse_endpoint
 from meshctl.babel.errors import BabelError
+from meshctl.beat import answers_after
 from meshctl.errors import ConfigError
 from meshctl.listen import parse_listen
 from meshctl.tomlfile import Fields, load_toml, not_regular, with_lines
@@ -30,6 +31,9 @@ DEFAULT_CONTROL_PORT = 51901
 DEFAULT_GOSSIP_PORT = 51903
 MAX_METRIC = 65535  # Babel metrics are 16 bits; 65535 is unreachable
 MAX_HOLD = 3600.0  # seconds; a longer hold is a typo, not a policy
+#: The longest wait between reads of babeld's chatter, and the default away from a client's probe beat.
+MAX_BABEL_PACE = 0.1
+BABEL_PACE = 0.05
 SUN_PATH_MAX = 107  # a unix socket path longer than sockaddr_un's sun_path cannot be bound
 
 Prefix = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -195,6 +199,22 @@ class NodeConfig:
     metrics: str | None = None  # Prometheus listen address, e.g. "[::1]:9474"; None: off
     gossip: GossipConfig | None = None
     links: LinksConfig | None = None
+    # Seconds between reads of babeld's repeated chatter (0: read as it comes); None: the probe beat
+    # on a client, PACE elsewhere.  At most this much is added to what babeld tells meshctl.
+    babel_pace: float | None = None
+
+    def babel_read_pace(self) -> tuple[float, float]:
+        """(period, offset) of the grid babeld is read on while it only chatters; period 0: at once.
+
+        A client reads it on its probe beat, a little after each probe round (see the uplink
+        runner), so babeld, the probe and its answers cost one wake-up together.
+        """
+        if self.babel_pace is not None:
+            return self.babel_pace, 0.0
+        beat = min((u.probe_interval for u in self.uplinks), default=0.0)
+        if 0 < beat <= MAX_BABEL_PACE:
+            return beat, answers_after(beat)
+        return BABEL_PACE, 0.0
 
     def private_keys(self) -> list[str]:
         """Every private key this node holds (for log redaction)."""
@@ -710,6 +730,10 @@ def parse_config(data: dict, source: str = "<config>") -> NodeConfig:
             parse_listen(metrics)
         except ValueError as exc:
             node.error("metrics", str(exc))
+    babel_pace = node.take("babel_pace", float, None)
+    if babel_pace is not None and not 0 <= babel_pace <= MAX_BABEL_PACE:
+        node.error("babel_pace", f"must be 0..{MAX_BABEL_PACE:g} seconds (babeld drops a client it cannot write "
+                                 "to for 100 ms)")
     node.finish()
     uplinks = []
     for i, raw in enumerate(top.take("uplink", list, [])):
@@ -735,7 +759,8 @@ def parse_config(data: dict, source: str = "<config>") -> NodeConfig:
         if len(set(ifaces)) != len(ifaces):
             errors.append(ConfigError("an interface is used twice", source=source, field="links.neighbour"))
             raise ConfigError.collect(errors)
-    return NodeConfig(name, babel, control_socket, tuple(uplinks), gateway, source, metrics, gossip, links)
+    return NodeConfig(name, babel, control_socket, tuple(uplinks), gateway, source, metrics, gossip, links,
+                      babel_pace)
 
 
 def load_config(path: str) -> NodeConfig:

@@ -18,15 +18,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import platform
 import socket
+import struct
+import time
 from collections.abc import Callable
 
 import asyncio_dgram
 
 log = logging.getLogger("meshctl.daemon")
 
-#: Called with (data, address) for each datagram, in the event loop, as it arrives.
-OnDatagram = Callable[[bytes, tuple], None]
+#: Called with (data, address, arrival) for each datagram, in the event loop; ``arrival`` is the loop
+#: time the kernel received it (a held socket is read later than that).
+OnDatagram = Callable[[bytes, tuple, float], None]
+
+# SO_TIMESTAMPNS: the kernel stamps each datagram as it arrives.  Python does not name it; 35 is its
+# number in Linux's asm-generic socket.h (x86, ARM, MIPS, RISC-V, PowerPC).  Elsewhere a held datagram
+# counts as arriving when it is read: at most the hold late.
+_SO_TIMESTAMPNS = 35 if not platform.machine().startswith(("sparc", "parisc", "alpha")) else None
+_TIMESPEC = struct.Struct("@qq")
 
 
 class _Receiver(asyncio.DatagramProtocol):
@@ -34,9 +44,10 @@ class _Receiver(asyncio.DatagramProtocol):
 
     def __init__(self, on_datagram: OnDatagram) -> None:
         self.on_datagram = on_datagram
+        self.loop = asyncio.get_running_loop()
 
     def datagram_received(self, data: bytes, addr: tuple) -> None:  # type: ignore[override]
-        self.on_datagram(data, addr)
+        self.on_datagram(data, addr, self.loop.time())
 
     def error_received(self, exc: Exception) -> None:
         pass  # an ICMP error for something we sent: the probes' answers (or their absence) say what counts
@@ -121,14 +132,61 @@ class BoundSocket(_Bound):
         super().__init__(host, port, device, what)
         self.on_datagram = on_datagram
         self.transport: asyncio.DatagramTransport | None = None
+        self._held: asyncio.TimerHandle | None = None
 
     async def _attach(self, sock: socket.socket) -> None:
         loop = asyncio.get_running_loop()
+        if _SO_TIMESTAMPNS is not None:
+            with contextlib.suppress(OSError):  # without stamps, a held datagram arrived when it is read
+                sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+        self.read_now()  # a hold on the socket this one replaces ends with it
         self.transport, _ = await loop.create_datagram_endpoint(lambda: _Receiver(self.on_datagram), sock=sock)
         self.sock = sock
 
+    def hold(self, until: float) -> None:
+        """Leave what arrives in the socket until ``until`` (loop time), then read it all in one go.
+
+        A probe round's answers come back within a millisecond or two of each other: read as they
+        come, each would wake the loop on its own.  Each keeps the time the kernel received it.
+        """
+        transport = self.transport
+        if transport is None or transport.is_closing() or self._held is not None:
+            return
+        transport.pause_reading()  # type: ignore[attr-defined]  # asyncio's selector transport has it; typeshed not
+        self._held = asyncio.get_running_loop().call_at(until, self.read_now)
+
+    def read_now(self) -> None:
+        """End a hold: read what waits, then read datagrams as they come again."""
+        if self._held is None:
+            return
+        self._held.cancel()
+        self._held = None
+        transport, sock = self.transport, self.sock
+        if transport is None or sock is None or transport.is_closing():
+            return
+        loop = asyncio.get_running_loop()
+        now, wall = loop.time(), time.time()
+        while True:
+            try:
+                data, ancillary, _, addr = sock.recvmsg(65535, 64)
+            except OSError:  # nothing more (or the socket failed: the transport sees that when it reads)
+                break
+            arrival = now
+            for level, kind, value in ancillary:
+                if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(value) >= _TIMESPEC.size:
+                    sec, nsec = _TIMESPEC.unpack_from(value)
+                    arrival = min(now, now - (wall - (sec + nsec / 1e9)))
+            self.on_datagram(data, addr, arrival)
+        transport.resume_reading()  # type: ignore[attr-defined]
+
     def _handle(self) -> asyncio.DatagramTransport | None:
         return self.transport
+
+    def close(self) -> None:
+        if self._held is not None:
+            self._held.cancel()
+            self._held = None
+        super().close()
 
     def send(self, data: bytes, addr: tuple) -> None:
         """One datagram, straight to the socket: one the kernel will not take now is lost, as any may be."""

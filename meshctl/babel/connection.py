@@ -36,6 +36,11 @@ _OURS = frozenset({Ready, CommandDone, Closed})  # the protocol's own events; th
 #: How long babeld may stay silent while it sends the table that ``monitor`` starts with.
 SYNC_SILENCE = 10.0
 _NOT_LISTENING = (errno.ECONNREFUSED, errno.ENOENT)
+#: A read at least this big is a burst (a table, a flap storm), not chatter: it is read on at once.
+#: babeld drops a client whose socket stays full for 100 ms, so a burst must never wait for a beat.
+BURST = 16384
+#: When to read again after a read: a function of the loop time (see meshctl.beat), or None for at once.
+ReadPace = Callable[[float], float]
 
 
 class Connection(asyncio.Protocol):
@@ -47,9 +52,14 @@ class Connection(asyncio.Protocol):
     waking a task for each read was most of an idle daemon's CPU.
     """
 
-    def __init__(self, endpoint: Endpoint) -> None:
+    def __init__(self, endpoint: Endpoint, pace: ReadPace | None = None) -> None:
         self._loop = loop = asyncio.get_running_loop()
         self.endpoint = endpoint
+        # babeld repeats the same neighbour and route lines tens of times a second; reading them on a
+        # beat instead of as they come turns ~50 wake-ups a second into one per beat.  Only while idle:
+        # never while a command's reply (or the first table) is due, never during a burst.
+        self.pace = pace
+        self._resume: asyncio.TimerHandle | None = None
         self._transport: asyncio.Transport | None = None
         self._proto = BabelProtocol()
         self._waiters: deque[asyncio.Future[CommandDone]] = deque()
@@ -61,15 +71,15 @@ class Connection(asyncio.Protocol):
         self.last_heard = loop.time()
 
     @classmethod
-    async def open(cls, endpoint: Endpoint, timeout: float = 5.0) -> Connection:
+    async def open(cls, endpoint: Endpoint, timeout: float = 5.0, pace: ReadPace | None = None) -> Connection:
         """Connect and wait for babeld's banner."""
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(timeout):
                 if endpoint.scheme == "unix":
-                    _, conn = await loop.create_unix_connection(lambda: cls(endpoint), endpoint.path)
+                    _, conn = await loop.create_unix_connection(lambda: cls(endpoint, pace), endpoint.path)
                 else:
-                    _, conn = await loop.create_connection(lambda: cls(endpoint), endpoint.host, endpoint.port)
+                    _, conn = await loop.create_connection(lambda: cls(endpoint, pace), endpoint.host, endpoint.port)
         except TimeoutError:
             raise BabelConnectionError(f"babeld at {endpoint}: connect timed out after {timeout:g}s") from None
         except OSError as exc:
@@ -111,6 +121,7 @@ class Connection(asyncio.Protocol):
         waiter: asyncio.Future[CommandDone] = asyncio.get_running_loop().create_future()
         if command.strip() != "quit":
             self._waiters.append(waiter)
+            self._read_now()  # the reply must not wait for a beat
         self._transport.write(data)  # a few bytes: no flow control to wait for
         if command.strip() == "quit":
             return CommandDone("quit", "ok")
@@ -149,6 +160,8 @@ class Connection(asyncio.Protocol):
 
     def close(self) -> None:
         """Close the socket; idempotent."""
+        if self._resume is not None:
+            self._resume.cancel()
         if self._transport is not None:
             self._transport.close()
         self._finish("closed by us")
@@ -169,8 +182,21 @@ class Connection(asyncio.Protocol):
         self._proto.receive_data(data)
         if self._pump():
             self.close_after("babeld closed the connection")
-        else:
-            self.last_heard = self._loop.time()
+            return
+        self.last_heard = now = self._loop.time()
+        if self.pace is not None and not self._waiters and len(data) < BURST and self._transport is not None:
+            # What babeld says next waits in the socket until the beat (an EOF too: a dead babeld is
+            # noticed at most one beat late).
+            self._transport.pause_reading()
+            if self._resume is None:
+                self._resume = self._loop.call_at(self.pace(now), self._read_now)
+
+    def _read_now(self) -> None:
+        if self._resume is not None:
+            self._resume.cancel()
+            self._resume = None
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.resume_reading()
 
     def eof_received(self) -> bool:
         self._proto.receive_data(b"")
@@ -179,6 +205,8 @@ class Connection(asyncio.Protocol):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._resume is not None:
+            self._resume.cancel()
         self._finish(f"read failed: {exc}" if exc else "babeld closed the connection")
         if not self._gone.done():
             self._gone.set_result(None)
@@ -313,8 +341,10 @@ class Client:
     resync into another (11,306 connections in 8 s before this was changed).
     """
 
-    def __init__(self, endpoint: Endpoint, sink: Sink, backoff: Backoff | None = None) -> None:
+    def __init__(self, endpoint: Endpoint, sink: Sink, backoff: Backoff | None = None,
+                 pace: ReadPace | None = None) -> None:
         self.endpoint = endpoint
+        self.pace = pace  # when to read again after babeld's chatter (None: as it comes)
         self.sink = sink
         self.backoff = backoff or Backoff()
         self.stats = ClientStats()
@@ -352,7 +382,7 @@ class Client:
                         "counted: %s", self.endpoint, error.kind, error)
 
     async def _session(self) -> None:
-        conn = await Connection.open(self.endpoint)
+        conn = await Connection.open(self.endpoint, pace=self.pace)
         self.stats.connects += 1
         if self.stats.connects > 1:
             self.stats.reconnects += 1

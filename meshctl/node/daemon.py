@@ -17,6 +17,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from meshctl.babel.connection import Backoff, Client
+from meshctl.beat import next_beat
 from meshctl.config import GossipConfig, NeighbourConfig, NodeConfig, load_config
 from meshctl.counters import Counters
 from meshctl.errors import MeshctlError
@@ -48,7 +49,9 @@ class Daemon:
         self.metrics_listen = metrics or config.metrics
         self.view = MeshView()
         self.view.listeners.append(self._model_changed)
-        self.babel = Client(config.babel, self.view, Backoff(initial=0.1, maximum=2.0))
+        period, offset = config.babel_read_pace()
+        pace = (lambda now: next_beat(now, period, offset)) if period > 0 else None
+        self.babel = Client(config.babel, self.view, Backoff(initial=0.1, maximum=2.0), pace)
         self.counters = Counters()
         self.started = time.time()
         self.uplinks: list[UplinkRunner] = []

@@ -38,6 +38,7 @@ from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
+from meshctl.beat import beat_at_or_after
 from meshctl.config import GatewayCandidate, Prefix, UplinkConfig
 from meshctl.topology.model import INFINITY, TopologyModel
 from meshctl.uplink.control import FAMILIES, ROLE_NONE, ROLE_PRIMARY, ROLE_STANDBY, Message, Sequence
@@ -228,8 +229,15 @@ class UplinkController:
         return False
 
     def interval(self, gateway: str) -> float:
-        """Seconds between probes to ``gateway``: short for the ones that carry traffic."""
-        return self.config.probe_interval if self._busy(gateway) else self.config.backup_probe_interval
+        """Seconds between probes to ``gateway``: short for the ones that carry traffic.
+
+        Probes go out on the probe_interval grid (meshctl.beat), so a backup's interval is a whole
+        number of those: rounded up, it is also the pace its silence is judged by.
+        """
+        fast = self.config.probe_interval
+        if self._busy(gateway):
+            return fast
+        return beat_at_or_after(self.config.backup_probe_interval, fast)
 
     def alive(self, gateway: str, now: float) -> bool | None:
         """Does the gateway answer probes?  None until it had the time to."""

@@ -17,6 +17,7 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
+from meshctl.beat import answers_after, beat_at_or_after
 from meshctl.config import UplinkConfig
 from meshctl.counters import Counters
 from meshctl.topology.model import MeshView
@@ -174,6 +175,8 @@ class UplinkRunner:
                 self._timer = loop.call_at(step.deadline, self.poke)
             if step.probe_now:
                 self._send_probes(everyone=True)
+            if self._switching():
+                self._read_now()  # a switch under way waits for acks: read them as they come
             done = await self.converge()
             if done:
                 self._send_probes(everyone=True)  # tell the new gateway at once (and the old one, if not told yet)
@@ -318,6 +321,13 @@ class UplinkRunner:
             if sock is not None:
                 sock.send(encode(message, secret), self._to[gw.name])
 
+    def _switching(self) -> bool:
+        return any(g.transition is not None for g in self.ctl.groups.values())
+
+    def _read_now(self) -> None:
+        for sock in self.socks.values():
+            sock.read_now()
+
     def _liveness(self, now: float) -> dict[str, bool | None]:
         return {g.name: self.ctl.alive(g.name, now) for g in self.config.gateways}
 
@@ -329,20 +339,31 @@ class UplinkRunner:
         failed: asyncio.Future[None] = loop.create_future()
         timer: asyncio.TimerHandle | None = None
 
-        def tick(first: bool = False) -> None:
+        period = self.config.probe_interval
+        after = answers_after(period)
+
+        def tick(beat: float | None = None) -> None:
             nonlocal timer
             try:
-                if not first:
-                    self._judge_liveness(loop.time())
-                self._send_probes()
                 now = loop.time()
-                timer = loop.call_at(max(now + 0.001, min(self.ctl.next_probe(), now + self.config.probe_interval)),
-                                     tick)
+                if beat is not None:
+                    self._judge_liveness(now)
+                self._send_probes()
+                if not self._switching():
+                    # The answers, and babeld's chatter (read on the same grid), wait for one wake-up.
+                    for sock in self.socks.values():
+                        sock.hold((now if beat is None else beat) + after)
+                # Probes go out on the grid k * probe_interval, which babeld's reads share (offset by
+                # ``after``): a due time rounds up to it, and probes are due a little early for that.
+                due = beat_at_or_after(min(self.ctl.next_probe(), now + period), period)
+                if due <= now:
+                    due = beat_at_or_after(now + 0.001, period)
+                timer = loop.call_at(due, tick, due)
             except Exception as exc:  # the task fails as a sleeping loop would, and the daemon with it
                 if not failed.done():
                     failed.set_exception(exc)
 
-        tick(first=True)
+        tick()
         try:
             await failed
         finally:
@@ -359,11 +380,8 @@ class UplinkRunner:
             self._alive = current
             self.poke(now)
 
-    def _on_datagram(self, data: bytes, addr: tuple) -> None:
-        """An ack (or anything else) on a control socket, as it arrives."""
-        loop = self._loop
-        assert loop is not None
-        now = loop.time()
+    def _on_datagram(self, data: bytes, addr: tuple, now: float) -> None:
+        """An ack (or anything else) on a control socket; ``now``: when it arrived."""
         try:
             message = decode(data, self.config.secret, time.time())
         except ControlError as exc:
