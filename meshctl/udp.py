@@ -132,61 +132,53 @@ class BoundSocket(_Bound):
         super().__init__(host, port, device, what)
         self.on_datagram = on_datagram
         self.transport: asyncio.DatagramTransport | None = None
-        self._held: asyncio.TimerHandle | None = None
 
     async def _attach(self, sock: socket.socket) -> None:
         loop = asyncio.get_running_loop()
         if _SO_TIMESTAMPNS is not None:
             with contextlib.suppress(OSError):  # without stamps, a held datagram arrived when it is read
                 sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
-        self.read_now()  # a hold on the socket this one replaces ends with it
+        self.drain()  # what the socket this one replaces still holds
         self.transport, _ = await loop.create_datagram_endpoint(lambda: _Receiver(self.on_datagram), sock=sock)
         self.sock = sock
 
-    def hold(self, until: float) -> None:
-        """Leave what arrives in the socket until ``until`` (loop time), then read it all in one go.
+    def quiet(self) -> None:
+        """Stop waking for each datagram; they wait in the socket for :meth:`drain`.
 
-        A probe round's answers come back within a millisecond or two of each other: read as they
-        come, each would wake the loop on its own.  Each keeps the time the kernel received it.
+        A probe round's answers come back within a millisecond or two of each other: read as
+        they come, each would wake the loop on its own.
         """
         transport = self.transport
-        if transport is None or transport.is_closing() or self._held is not None:
-            return
-        transport.pause_reading()  # type: ignore[attr-defined]  # asyncio's selector transport has it; typeshed not
-        self._held = asyncio.get_running_loop().call_at(until, self.read_now)
+        if transport is not None and not transport.is_closing():
+            transport.pause_reading()  # type: ignore[attr-defined]  # asyncio's selector transport has it; typeshed not
 
-    def read_now(self) -> None:
-        """End a hold: read what waits, then read datagrams as they come again."""
-        if self._held is None:
-            return
-        self._held.cancel()
-        self._held = None
+    def live(self) -> None:
+        """Read each datagram as it comes again (after draining what waits)."""
+        self.drain()
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.resume_reading()  # type: ignore[attr-defined]
+
+    def drain(self) -> None:
+        """Hand on every datagram waiting in the socket, each with the time the kernel received it."""
         transport, sock = self.transport, self.sock
         if transport is None or sock is None or transport.is_closing():
             return
-        loop = asyncio.get_running_loop()
-        now, wall = loop.time(), time.time()
+        now, wall = asyncio.get_running_loop().time(), time.time()
         while True:
             try:
                 data, ancillary, _, addr = sock.recvmsg(65535, 64)
-            except OSError:  # nothing more (or the socket failed: the transport sees that when it reads)
-                break
+            except OSError:  # nothing more (or a failed socket: the transport sees that when it reads)
+                return
             arrival = now
             for level, kind, value in ancillary:
                 if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(value) >= _TIMESPEC.size:
                     sec, nsec = _TIMESPEC.unpack_from(value)
                     arrival = min(now, now - (wall - (sec + nsec / 1e9)))
             self.on_datagram(data, addr, arrival)
-        transport.resume_reading()  # type: ignore[attr-defined]
 
     def _handle(self) -> asyncio.DatagramTransport | None:
         return self.transport
-
-    def close(self) -> None:
-        if self._held is not None:
-            self._held.cancel()
-            self._held = None
-        super().close()
 
     def send(self, data: bytes, addr: tuple) -> None:
         """One datagram, straight to the socket: one the kernel will not take now is lost, as any may be."""

@@ -248,3 +248,16 @@ def test_next_hops_for_each_family() -> None:
     assert next_hop(v6, "fe80::1") == {"gateway": "fe80::1"}  # an IPv6 route takes RTA_GATEWAY, RTA_VIA is refused
     assert next_hop(v4, "10.0.0.1") == {"gateway": "10.0.0.1"}
     assert next_hop(v4, None) == {}
+
+
+def test_answers_follow_the_model_though_they_are_worked_out_once_per_version(gw: GatewayController) -> None:
+    m = model(CLIENT_ROUTE, VIA_UPSTREAM)
+    acks = [decode(gw.receive(probe(seq), "10.98.0.1", m, seq / 10, WALL).ack or b"", SECRET, WALL) for seq in (1, 2)]
+    assert [a.metrics for a in acks] == [(96,), (96,)]
+    m.apply(parse_line(VIA_UPSTREAM.replace("add", "flush", 1)))  # the upstream route is gone: a new version
+    got = gw.receive(probe(3), "10.98.0.1", m, 0.3, WALL)
+    assert decode(got.ack or b"", SECRET, WALL).metrics == (65535,)
+    # A new model (a resync) is never answered from the old one's figures, whatever its version.
+    fresh = model(CLIENT_ROUTE, VIA_UPSTREAM)
+    fresh.version = m.version
+    assert decode(gw.receive(probe(4), "10.98.0.1", fresh, 0.4, WALL).ack or b"", SECRET, WALL).metrics == (96,)

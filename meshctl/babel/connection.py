@@ -20,6 +20,7 @@ import errno
 import gc
 import logging
 import os
+import socket
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -39,6 +40,8 @@ _NOT_LISTENING = (errno.ECONNREFUSED, errno.ENOENT)
 #: A read at least this big is a burst (a table, a flap storm), not chatter: it is read on at once.
 #: babeld drops a client whose socket stays full for 100 ms, so a burst must never wait for a beat.
 BURST = 16384
+#: babeld is chatty (its reads may wait for a beat) when it wrote again within this many seconds.
+CHATTY = 0.2
 #: When to read again after a read: a function of the loop time (see meshctl.beat), or None for at once.
 ReadPace = Callable[[float], float]
 
@@ -60,6 +63,7 @@ class Connection(asyncio.Protocol):
         # never while a command's reply (or the first table) is due, never during a burst.
         self.pace = pace
         self._resume: asyncio.TimerHandle | None = None
+        self._raw: socket.socket | None = None  # the same socket, to read on the beat without the transport
         self._transport: asyncio.Transport | None = None
         self._proto = BabelProtocol()
         self._waiters: deque[asyncio.Future[CommandDone]] = deque()
@@ -177,26 +181,75 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
+        if self.pace is not None:
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                self._raw = sock.dup()  # asyncio's wrapper cannot recv; a dup reads the same stream
+                self._raw.setblocking(False)
 
     def data_received(self, data: bytes) -> None:
         self._proto.receive_data(data)
         if self._pump():
             self.close_after("babeld closed the connection")
             return
-        self.last_heard = now = self._loop.time()
-        if self.pace is not None and not self._waiters and len(data) < BURST and self._transport is not None:
-            # What babeld says next waits in the socket until the beat (an EOF too: a dead babeld is
-            # noticed at most one beat late).
+        now = self._loop.time()
+        chatty = now - self.last_heard < CHATTY
+        self.last_heard = now
+        if chatty and self._may_wait(len(data)):
+            # babeld is repeating itself: stop waking for it, and read what it says on the beat.
+            assert self._transport is not None
             self._transport.pause_reading()
-            if self._resume is None:
-                self._resume = self._loop.call_at(self.pace(now), self._read_now)
+            self._poll_on_beat(now)
+
+    def _may_wait(self, size: int) -> bool:
+        """May what babeld sends next wait for the beat?  Not a command's reply, not a burst."""
+        return self.pace is not None and self._raw is not None and not self._waiters and size < BURST
+
+    def _poll_on_beat(self, now: float) -> None:
+        assert self.pace is not None
+        if self._resume is None:
+            self._resume = self._loop.call_at(self.pace(now), self._poll)
+
+    def _poll(self) -> None:
+        """On the beat: read what babeld said meanwhile straight from the socket, without a wake-up of its own.
+
+        Back to reading as it comes when babeld has gone quiet (nothing waited: polling would only add
+        wake-ups), for a burst, for a command's reply, and for an EOF or error (the transport sees those).
+        """
+        self._resume = None
+        raw, transport = self._raw, self._transport
+        if raw is None or transport is None or transport.is_closing():
+            return
+        got = 0
+        while True:
+            try:
+                chunk = raw.recv(65536)
+            except BlockingIOError:
+                break
+            except OSError:
+                chunk = b""
+            if not chunk:  # EOF or a failed socket: the transport reads it again and says which
+                transport.resume_reading()
+                return
+            got += len(chunk)
+            self._proto.receive_data(chunk)
+            if self._pump():
+                self.close_after("babeld closed the connection")
+                return
+        now = self._loop.time()
+        if got:
+            self.last_heard = now
+        if got and self._may_wait(got):
+            self._poll_on_beat(now)
+        else:
+            transport.resume_reading()
 
     def _read_now(self) -> None:
         if self._resume is not None:
             self._resume.cancel()
             self._resume = None
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.resume_reading()
+            if self._transport is not None and not self._transport.is_closing():
+                self._transport.resume_reading()
 
     def eof_received(self) -> bool:
         self._proto.receive_data(b"")
@@ -207,6 +260,8 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._resume is not None:
             self._resume.cancel()
+        if self._raw is not None:
+            self._raw.close()
         self._finish(f"read failed: {exc}" if exc else "babeld closed the connection")
         if not self._gone.done():
             self._gone.set_result(None)

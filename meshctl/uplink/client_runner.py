@@ -324,9 +324,13 @@ class UplinkRunner:
     def _switching(self) -> bool:
         return any(g.transition is not None for g in self.ctl.groups.values())
 
+    def _drain(self) -> None:
+        for sock in self.socks.values():
+            sock.drain()
+
     def _read_now(self) -> None:
         for sock in self.socks.values():
-            sock.read_now()
+            sock.live()
 
     def _liveness(self, now: float) -> dict[str, bool | None]:
         return {g.name: self.ctl.alive(g.name, now) for g in self.config.gateways}
@@ -341,20 +345,24 @@ class UplinkRunner:
 
         period = self.config.probe_interval
         after = answers_after(period)
+        drain: asyncio.TimerHandle | None = None
 
         def tick(beat: float | None = None) -> None:
-            nonlocal timer
+            nonlocal timer, drain
             try:
+                self._drain()  # answers that came after the last drain: liveness is judged on all of them
                 now = loop.time()
                 if beat is not None:
                     self._judge_liveness(now)
                 self._send_probes()
                 if not self._switching():
-                    # The answers, and babeld's chatter (read on the same grid), wait for one wake-up.
+                    # The answers, and babeld's chatter (read on the same grid, offset by ``after``), wait
+                    # in their sockets for one wake-up.
                     for sock in self.socks.values():
-                        sock.hold((now if beat is None else beat) + after)
-                # Probes go out on the grid k * probe_interval, which babeld's reads share (offset by
-                # ``after``): a due time rounds up to it, and probes are due a little early for that.
+                        sock.quiet()
+                    drain = loop.call_at((now if beat is None else beat) + after, self._drain)
+                # Probes go out on the grid k * probe_interval: a due time rounds up to it, and probes
+                # fall due a little early for that.
                 due = beat_at_or_after(min(self.ctl.next_probe(), now + period), period)
                 if due <= now:
                     due = beat_at_or_after(now + 0.001, period)
@@ -367,8 +375,9 @@ class UplinkRunner:
         try:
             await failed
         finally:
-            if timer is not None:
-                timer.cancel()
+            for handle in (timer, drain):
+                if handle is not None:
+                    handle.cancel()
 
     def _judge_liveness(self, now: float) -> None:
         current = self._liveness(now)

@@ -204,6 +204,10 @@ def _prefix(text: str) -> Prefix | None:
         return None
 
 
+#: Entries kept per look-up cache (source address -> client, (client, prefixes) -> metrics).
+OWNER_CACHE = 256
+
+
 class GatewayController:
     """Serves clients: answers probes, says which addresses to announce."""
 
@@ -217,15 +221,26 @@ class GatewayController:
         self.activity: dict[str, Activity] = {c.name: Activity() for c in config.clients}
         self.buckets: dict[str, TokenBucket] = {}
         self.sources = [(p, c.name) for c in config.clients for p in c.addresses]
+        # A client asks 10 to 20 times a second, and the answers change only with the model: each is
+        # worked out once per model version (most of an idle gateway's CPU went into these).
+        self._owners: dict[str, str | None] = {}
+        self._metrics: dict[tuple[str, tuple[str, ...]], tuple[int, ...]] = {}
+        self._metrics_of: tuple[TopologyModel, int] | None = None
 
     # -- datagrams ---------------------------------------------------------------
 
     def _client_at(self, source: str) -> str | None:
+        if source in self._owners:
+            return self._owners[source]
         try:
             addr = ipaddress.ip_address(source.split("%", 1)[0])
         except ValueError:
             return None
-        return next((name for prefix, name in self.sources if addr.version == prefix.version and addr in prefix), None)
+        owner = next((name for prefix, name in self.sources if addr.version == prefix.version and addr in prefix), None)
+        if len(self._owners) >= OWNER_CACHE:  # the socket only hears the tunnel, but stay bounded anyway
+            self._owners.clear()
+        self._owners[source] = owner
+        return owner
 
     def receive(self, data: bytes, source: str, model: TopologyModel, now: float, wall: float,
                 synced: bool = True) -> Received:
@@ -254,7 +269,7 @@ class GatewayController:
         if not self.replay.accept(message.sender, message.seq):
             return Received("replay")
         actions = self.on_probe(client, message, now)
-        metrics = self.metrics(model, message.prefixes, client) if synced else (INFINITY,) * len(message.prefixes)
+        metrics = self.metrics_for(model, message.prefixes, client) if synced else (INFINITY,) * len(message.prefixes)
         roles = (self.roles.get((client.name, 4), ROLE_NONE), self.roles.get((client.name, 6), ROLE_NONE))
         ack = Message("ack", self.node, message.seq, wall, roles, (), metrics)
         return Received(None, encode(ack, self.config.secret), tuple(actions))
@@ -282,6 +297,19 @@ class GatewayController:
         else:
             self.leases.pop(client.name, None)
         return out
+
+    def metrics_for(self, model: TopologyModel, prefixes: tuple[str, ...], client: ClientEntry) -> tuple[int, ...]:
+        """:meth:`metrics`, worked out again only when the model changed."""
+        if self._metrics_of is None or self._metrics_of[0] is not model or self._metrics_of[1] != model.version:
+            self._metrics_of = (model, model.version)  # the model itself: a resync's new one may reuse an id
+            self._metrics.clear()
+        key = (client.name, prefixes)
+        found = self._metrics.get(key)
+        if found is None:
+            if len(self._metrics) >= OWNER_CACHE:
+                self._metrics.clear()
+            found = self._metrics[key] = self.metrics(model, prefixes, client)
+        return found
 
     @staticmethod
     def metrics(model: TopologyModel, prefixes: tuple[str, ...], client: ClientEntry) -> tuple[int, ...]:
