@@ -114,3 +114,18 @@ print(json.dumps([before, [c.__module__ for c in (GatewayCandidate, UplinkConfig
     assert before == []
     assert modules == [UPLINK, UPLINK, GATEWAY, GATEWAY, LINKS, LINKS, LINKS]
     assert missing == "module 'meshctl.config' has no attribute 'NoSuchThing'"
+
+
+def test_without_gossip_the_mesh_map_loads_the_gossip_table_when_asked_for(tmp_path: Path) -> None:
+    probe = """
+import json, sys
+from meshctl.config import load_config
+from meshctl.node.daemon import Daemon
+daemon = Daemon(load_config(sys.argv[1]))
+before = "meshctl.gossip.table" in sys.modules
+doc = daemon.mesh()
+print(json.dumps([before, "meshctl.gossip.table" in sys.modules, doc["schema"]]))
+"""
+    out = subprocess.run([sys.executable, "-c", probe, write(tmp_path, uplink=True)], cwd=ROOT, capture_output=True,
+                         text=True, check=True)
+    assert json.loads(out.stdout) == [False, True, "meshctl.mesh/1"]
