@@ -2,7 +2,9 @@
 
 Each case builds a daemon from a config in a fresh interpreter and looks at what got imported:
 pyroute2 only for a gateway (routes) or [links] (netdevs), prometheus_client only with metrics,
-cryptography only with keys to use.
+cryptography only with keys to use, networkx only with gossip (the model builds its graph only when
+asked for one).  meshctl's own section types, the gossip table and the uplink control codec are
+loaded with the roles that use them: each frozen dataclass costs about 0.5 ms to build at start.
 """
 
 from __future__ import annotations
@@ -22,6 +24,12 @@ from meshctl.wireguard.keys import KeyPair, write_private_key
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CRYPTO = "cryptography.hazmat.backends.openssl"  # an X25519 key in use loads it
 WATCHED = ("pyroute2", "prometheus_client", "cryptography", CRYPTO, "asyncio_dgram", "networkx", "msgpack")
+UPLINK = "meshctl.uplink.client_config"
+GATEWAY = "meshctl.uplink.gateway_config"
+LINKS = "meshctl.links.config"
+TABLE = "meshctl.gossip.table"
+CONTROL = ("meshctl.uplink.control", "meshctl.wireguard.state")  # the uplink plane's codec and device state
+OWN = (UPLINK, GATEWAY, LINKS, TABLE, "meshctl.node.meshmap", *CONTROL)
 PROBE = """
 import json, sys
 from meshctl.config import load_config
@@ -59,22 +67,65 @@ def write(tmp_path: Path, *, uplink: bool = False, gateway: bool = False, gossip
 
 
 @pytest.mark.parametrize(
-    ("kind", "metrics", "expected"),
+    ("kind", "metrics", "expected", "own"),
     [
-        ({"uplink": True}, "", {"asyncio_dgram", "networkx", "msgpack", "cryptography", CRYPTO}),
+        ({"uplink": True}, "", {"asyncio_dgram", "msgpack", "cryptography", CRYPTO}, {UPLINK, *CONTROL}),
         ({"uplink": True, "gossip": True}, "[::1]:9474",
-         {"asyncio_dgram", "networkx", "msgpack", "cryptography", CRYPTO, "prometheus_client"}),
-        ({"gateway": True}, "", {"asyncio_dgram", "networkx", "msgpack", "cryptography", CRYPTO, "pyroute2"}),
-        ({"gossip": True}, "", {"networkx", "msgpack", "cryptography"}),
+         {"asyncio_dgram", "networkx", "msgpack", "cryptography", CRYPTO, "prometheus_client"},
+         {UPLINK, TABLE, "meshctl.node.meshmap", *CONTROL}),
+        ({"gateway": True}, "", {"asyncio_dgram", "msgpack", "cryptography", CRYPTO, "pyroute2"}, {GATEWAY, *CONTROL}),
+        ({"gossip": True}, "", {"networkx", "msgpack", "cryptography"}, {TABLE, "meshctl.node.meshmap"}),
+        ({"gossip": True}, "[::1]:9474", {"networkx", "msgpack", "cryptography", "prometheus_client"},
+         {TABLE, "meshctl.node.meshmap"}),
     ],
 )
 def test_a_daemon_loads_what_its_config_uses_and_the_floor_says_so(
-    tmp_path: Path, kind: dict, metrics: str, expected: set[str]
+    tmp_path: Path, kind: dict, metrics: str, expected: set[str], own: set[str]
 ) -> None:
     config = write(tmp_path, **kind)
-    out = subprocess.run([sys.executable, "-c", PROBE, config, metrics, json.dumps(WATCHED)], cwd=ROOT,
+    out = subprocess.run([sys.executable, "-c", PROBE, config, metrics, json.dumps(WATCHED + OWN)], cwd=ROOT,
                          capture_output=True, text=True, check=True)
-    assert set(json.loads(out.stdout)) == expected
+    loaded = set(json.loads(out.stdout))
+    assert loaded & set(WATCHED) == expected
+    assert loaded & set(OWN) == own
     libs = libraries(config, metrics=bool(metrics))
     crypto = {"cryptography"} if any(lib.startswith("cryptography") for lib in libs) else set()
-    assert {lib for lib in libs if lib in WATCHED} | crypto == expected
+    # The bench's floor keeps networkx for every config (the model's library, in the design); a daemon
+    # without [gossip] loads it only when asked for the mesh map, so its floor is an upper bound there.
+    assert {lib for lib in libs if lib in WATCHED} | crypto == expected | {"networkx"}
+
+
+def test_section_types_load_with_their_section_and_stay_importable_from_config() -> None:
+    probe = """
+import json, sys
+import meshctl.config as config
+before = sorted(m for m in sys.modules if m.endswith("_config") or m == "meshctl.links.config")
+from meshctl.config import ClientEntry, GatewayCandidate, GatewayConfig, LinksConfig, NeighbourConfig, PathConfig, UplinkConfig
+try:
+    config.NoSuchThing
+    missing = "no error"
+except AttributeError as exc:
+    missing = str(exc)
+print(json.dumps([before, [c.__module__ for c in (GatewayCandidate, UplinkConfig, ClientEntry, GatewayConfig, PathConfig,
+                                                  NeighbourConfig, LinksConfig)], missing]))
+"""
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    before, modules, missing = json.loads(out.stdout)
+    assert before == []
+    assert modules == [UPLINK, UPLINK, GATEWAY, GATEWAY, LINKS, LINKS, LINKS]
+    assert missing == "module 'meshctl.config' has no attribute 'NoSuchThing'"
+
+
+def test_without_gossip_the_mesh_map_loads_the_gossip_table_when_asked_for(tmp_path: Path) -> None:
+    probe = """
+import json, sys
+from meshctl.config import load_config
+from meshctl.node.daemon import Daemon
+daemon = Daemon(load_config(sys.argv[1]))
+before = "meshctl.gossip.table" in sys.modules
+doc = daemon.mesh()
+print(json.dumps([before, "meshctl.gossip.table" in sys.modules, doc["schema"]]))
+"""
+    out = subprocess.run([sys.executable, "-c", probe, write(tmp_path, uplink=True)], cwd=ROOT, capture_output=True,
+                         text=True, check=True)
+    assert json.loads(out.stdout) == [False, True, "meshctl.mesh/1"]

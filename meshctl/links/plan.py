@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 from meshctl.listen import parse_listen
 
 if TYPE_CHECKING:
-    from meshctl.config import LinksConfig, NeighbourConfig
+    from meshctl.links.config import LinksConfig, NeighbourConfig
 
 MAX_PATHS = 8  # per neighbour: one digit in interface names, a block of ports for gossip paths
 

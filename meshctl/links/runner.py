@@ -52,7 +52,7 @@ from meshctl.wireguard.uapi import UapiError
 from meshctl.wireguard.uapi_client import socket_path
 
 if TYPE_CHECKING:
-    from meshctl.config import LinksConfig, NeighbourConfig
+    from meshctl.links.config import LinksConfig, NeighbourConfig
     from meshctl.topology.model import MeshView, TopologyModel
 
 log = logging.getLogger("meshctl.links")

@@ -18,20 +18,21 @@ from typing import TYPE_CHECKING, Any
 
 from meshctl.babel.connection import Backoff, Client
 from meshctl.beat import next_beat
-from meshctl.config import GossipConfig, NeighbourConfig, NodeConfig, load_config
+from meshctl.config import GossipConfig, NodeConfig, load_config
 from meshctl.counters import Counters
 from meshctl.errors import MeshctlError
-from meshctl.gossip.table import Identity
 from meshctl.node.logs import REDACTOR
-from meshctl.node.meshmap import mesh_doc, uplink_choices
 from meshctl.node.sockets import serve_control
 from meshctl.topology.model import MeshView
 
 # Loaded only when the config uses them (a router's memory is mostly libraries): the gateway and
 # link runners bring pyroute2, the exporter prometheus_client, gossip Ed25519, WireGuard (uplinks,
-# gateway, links) cryptography's X25519 and OpenSSL backend.
+# gateway, links) cryptography's X25519 and OpenSSL backend.  The gossip table (the mesh map's
+# shapes) with [gossip], or when someone asks for the map.
 if TYPE_CHECKING:
     from meshctl.gossip.runner import GossipRunner
+    from meshctl.gossip.table import Identity
+    from meshctl.links.config import NeighbourConfig
     from meshctl.links.runner import LinkRunner
     from meshctl.node.metrics import Metrics
     from meshctl.uplink.client_runner import UplinkRunner
@@ -74,6 +75,7 @@ class Daemon:
         self.gossip: GossipRunner | None = None
         if config.gossip:
             from meshctl.gossip.runner import GossipRunner
+            from meshctl.node.meshmap import uplink_choices
 
             self.gossip = GossipRunner(config.gossip, self.identity(), self.view, lambda: uplink_choices(self))
         self.backend = backend
@@ -100,6 +102,8 @@ class Daemon:
 
     def identity(self) -> Identity:
         """What this node says of itself in gossip, from its config."""
+        from meshctl.gossip.table import Identity
+
         config = self.config
         keys = [u.keys.public for u in config.uplinks] + ([config.gateway.keys.public] if config.gateway else [])
         if config.links:
@@ -209,6 +213,8 @@ class Daemon:
 
     def mesh(self) -> dict[str, Any]:
         """The whole mesh as gossip shows it (this node alone without gossip)."""
+        from meshctl.node.meshmap import mesh_doc
+
         return mesh_doc(self)
 
     def status(self) -> dict[str, Any]:

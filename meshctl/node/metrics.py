@@ -29,15 +29,13 @@ from prometheus_client.registry import Collector
 
 from meshctl import __version__
 from meshctl.errors import MeshctlError
-from meshctl.gossip.table import REJECT_REASONS as GOSSIP_REASONS
 from meshctl.listen import parse_listen
 from meshctl.node.httpd import BoundedServer, Request, Response
 from meshctl.topology.export import mesh_to_netjson
-from meshctl.uplink.control import ROLE_NONE
-from meshctl.wireguard.state import Device
 
 if TYPE_CHECKING:
     from meshctl.node.daemon import Daemon
+    from meshctl.wireguard.state import Device
 
 log = logging.getLogger("meshctl.metrics")
 
@@ -197,6 +195,8 @@ class DaemonCollector(Collector):
             "What this gateway announces for a client: 0 nothing, 1 standby, 2 primary",
             labels=["client"],
         )
+        from meshctl.uplink.control import ROLE_NONE  # loaded with the gateway already: free here
+
         for name in gw.clients:
             role.add_metric([name], gw.roles.get(name, ROLE_NONE))
         yield role
@@ -262,6 +262,8 @@ class DaemonCollector(Collector):
         g = self.daemon.gossip
         if g is None:
             return
+        from meshctl.gossip.table import REJECT_REASONS as GOSSIP_REASONS  # loaded with gossip already: free here
+
         origins = GaugeMetricFamily("meshctl_gossip_origins", "Other nodes whose description this node holds")
         origins.add_metric([], len(g.table.entries))
         yield origins

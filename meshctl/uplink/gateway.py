@@ -35,7 +35,7 @@ import functools
 import ipaddress
 from dataclasses import dataclass
 
-from meshctl.config import ClientEntry, GatewayConfig, Prefix
+from meshctl.config import Prefix
 from meshctl.topology.model import INFINITY, TopologyModel
 from meshctl.uplink.control import (
     FAMILIES,
@@ -47,6 +47,7 @@ from meshctl.uplink.control import (
     decode,
     encode,
 )
+from meshctl.uplink.gateway_config import ClientEntry, GatewayConfig
 from meshctl.wireguard.state import Device
 
 RATE = 100.0  # datagrams per second one source may send us (a client probes at 10-20)

@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from meshctl.config import ClientEntry, GatewayConfig, Prefix
+from meshctl.config import Prefix
 from meshctl.counters import Counters
 from meshctl.topology.model import MeshView
 from meshctl.udp import BoundStream, ifindex
@@ -27,6 +27,7 @@ from meshctl.uplink.gateway import (
     announced_by_client,
     mesh_path,
 )
+from meshctl.uplink.gateway_config import ClientEntry, GatewayConfig
 from meshctl.uplink.routes import RouteError, announce, control_routes, ours, withdraw
 from meshctl.uplink.watchdog import Watchdog, demotions
 from meshctl.wireguard.backend import Backend, converge
