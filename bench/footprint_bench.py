@@ -163,7 +163,7 @@ def libraries(config_path: str, metrics: bool) -> list[str]:
     from meshctl.config import load_config
 
     config = load_config(config_path)
-    libs = ["asyncio", "networkx", "msgpack"]  # the loop; the model's graph and exports; control messages
+    libs = ["asyncio", "msgpack"]  # the loop; control messages
     # A WireGuard (X25519) key in use loads cryptography's OpenSSL backend, and every key type with it:
     # that is what the library costs.  Gossip's Ed25519 alone does not.
     if config.uplinks or config.gateway or config.links:
@@ -172,6 +172,7 @@ def libraries(config_path: str, metrics: bool) -> list[str]:
         libs.append("asyncio_dgram")  # the uplink control sockets
     if config.gossip:
         libs.append("cryptography.hazmat.primitives.asymmetric.ed25519")
+        libs.append("networkx")  # the mesh graph gossip builds (the model alone loads it only for exports)
     if config.gateway or config.links:
         libs.append("pyroute2")
     if metrics or config.metrics:
@@ -211,7 +212,13 @@ def floor(libs: list[str], repeat: int = 5) -> tuple[list[float], int]:
 
 
 def meshctl_imports(config_path: str, metrics: str, repeat: int = 5) -> list[float]:
-    """CPU seconds to import meshctl's CLI and a daemon for this config (with its libraries), and build it."""
+    """CPU seconds to import meshctl's CLI and a daemon for this config (with its libraries), and build it.
+
+    meshctl compiled first, as pip compiles an installed package (and the libraries in the floor):
+    with PYTHONDONTWRITEBYTECODE set, each run would otherwise compile every module it imports.
+    """
+    subprocess.run([sys.executable, "-m", "compileall", "-q", os.path.join(ROOT, "meshctl")], check=True,
+                   env={**os.environ, "PYTHONDONTWRITEBYTECODE": ""})
     return [float(subprocess.run([sys.executable, "-c", DAEMON_IMPORTER, config_path, metrics], capture_output=True,
                                  text=True, check=True, cwd=ROOT).stdout) for _ in range(repeat)]
 

@@ -190,3 +190,46 @@ async def test_deadline_is_babelds_silence_not_the_whole_exchange(tmp_path) -> N
         with pytest.raises(BabelConnectionError, match="silent for 0.3s while the reply to 'dump' was due"):
             await conn.dump(timeout=0.3)
         await conn.wait_closed()
+
+
+async def test_chatter_on_a_beat_loses_nothing_and_a_reply_or_an_eof_never_waits_for_it(tmp_path) -> None:  # noqa: ANN001
+    """With a read pace, babeld's chatter is read on the beat; every line still arrives, in order."""
+    changes = [ROUTE.replace(b"add", b"change").replace(b"metric 96", b"metric %d" % m) for m in range(100, 140)]
+    go_on = asyncio.Event()
+
+    async def handler(reader, writer):  # noqa: ANN001, ANN202
+        writer.write(BANNER)
+        assert (await reader.readline()).strip() == b"monitor"
+        writer.write(NEIGH + ROUTE + b"ok\n")
+        for line in changes:  # chatty: a line every 5 ms
+            writer.write(line)
+            await writer.drain()
+            await asyncio.sleep(0.005)
+        assert (await reader.readline()).strip() == b"interface wg9"
+        writer.write(b"ok\n")
+        await writer.drain()
+        await go_on.wait()
+        writer.close()
+
+    loop = asyncio.get_running_loop()
+    beats: list[float] = []
+
+    def pace(now: float) -> float:
+        beats.append(now)
+        return now + 0.05
+
+    async with fake_babeld(tmp_path, handler) as endpoint:
+        conn = await Connection.open(endpoint, pace=pace)
+        metrics: list[int] = []
+        conn.set_handler(lambda e: metrics.append(e.route.metric) if isinstance(e, ev.RouteUpdate) else None)
+        await conn.command("monitor")
+        while len(metrics) < 1 + len(changes):
+            await asyncio.sleep(0.01)
+        assert metrics == [96, *range(100, 140)]
+        assert 2 <= len(beats) < len(changes)  # read in batches, not a wake-up a line
+        started = loop.time()
+        await conn.command("interface wg9", timeout=1.0)  # the reply does not wait for a beat
+        go_on.set()
+        assert await asyncio.wait_for(conn.closed, 1.0) == "babeld closed the connection"
+        assert loop.time() - started < 1.0
+        await conn.wait_closed()

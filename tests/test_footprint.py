@@ -90,9 +90,7 @@ def test_a_daemon_loads_what_its_config_uses_and_the_floor_says_so(
     assert loaded & set(OWN) == own
     libs = libraries(config, metrics=bool(metrics))
     crypto = {"cryptography"} if any(lib.startswith("cryptography") for lib in libs) else set()
-    # The bench's floor keeps networkx for every config (the model's library, in the design); a daemon
-    # without [gossip] loads it only when asked for the mesh map, so its floor is an upper bound there.
-    assert {lib for lib in libs if lib in WATCHED} | crypto == expected | {"networkx"}
+    assert {lib for lib in libs if lib in WATCHED} | crypto == expected
 
 
 def test_section_types_load_with_their_section_and_stay_importable_from_config() -> None:

@@ -143,6 +143,21 @@ def test_backups_are_probed_less_often(files: dict) -> None:  # noqa: F811
     assert ctl.timeout_for("gw2") == pytest.approx(0.2 * 3.5)
 
 
+def test_a_late_tick_still_probes_on_every_beat_and_an_extra_probe_postpones_none(files: dict) -> None:  # noqa: F811
+    """Probes go out on the grid k * probe_interval; a tick that runs 20 ms late must not skip the next one."""
+    ctl = started(files, probe_interval=0.05, backup_probe_interval=0.1)
+    sent: dict[str, list[float]] = {"gw1": [], "gw2": []}
+    for k in range(20, 40):
+        beat = k * 0.05
+        for gw, _ in ctl.probes_to_send(beat + 0.02, 0.0, beat=beat):  # each tick 20 ms behind its beat
+            sent[gw.name].append(beat)
+    assert len(sent["gw1"]) == 20 and len(sent["gw2"]) == 10  # every beat; every other one for the backup
+    # An extra probe between beats (a decision's) leaves the regular schedule as it was.
+    due = ctl.next_probe()
+    ctl.probes_to_send(due - 0.03, 0.0, everyone=True)
+    assert ctl.next_probe() == due
+
+
 def test_a_gateway_without_a_route_onward_is_left_at_once(files: dict) -> None:  # noqa: F811
     ctl = started(files)
     answer(ctl, 1.0, upstream={"gw1": 65535, "gw2": 96})

@@ -244,6 +244,13 @@ class Connection(asyncio.Protocol):
         else:
             transport.resume_reading()
 
+    def poll_now(self) -> None:
+        """Read what babeld said meanwhile now, not at the beat: the caller is awake anyway and is about
+        to act on the model (a gateway answering a probe).  The next beat is counted from now."""
+        if self._resume is not None:
+            self._resume.cancel()
+            self._poll()
+
     def _read_now(self) -> None:
         if self._resume is not None:
             self._resume.cancel()
@@ -405,6 +412,11 @@ class Client:
         self.stats = ClientStats()
         self.connection: Connection | None = None
         self.synced = asyncio.Event()
+
+    def poll_now(self) -> None:
+        """Bring the model up to what babeld has said, if its chatter waits for a beat (see Connection)."""
+        if self.connection is not None:
+            self.connection.poll_now()
 
     async def command(self, command: str, timeout: float = 5.0) -> CommandDone:
         """Send a command on the current session (e.g. ``interface wg0``)."""

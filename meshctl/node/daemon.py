@@ -51,7 +51,11 @@ class Daemon:
         self.view = MeshView()
         self.view.listeners.append(self._model_changed)
         period, offset = config.babel_read_pace()
-        pace = (lambda now: next_beat(now, period, offset)) if period > 0 else None
+        pace = None
+        if period > 0 and config.uplinks:  # on the probe beat: with the answers' drain, one wake-up
+            pace = lambda now: next_beat(now, period, offset)  # noqa: E731
+        elif period > 0:  # at most ``period`` after the last read (a gateway also reads when a probe comes)
+            pace = lambda now: now + period  # noqa: E731
         self.babel = Client(config.babel, self.view, Backoff(initial=0.1, maximum=2.0), pace)
         self.counters = Counters()
         self.started = time.time()
@@ -71,7 +75,8 @@ class Daemon:
             from meshctl.wireguard.backend import choose_backend
 
             self.gateway = GatewayRunner(config.gateway, config.name, self.view,
-                                         backend or choose_backend(config.gateway.interface), self.counters)
+                                         backend or choose_backend(config.gateway.interface), self.counters,
+                                         fresh=self.babel.poll_now)
         self.gossip: GossipRunner | None = None
         if config.gossip:
             from meshctl.gossip.runner import GossipRunner

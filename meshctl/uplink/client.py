@@ -243,7 +243,8 @@ class UplinkController:
         """Does the gateway answer probes?  None until it had the time to."""
         return self.probes[gateway].alive(now, self.timeout_for(gateway))
 
-    def probes_to_send(self, now: float, wall: float, everyone: bool = False) -> list[tuple[GatewayCandidate, Message]]:
+    def probes_to_send(self, now: float, wall: float, everyone: bool = False,
+                       beat: float | None = None) -> list[tuple[GatewayCandidate, Message]]:
         """The probes due now (all of them with ``everyone``): each says what we ask of that gateway.
 
         None before the device was read: a restarted controller that has not
@@ -262,7 +263,11 @@ class UplinkController:
             probe.sent[seq] = now
             if probe.first_sent is None:
                 probe.first_sent = now
-            probe.next_due = now + self.interval(gw.name) * 0.95  # a little early rather than a tick late
+            # Due again a little early rather than a tick late, counted from the tick's own time (``beat``),
+            # not from how late it ran: the next is due by the next tick.  An extra probe (``everyone``)
+            # does not put off the regular one; it only brings it forward to a shorter interval.
+            again = (now if beat is None else beat) + self.interval(gw.name) * 0.95
+            probe.next_due = again if not everyone or now >= probe.next_due else min(probe.next_due, again)
             if len(probe.sent) > 64:
                 del probe.sent[min(probe.sent)]
             out.append((gw, Message("probe", self.node, seq, wall, self.roles_for(gw.name), steered)))

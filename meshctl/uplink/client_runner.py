@@ -312,11 +312,11 @@ class UplinkRunner:
             return
         self._routed_index = index
 
-    def _send_probes(self, everyone: bool = False) -> None:
+    def _send_probes(self, everyone: bool = False, beat: float | None = None) -> None:
         loop = self._loop
         assert loop is not None
         secret = self.config.secret
-        for gw, message in self.ctl.probes_to_send(loop.time(), time.time(), everyone):
+        for gw, message in self.ctl.probes_to_send(loop.time(), time.time(), everyone, beat):
             sock = self.socks.get(gw.control.version)
             if sock is not None:
                 sock.send(encode(message, secret), self._to[gw.name])
@@ -354,7 +354,7 @@ class UplinkRunner:
                 now = loop.time()
                 if beat is not None:
                     self._judge_liveness(now)
-                self._send_probes()
+                self._send_probes(beat=beat)
                 if not self._switching():
                     # The answers, and babeld's chatter (read on the same grid, offset by ``after``), wait
                     # in their sockets for one wake-up.

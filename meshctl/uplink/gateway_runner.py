@@ -44,9 +44,12 @@ class GatewayRunner:
     """Serves clients: answers probes, announces the clients that chose this gateway."""
 
     def __init__(self, config: GatewayConfig, node: str, view: MeshView, backend: Backend, counters: Counters,
-                 watchdog: bool = True) -> None:
+                 watchdog: bool = True, fresh: Callable[[], None] | None = None) -> None:
         self.config = config
         self.view = view
+        # Brings the model up to date before a probe is answered: babeld's chatter is read on a beat
+        # while idle, and the probes' own wake-ups are the cheapest time to read it.
+        self.fresh = fresh
         self.backend = backend
         self.counters = counters
         self.ctl = GatewayController(config, node)
@@ -167,6 +170,8 @@ class GatewayRunner:
         loop = asyncio.get_running_loop()
         while True:
             data, addr = await sock.recv()
+            if self.fresh is not None:
+                self.fresh()
             got = self.ctl.receive(data, addr[0], self.view.model, loop.time(), time.time(), self.view.synced)
             if got.rejected is not None:
                 self.counters.rejected[got.rejected] += 1

@@ -193,6 +193,10 @@ def test_daemon_rides_out_babeld_and_wireguard_go_restarts(seed: RunningLab) -> 
     before = status(lab, "client")
     lab.lab.stop_babeld("client")
     lab.lab.start_babeld("client")
+    # The daemon reads an idle babeld on a beat, so it may see the old session end a beat after the new
+    # babeld is up: wait for the reconnect itself, then for the resync.
+    lab.wait_for(lambda: None if status(lab, "client")["babel"]["reconnects"] > before["babel"]["reconnects"]
+                 else "no reconnect yet", 30, "babel reconnect")
     lab.wait_for(lambda: None if status(lab, "client")["babel"]["synced"] else "not resynced", 30, "babel resync")
     after = status(lab, "client")
     assert after["babel"]["reconnects"] >= before["babel"]["reconnects"] + 1
