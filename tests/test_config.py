@@ -52,6 +52,13 @@ def test_good_config(files: dict) -> None:
     assert up.hysteresis.margin == 32 and up.probe_interval == 0.1
 
 
+def test_babeld_is_read_on_the_probe_beat_of_a_client_and_every_0_05_s_elsewhere(files: dict) -> None:
+    assert parse_config(good(files), "node.toml").babel_read_pace() == (0.1, 0.01)  # answers read 10 ms in
+    assert parse_config(mutate(files, "node.babel_pace", 0), "node.toml").babel_read_pace() == (0, 0.0)
+    slow = mutate(files, "uplink.0.probe_interval", 1.0)  # a beat too slow for babeld: its own pace then
+    assert parse_config(slow, "node.toml").babel_read_pace() == (0.05, 0.0)
+
+
 def mutate(files: dict, path: str, value: object) -> dict:
     data = good(files)
     target: object = data
@@ -71,6 +78,7 @@ def mutate(files: dict, path: str, value: object) -> dict:
         ("node.name", KeyError, "node.name", "missing"),
         ("node.babel", "tcp:[192.0.2.1]:1", "node.babel", "loopback"),
         ("node.colour", "red", "node.colour", "unknown key"),
+        ("node.babel_pace", 0.5, "node.babel_pace", "0..0.1 seconds"),
         ("uplink.0.interface", "a" * 16, "uplink[0].interface", "15 characters"),
         ("uplink.0.steer", ["0.0.0.0/0", "0.0.0.0/0"], "uplink[0].steer", "duplicate"),
         ("uplink.0.steer", ["10.0.0.1/8"], "uplink[0].steer[0]", "not a prefix"),
