@@ -43,9 +43,8 @@ DEFAULT_CONTROL_PORT = 51901
 DEFAULT_GOSSIP_PORT = 51903
 MAX_METRIC = 65535  # Babel metrics are 16 bits; 65535 is unreachable
 MAX_HOLD = 3600.0  # seconds; a longer hold is a typo, not a policy
-#: The longest wait between reads of babeld's chatter, and the default away from a client's probe beat.
+#: The longest wait between reads of babeld's chatter (babeld drops a client it cannot write to for 100 ms).
 MAX_BABEL_PACE = 0.1
-BABEL_PACE = 0.05
 SUN_PATH_MAX = 107  # a unix socket path longer than sockaddr_un's sun_path cannot be bound
 
 Prefix = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -76,21 +75,23 @@ class NodeConfig:
     gossip: GossipConfig | None = None
     links: LinksConfig | None = None
     # Seconds between reads of babeld's repeated chatter (0: read as it comes); None: the probe beat
-    # on a client, PACE elsewhere.  At most this much is added to what babeld tells meshctl.
+    # on a client, as it comes elsewhere.  At most this much is added to what babeld tells meshctl.
     babel_pace: float | None = None
 
     def babel_read_pace(self) -> tuple[float, float]:
-        """(period, offset) of the grid babeld is read on while it only chatters; period 0: at once.
+        """(period, offset) of the grid babeld's chatter is read on; period 0: as it comes.
 
-        A client reads it on its probe beat, a little after each probe round (see the uplink
-        runner), so babeld, the probe and its answers cost one wake-up together.
+        A client reads it on its probe beat, a little after each probe round (see the uplink runner),
+        so babeld, the probe and its answers cost one wake-up together.  Elsewhere there is no beat to
+        share: pausing and polling measured no cheaper than reading (dearer on a node without probes),
+        so babeld is read as it comes unless ``babel_pace`` says otherwise.
         """
         if self.babel_pace is not None:
             return self.babel_pace, 0.0
         beat = min((u.probe_interval for u in self.uplinks), default=0.0)
         if 0 < beat <= MAX_BABEL_PACE:
             return beat, answers_after(beat)
-        return BABEL_PACE, 0.0
+        return 0.0, 0.0
 
     def private_keys(self) -> list[str]:
         """Every private key this node holds (for log redaction)."""
