@@ -11,9 +11,10 @@ cost of a line does not grow with the table.
 
 Routes are the bulk (300,000 on a big node) and are kept lean: one
 :class:`~meshctl.babel.events.Route` tuple each, with addresses as canonical
-text, in a per-prefix list (a prefix has a route through each neighbour that
-offers it, a handful at most), plus the prefix in its router's set.  About
-330 bytes a route; no ``ipaddress`` object is made or hashed on the way in.
+text, held by its prefix (in a list only when the prefix has several: a
+route through each neighbour that offers it, a handful at most), plus the
+prefix in its router's set.  About 270 bytes a route with its strings; no
+``ipaddress`` object is made or hashed on the way in.
 
 :attr:`TopologyModel.graph` is a :class:`networkx.MultiDiGraph` whose nodes
 are routers, named by router id, and whose edges are neighbour links from this
@@ -32,7 +33,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     import networkx as nx
 
 INFINITY = ev.INFINITY
+_FLUSH = ev.Kind.FLUSH
 
 Route = ev.Route
 RouteKey = ev.RouteKey
@@ -129,7 +131,10 @@ class TopologyModel:
         self.interfaces: dict[str, Interface] = {}
         self.neighbours: dict[NeighbourKey, Neighbour] = {}
         self.xroutes: dict[XrouteKey, Xroute] = {}
-        self._prefixes: dict[str, list[Route]] = {}  # prefix -> its routes, one per (source, next hop, interface)
+        # prefix -> its route, or a list of its routes when it has several (one per source, next hop and
+        # interface).  Most prefixes have one: a list for each was 64 bytes a route, and one more object
+        # for every pass of the cycle collector to walk.
+        self._prefixes: dict[str, Route | list[Route]] = {}
         self._by_router: dict[str, set[str]] = {}  # router id -> prefixes it has a route to
         self._neighbour_router: dict[tuple[str, str], str] = {}  # (address, interface) -> router id
         self.route_count = 0
@@ -191,48 +196,77 @@ class TopologyModel:
     def _route(self, e: ev.RouteUpdate) -> bool:
         route = e.route
         prefix = route.prefix_text
-        routes = self._prefixes.get(prefix)
+        held = self._prefixes.get(prefix)
         old: Route | None = None
-        at = -1
-        for i, r in enumerate(routes or ()):
-            if r.via_text == route.via_text and r.interface == route.interface and r.src_text == route.src_text:
-                old, at = r, i
-                break
-        if e.kind is ev.Kind.FLUSH:
-            if old is None or routes is None:
+        if held is None:  # a prefix not seen yet: most of a table
+            if e.kind is _FLUSH:
                 return False
-            del routes[at]
-            if not routes:
-                del self._prefixes[prefix]
-            self._unindex(old, routes)
-            self.route_count -= 1
-            self.replaced = old
-            return True
-        if old == route:
-            return False
-        if routes is None:
-            self._prefixes[prefix] = [route]
-        elif old is None:
-            routes.append(route)
-        else:
-            routes[at] = route
-        if old is None or old.router_id != route.router_id:
-            known = self._by_router.get(route.router_id)
-            if known is None:
-                self._by_router[route.router_id] = {prefix}
+            self._prefixes[prefix] = route
+        elif type(held) is not list:  # one route to the prefix so far
+            if held.via_text == route.via_text and held.interface == route.interface and held.src_text == route.src_text:
+                old = held
+                if e.kind is _FLUSH:
+                    del self._prefixes[prefix]
+                    return self._removed(old, ())
+                if old == route:
+                    return False
+                self._prefixes[prefix] = route
+            elif e.kind is _FLUSH:
+                return False
             else:
-                known.add(prefix)
-            if old is not None:
-                self._unindex(old, self._prefixes[prefix])
+                self._prefixes[prefix] = [held, route]
+        else:
+            at = -1
+            for i, r in enumerate(held):
+                if r.via_text == route.via_text and r.interface == route.interface and r.src_text == route.src_text:
+                    old, at = r, i
+                    break
+            if e.kind is _FLUSH:
+                if old is None:
+                    return False
+                del held[at]
+                if len(held) == 1:
+                    self._prefixes[prefix] = held[0]
+                return self._removed(old, held)
+            if old == route:
+                return False
+            if old is None:
+                held.append(route)
+            else:
+                held[at] = route
         if old is None:
             self.route_count += 1
+            self._index(route)
+        elif old.router_id != route.router_id:
+            self._index(route)
+            self._unindex(old, self._routes_of(prefix))
         if route.refmetric == 0:
             # The neighbour originates this route itself: that is its router id.
             self._neighbour_router[(route.via_text, route.interface)] = route.router_id
         self.replaced = old
         return True
 
-    def _unindex(self, gone: Route, left: list[Route]) -> None:
+    def _index(self, route: Route) -> None:
+        known = self._by_router.get(route.router_id)
+        if known is None:
+            self._by_router[route.router_id] = {route.prefix_text}
+        else:
+            known.add(route.prefix_text)
+
+    def _removed(self, old: Route, left: Sequence[Route]) -> bool:
+        self._unindex(old, left)
+        self.route_count -= 1
+        self.replaced = old
+        return True
+
+    def _routes_of(self, prefix: str) -> Sequence[Route]:
+        """The routes to ``prefix`` (text): none, one, or a list of several."""
+        held = self._prefixes.get(prefix)
+        if held is None:
+            return ()
+        return held if type(held) is list else (held,)  # type: ignore[return-value]
+
+    def _unindex(self, gone: Route, left: Sequence[Route]) -> None:
         """``gone`` left its prefix; drop the prefix from its router unless another route keeps it there."""
         if any(r.router_id == gone.router_id for r in left):
             return
@@ -291,8 +325,11 @@ class TopologyModel:
 
     def iter_routes(self) -> Iterable[Route]:
         """Every route, grouped by prefix."""
-        for routes in self._prefixes.values():
-            yield from routes
+        for held in self._prefixes.values():
+            if type(held) is list:
+                yield from held
+            else:
+                yield held  # type: ignore[misc]
 
     def neighbour_router_id(self, key: NeighbourKey) -> str | None:
         """The router id behind a neighbour, once learnt."""
@@ -300,7 +337,7 @@ class TopologyModel:
 
     def routes_for(self, prefix: ev.Prefix | str) -> list[Route]:
         """Every route to exactly ``prefix``, best metric first."""
-        routes = self._prefixes.get(prefix_key(prefix), ())
+        routes = self._routes_of(prefix_key(prefix))
         return sorted(routes, key=lambda r: (r.metric, r.via_text, r.interface))
 
     def installed_route(self, prefix: ev.Prefix | str) -> Route | None:
@@ -321,8 +358,8 @@ class TopologyModel:
 
     def _routes_to(self, target: str | ev.Prefix) -> Iterable[Route]:
         if not isinstance(target, str):
-            return self._prefixes.get(prefix_key(target), ())
-        return (r for p in self._by_router.get(target, ()) for r in self._prefixes[p] if r.router_id == target)
+            return self._routes_of(prefix_key(target))
+        return (r for p in self._by_router.get(target, ()) for r in self._routes_of(p) if r.router_id == target)
 
     def metrics_by_neighbour(self, target: str | ev.Prefix) -> dict[NeighbourKey, int]:
         """Best metric toward a router id (a str) or a prefix, through each neighbour.
