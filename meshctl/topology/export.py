@@ -11,10 +11,11 @@ import ipaddress
 import itertools
 import json
 from collections.abc import Collection, Iterable, Iterator
+from json.encoder import encode_basestring_ascii
 from types import GeneratorType
 from typing import TYPE_CHECKING, Any
 
-from meshctl.topology.model import INFINITY, TopologyModel, neighbour_label, route_order
+from meshctl.topology.model import INFINITY, TopologyModel, neighbour_label
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -33,6 +34,24 @@ def to_json(model: TopologyModel, lazy: bool = False) -> dict[str, Any]:
     ``lazy``: routes as a generator, so that a big table is written route by route and never held
     as a list of dicts (100,000 of them are about 100 MB).
     """
+    routes = (
+        {
+            "prefix": r.prefix_text,
+            "from": r.src_text,
+            "router_id": r.router_id,
+            "metric": _num(r.metric),
+            "refmetric": _num(r.refmetric),
+            "via": r.via_text,
+            "interface": r.interface,
+            "installed": r.installed,
+            "reachable": r.reachable,
+        }
+        for r in model.sorted_routes()
+    )
+    return _json_doc(model, routes if lazy else list(routes))
+
+
+def _json_doc(model: TopologyModel, routes: object) -> dict[str, Any]:
     me = model.me
     neighbours = []
     for (address, ifname), n in sorted(model.neighbours.items(), key=lambda kv: (kv[0][1], str(kv[0][0]))):
@@ -51,20 +70,6 @@ def to_json(model: TopologyModel, lazy: bool = False) -> dict[str, Any]:
                 "reachable": n.reachable,
             }
         )
-    routes = (
-        {
-            "prefix": r.prefix_text,
-            "from": r.src_text,
-            "router_id": r.router_id,
-            "metric": _num(r.metric),
-            "refmetric": _num(r.refmetric),
-            "via": r.via_text,
-            "interface": r.interface,
-            "installed": r.installed,
-            "reachable": r.reachable,
-        }
-        for r in sorted(model.iter_routes(), key=route_order)
-    )
     return {
         "schema": JSON_SCHEMA_ID,
         "router_id": me.router_id,
@@ -80,7 +85,7 @@ def to_json(model: TopologyModel, lazy: bool = False) -> dict[str, Any]:
             for _, i in sorted(model.interfaces.items())
         ],
         "neighbours": neighbours,
-        "routes": routes if lazy else list(routes),
+        "routes": routes,
         "exported": [
             {"prefix": str(x.prefix), "from": str(x.src_prefix), "metric": x.metric}
             for x in sorted(model.xroutes.values(), key=lambda x: (x.prefix.version, x.prefix, str(x.src_prefix)))
@@ -446,22 +451,53 @@ def render_mesh(doc: dict[str, Any], fmt: str) -> str:
     raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
 
 
+class _Encoded:
+    """List items already in JSON, one text each, for :func:`_iter_dumps` to write as they are."""
+
+    def __init__(self, texts: Iterator[str]) -> None:
+        self.texts = texts
+
+
+def _route_texts(model: TopologyModel) -> Iterator[str]:
+    """Each route of :func:`to_json` as ``json``'s encoder writes its dict, byte for byte, from one template.
+
+    Building a dict per route and walking it in the encoder was most of the time of a big dump.  Strings
+    are quoted by the encoder's own function (addresses need no escapes, but a router id or an interface
+    name may: ``raé0``); next hops, sources and interfaces recur, and are quoted once each.
+    """
+    quote = encode_basestring_ascii
+    quoted: dict[str, str] = {}
+    infinity = INFINITY
+    for prefix, source, router_id, metric, refmetric, via, interface, installed in model.sorted_routes():
+        q_source = quoted.get(source) or quoted.setdefault(source, quote(source))
+        q_via = quoted.get(via) or quoted.setdefault(via, quote(via))
+        q_interface = quoted.get(interface) or quoted.setdefault(interface, quote(interface))
+        yield (f'{{"prefix": {quote(prefix)}, "from": {q_source}, "router_id": {quote(router_id)}, '
+               f'"metric": {"null" if metric >= infinity else metric}, '
+               f'"refmetric": {"null" if refmetric >= infinity else refmetric}, "via": {q_via}, '
+               f'"interface": {q_interface}, "installed": {"true" if installed else "false"}, '
+               f'"reachable": {"true" if metric < infinity else "false"}}}')
+
+
 def _iter_dumps(doc: dict[str, Any], batch: int = 2000) -> Iterator[str]:
     """Indented JSON with one list item per line: readable and diffable, and written by json's C encoder
     (``indent`` makes json fall back to pure Python: 0.7 s for 100,000 routes against 0.16 s).  Lists may
-    be generators: they are written ``batch`` items at a time and never held whole."""
+    be generators, or :class:`_Encoded`: they are written ``batch`` items at a time and never held whole."""
     encode = json.JSONEncoder().encode  # one encoder for every item: json.dumps makes one per call
     yield "{"
     for n, (key, value) in enumerate(doc.items()):
         head = ("\n" if n == 0 else ",\n") + f"  {encode(key)}: "
-        if isinstance(value, list | GeneratorType):
-            items = iter(value)
-            chunk = [encode(v) for v in itertools.islice(items, batch)]
+        if isinstance(value, list | GeneratorType | _Encoded):
+            if isinstance(value, _Encoded):
+                texts = value.texts
+            else:
+                texts = map(encode, value)
+            chunk = list(itertools.islice(texts, batch))
             if not chunk:
                 yield head + "[]"
                 continue
             yield head + "[\n    " + ",\n    ".join(chunk)
-            while chunk := [encode(v) for v in itertools.islice(items, batch)]:
+            while chunk := list(itertools.islice(texts, batch)):
                 yield ",\n    " + ",\n    ".join(chunk)
             yield "\n  ]"
         else:
@@ -476,7 +512,7 @@ def _dumps(doc: dict[str, Any]) -> str:
 def iter_render(model: TopologyModel, fmt: str, exclude: Collection[str] = ()) -> Iterator[str]:
     """:func:`render` in pieces: JSON streams a big table without holding it twice."""
     if fmt == "json":
-        yield from _iter_dumps(to_json(model, lazy=True))
+        yield from _iter_dumps(_json_doc(model, _Encoded(_route_texts(model))))
     else:
         yield render(model, fmt, exclude)
 
