@@ -488,10 +488,7 @@ def _iter_dumps(doc: dict[str, Any], batch: int = 2000) -> Iterator[str]:
     for n, (key, value) in enumerate(doc.items()):
         head = ("\n" if n == 0 else ",\n") + f"  {encode(key)}: "
         if isinstance(value, list | GeneratorType | _Encoded):
-            if isinstance(value, _Encoded):
-                texts = value.texts
-            else:
-                texts = map(encode, value)
+            texts = value.texts if isinstance(value, _Encoded) else map(encode, value)
             chunk = list(itertools.islice(texts, batch))
             if not chunk:
                 yield head + "[]"

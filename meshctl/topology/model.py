@@ -212,7 +212,7 @@ class TopologyModel:
             if e.kind is _FLUSH:
                 return False
             self._prefixes[prefix] = route
-        elif type(held) is not list:  # one route to the prefix so far
+        elif not isinstance(held, list):  # one route to the prefix so far
             if held.via_text == route.via_text and held.interface == route.interface and held.src_text == route.src_text:
                 old = held
                 if e.kind is _FLUSH:
@@ -274,7 +274,7 @@ class TopologyModel:
         held = self._prefixes.get(prefix)
         if held is None:
             return ()
-        return held if type(held) is list else (held,)  # type: ignore[return-value]
+        return held if isinstance(held, list) else (held,)
 
     def _unindex(self, gone: Route, left: Sequence[Route]) -> None:
         """``gone`` left its prefix; drop the prefix from its router unless another route keeps it there."""
@@ -338,18 +338,18 @@ class TopologyModel:
         prefixes = self._prefixes
         for prefix in sorted(prefixes, key=prefix_order):
             held = prefixes[prefix]
-            if type(held) is list:
+            if isinstance(held, list):
                 yield from sorted(held, key=_path_order)
             else:
-                yield held  # type: ignore[misc]
+                yield held
 
     def iter_routes(self) -> Iterable[Route]:
         """Every route, grouped by prefix."""
         for held in self._prefixes.values():
-            if type(held) is list:
+            if isinstance(held, list):
                 yield from held
             else:
-                yield held  # type: ignore[misc]
+                yield held
 
     def neighbour_router_id(self, key: NeighbourKey) -> str | None:
         """The router id behind a neighbour, once learnt."""
