@@ -167,13 +167,12 @@ def cmd_topology_dump(args: argparse.Namespace) -> int:
         mesh = _mesh(args)
         emit(_answer("mesh", lambda: render_mesh(mesh, fmt)))
     else:
-        model = _model(args)
-        served = _served(args)
-        # The model is only read from here on.  With the cycle collector running, each of its passes walked
-        # the whole table again while sorting and encoding made their short-lived objects: more than half of
-        # a 100,000-route dump's time.  A one-shot command makes nothing that needs collecting.
+        # No cycle collection in a one-shot command, which makes nothing that needs it: each pass walked the
+        # whole table again while sorting and encoding made their short-lived objects (more than half of a
+        # 100,000-route dump's time), and resuming it after the table arrived cost one more such pass.
         gc.disable()
-        for chunk in iter_render(model, fmt, served):
+        model = _model(args)
+        for chunk in iter_render(model, fmt, _served(args)):
             emit(chunk)
     return EXIT_OK
 
