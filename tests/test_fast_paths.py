@@ -18,7 +18,7 @@ from meshctl.babel import events as ev
 from meshctl.babel.errors import ParseError
 from meshctl.babel.parser import _table_update, parse_line, route_update
 from meshctl.babel.protocol import BabelProtocol, Malformed
-from meshctl.topology.export import _route_texts, iter_render, render, to_json
+from meshctl.topology.export import _route_texts, _router_texts, iter_render, render, to_json
 from meshctl.topology.model import TopologyModel, route_order
 
 BANNER = b"BABEL 1.0\nversion babeld-1.12.1\nhost vm\nmy-id 02:00:00:00:00:00:00:01\nok\n"
@@ -182,4 +182,5 @@ def test_sorted_routes_and_their_json_are_what_the_plain_ways_give(routes: list[
     assert ordered == by_ipaddress
     encode = json.JSONEncoder().encode
     assert list(_route_texts(model)) == [encode(d) for d in to_json(model)["routes"]]
+    assert list(_router_texts(model)) == [encode(d) for d in to_json(model)["routers"]]
     assert "".join(iter_render(model, "json")) == render(model, "json")

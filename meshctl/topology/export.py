@@ -48,10 +48,10 @@ def to_json(model: TopologyModel, lazy: bool = False) -> dict[str, Any]:
         }
         for r in model.sorted_routes()
     )
-    return _json_doc(model, routes if lazy else list(routes))
+    return _json_doc(model, routes if lazy else list(routes))  # routers: a list, small beside the routes
 
 
-def _json_doc(model: TopologyModel, routes: object) -> dict[str, Any]:
+def _json_doc(model: TopologyModel, routes: object, routers: object = None) -> dict[str, Any]:
     me = model.me
     neighbours = []
     for (address, ifname), n in sorted(model.neighbours.items(), key=lambda kv: (kv[0][1], str(kv[0][0]))):
@@ -90,9 +90,8 @@ def _json_doc(model: TopologyModel, routes: object) -> dict[str, Any]:
             {"prefix": str(x.prefix), "from": str(x.src_prefix), "metric": x.metric}
             for x in sorted(model.xroutes.values(), key=lambda x: (x.prefix.version, x.prefix, str(x.src_prefix)))
         ],
-        "routers": [
-            {"router_id": rid, "prefixes": sorted(str(p) for p in prefixes)}
-            for rid, prefixes in sorted(model.routers().items())
+        "routers": routers if routers is not None else [
+            {"router_id": rid, "prefixes": sorted(prefixes)} for rid, prefixes in sorted(model.router_prefixes().items())
         ],
     }
 
@@ -479,6 +478,15 @@ def _route_texts(model: TopologyModel) -> Iterator[str]:
                f'"reachable": {"true" if metric < infinity else "false"}}}')
 
 
+def _router_texts(model: TopologyModel) -> Iterator[str]:
+    """Each router of :func:`to_json` as ``json``'s encoder writes its dict, from one template (see
+    :func:`_route_texts`): a big table has a router for every few routes."""
+    quote = encode_basestring_ascii
+    routers = model.router_prefixes()
+    for router_id in sorted(routers):
+        yield f'{{"router_id": {quote(router_id)}, "prefixes": [{", ".join(map(quote, sorted(routers[router_id])))}]}}'
+
+
 def _iter_dumps(doc: dict[str, Any], batch: int = 2000) -> Iterator[str]:
     """Indented JSON with one list item per line: readable and diffable, and written by json's C encoder
     (``indent`` makes json fall back to pure Python: 0.7 s for 100,000 routes against 0.16 s).  Lists may
@@ -509,7 +517,8 @@ def _dumps(doc: dict[str, Any]) -> str:
 def iter_render(model: TopologyModel, fmt: str, exclude: Collection[str] = ()) -> Iterator[str]:
     """:func:`render` in pieces: JSON streams a big table without holding it twice."""
     if fmt == "json":
-        yield from _iter_dumps(_json_doc(model, _Encoded(_route_texts(model))))
+        doc = _json_doc(model, _Encoded(_route_texts(model)), _Encoded(_router_texts(model)))
+        yield from _iter_dumps(doc)
     else:
         yield render(model, fmt, exclude)
 

@@ -33,8 +33,10 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from meshctl.babel import events as ev
@@ -399,6 +401,10 @@ class TopologyModel:
     def routers(self) -> dict[str, set[str]]:
         """Every router id known, with the prefixes (as text) it has routes to."""
         return {rid: set(prefixes) for rid, prefixes in self._by_router.items()}
+
+    def router_prefixes(self) -> Mapping[str, AbstractSet[str]]:
+        """:meth:`routers` as a read-only view, without a copy of every set: valid until the next change."""
+        return MappingProxyType(self._by_router)
 
 
 class MeshView:
