@@ -116,3 +116,77 @@ def grid_run(settle: float = 10.0) -> list[tuple[str, ...]]:
         (f"steady gossip out per node over {settle:g} s (lifetime {GOSSIP_LIFETIME:g} s)",
          f"median {rates[len(rates) // 2]:.0f} B/s", f"max {rates[-1]:.0f} B/s"),
     ]
+
+
+async def _seen_everywhere(sockets: list[str], router_id: str, prefix: str, present: bool) -> bool:
+    """Does every daemon's mesh view show (or no longer show) ``prefix`` at ``router_id``?"""
+    import asyncio
+
+    from meshctl.node.sockets import query
+
+    async def one(path: str) -> bool:
+        try:
+            view = await query(path, "mesh")
+        except Exception:  # a daemon busy or restarting: not seen yet
+            return False
+        node = next((x for x in view["nodes"] if x["router_id"] == router_id), None)
+        return node is not None and (prefix in node["prefixes"]) == present
+
+    return all(await asyncio.gather(*(one(p) for p in sockets)))
+
+
+def change_run(runs: int = 5, settle: float = 10.0, origin: str = "r11") -> list[tuple[str, ...]]:
+    """Gossip convergence on a change in grid4x4: a prefix added at a corner node, until every node's view has it.
+
+    The prefix is a kernel route in the protocol babeld redistributes (152), so the time counts babeld
+    noticing it, the daemon at the corner reading it, describing itself again and the flood across the
+    grid's 6 hops; then the same for its removal.  Every node is polled every 20 ms.
+    """
+    import asyncio
+    import os
+    import secrets
+    import subprocess
+    import time
+
+    from meshctl.lab.check import check_converged, wait_until
+    from meshctl.lab.plan import make_plan
+    from meshctl.lab.runner import Lab
+    from meshctl.lab.spec import load_lab
+
+    spec = load_lab(os.path.join(os.path.dirname(__file__), "..", "topologies", "grid4x4.toml"))
+    lab = Lab(make_plan(spec, "c" + secrets.token_hex(2)))
+    plan = lab.plan
+    node = plan.node(origin)
+    sockets = [n.control_socket for n in plan.nodes if n.name != origin]
+    added: list[float] = []
+    removed: list[float] = []
+
+    def until(prefix: str, present: bool) -> float:
+        start = time.monotonic()
+        while not asyncio.run(_seen_everywhere(sockets, node.router_id, prefix, present)):
+            if time.monotonic() - start > 60:
+                raise RuntimeError(f"{prefix} {'not seen' if present else 'still seen'} everywhere after 60 s")
+            time.sleep(0.02)
+        return time.monotonic() - start
+
+    try:
+        lab.up()
+        wait_until(lambda: check_converged(plan), 120, "grid4x4 convergence")
+        time.sleep(settle)
+        for i in range(runs):
+            prefix = f"10.123.{i}.0/24"
+            route = ["ip", "netns", "exec", node.namespace, "ip", "route"]
+            subprocess.run([*route, "add", prefix, "dev", "lo", "proto", "152"], check=True)
+            added.append(until(prefix, True))
+            time.sleep(1.0)
+            subprocess.run([*route, "del", prefix, "dev", "lo", "proto", "152"], check=True)
+            removed.append(until(prefix, False))
+            time.sleep(1.0)
+    finally:
+        lab.down()
+    from bench.footprint_bench import spread
+
+    return [
+        (f"grid4x4: a prefix added at {origin} in every node's view (ms)", spread(added), f"{runs} runs"),
+        (f"grid4x4: a prefix removed at {origin} gone from every view (ms)", spread(removed), f"{runs} runs"),
+    ]

@@ -14,6 +14,7 @@ from meshctl.gossip.table import (
     Link,
     NodeInfo,
     mesh_graph,
+    next_refresh,
     originate_due,
     sign,
 )
@@ -241,3 +242,33 @@ def test_signed_bodies_of_any_shape_decode_or_raise_gossip_error(
     (d,) = t.descriptions()
     assert d.origin == d.node.name == "a" and isinstance(d.seq, int) and d.seq >= 0
     assert 0 < d.lifetime <= 3600 and all(0 <= lk.cost <= 0xFFFF for lk in d.node.links)
+
+
+def test_a_refresh_is_told_from_a_change_and_copies_name_their_senders() -> None:
+    t = table()
+    first = t.take(sign(describe("a", seq=1), KEYS["a"]), 0.0, WALL, "n1")
+    assert first is not None and first.changed  # a new origin is news
+    refresh = t.take(sign(describe("a", seq=2), KEYS["a"]), 1.0, WALL, "n1")
+    assert refresh is not None and not refresh.changed  # the same description, only a newer seq
+    assert t.take(sign(describe("a", seq=2), KEYS["a"]), 1.1, WALL, "n2") is None  # a copy ...
+    assert t.entries["a"].holders == {"n1", "n2"}  # ... whose sender needs none from us
+    moved = Description("a", 3, WALL, 60.0, NodeInfo("a", "rid-a", (), ("10.99.0.9/32",)))
+    change = t.take(sign(moved, KEYS["a"]), 2.0, WALL, "n2")
+    assert change is not None and change.changed and t.entries["a"].holders == {"n2"}
+    assert t.take(sign(describe("a", seq=2), KEYS["a"]), 2.1, WALL, "n3") is None  # an older copy: no holder
+    assert t.entries["a"].holders == {"n2"}
+
+
+@settings(max_examples=300)
+@given(st.floats(0, 1e9), st.floats(3, 3600))
+def test_refreshes_fall_on_slots_shared_by_the_mesh(sent: float, lifetime: float) -> None:
+    period = lifetime / 3
+    slot = next_refresh(sent, lifetime)
+    assert abs(slot / period - round(slot / period)) < 1e-6  # on the mesh-wide grid of slots
+    assert period / 2 - 1e-6 <= slot - sent <= 1.5 * period + 1e-6  # never crowded, never more than lifetime / 2
+
+
+def test_a_refresh_on_its_slot_is_due_again_one_period_later() -> None:
+    assert next_refresh(300.0, 60.0) == 320.0
+    assert next_refresh(309.0, 60.0) == 320.0  # sent 11 s before the slot: still due on it
+    assert next_refresh(311.0, 60.0) == 340.0  # a change 9 s before the slot: the refresh waits one more

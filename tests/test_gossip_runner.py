@@ -1,14 +1,16 @@
-"""The gossip runner's source filter: only link-local senders on babeld's interfaces reach the decoder."""
+"""The gossip runner: only link-local senders on babeld's interfaces reach the decoder; what it relays, and when."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import socket
 
 from meshctl.babel import events as ev
 from meshctl.config import GossipConfig
-from meshctl.gossip.runner import GossipRunner, is_link_local
-from meshctl.gossip.signing import SigningKey
-from meshctl.gossip.table import Identity
+from meshctl.gossip.runner import RELAY_HOLD, GossipRunner, is_link_local
+from meshctl.gossip.signing import SigningKey, public_text
+from meshctl.gossip.table import Description, Identity, NodeInfo, sign
 from meshctl.topology.model import MeshView
 
 LO = socket.if_nametoindex("lo")
@@ -69,3 +71,77 @@ def test_a_datagram_from_a_neighbour_is_kept_and_one_from_the_underlay_is_not_re
     assert r.table.rejected == {"underlay": 1} and r.bytes_in == 0
     r.datagram(data, ("fe80::2%lo", 51903, 0, LO), 0.0, 1e9)
     assert set(r.table.entries) == {"n2"} and r.bytes_in == len(data)
+
+
+class Wire:
+    """Stands in for the socket: records (datagram, address) sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[bytes, str]] = []
+
+    def sendto(self, data: bytes, addr: tuple) -> None:
+        self.sent.append((data, addr[0]))
+
+
+def neighboured(*addresses: str) -> tuple[GossipRunner, Wire, dict]:
+    """A runner whose babeld has neighbours at ``addresses`` on lo, a wire, and keys for a and b."""
+    import ipaddress
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    view = MeshView()
+    view.model.apply(ev.InterfaceUpdate(ev.Kind.ADD, "lo", True))
+    for i, a in enumerate(addresses):
+        view.model.apply(ev.NeighbourUpdate(ev.Kind.ADD, str(i), ipaddress.ip_address(a), "lo", 0xFFFF, 0, 96, 96, 96))
+    keys = {n: Ed25519PrivateKey.generate() for n in ("a", "b")}
+    mine = SigningKey.generate()
+    trusted = (("n1", mine.public),) + tuple((n, public_text(k.public_key())) for n, k in keys.items())
+    r = GossipRunner(GossipConfig(mine, 51903, 60.0, trusted), Identity("n1"), view)
+    wire = Wire()
+    r._raw = wire  # type: ignore[assignment]
+    return r, wire, keys
+
+
+def source(address: str) -> tuple:
+    return (f"{address}%lo", 51903, 0, LO)
+
+
+async def test_a_refresh_waits_for_its_wave_and_skips_neighbours_that_sent_it() -> None:
+    r, wire, keys = neighboured("fe80::2", "fe80::3", "fe80::4")
+    r._loop = asyncio.get_running_loop()
+    first = sign(Description("a", 1, 1e9, 60.0, NodeInfo("a", "rid-a")), keys["a"])
+    r.datagram(first, source("fe80::2"), 0.0, 1e9)
+    assert sorted(a for _, a in wire.sent) == ["fe80::3", "fe80::4"]  # news: at once, not back to its sender
+    wire.sent.clear()
+    refresh = sign(Description("a", 2, 1e9 + 20, 60.0, NodeInfo("a", "rid-a")), keys["a"])
+    r.datagram(refresh, source("fe80::2"), 20.0, 1e9 + 20)
+    r.datagram(refresh, source("fe80::3"), 20.01, 1e9 + 20)  # the same refresh by another way
+    assert wire.sent == []  # a refresh waits for the rest of its wave
+    await asyncio.sleep(RELAY_HOLD * 1.5)
+    assert wire.sent == [(refresh, "fe80::4")]  # only the neighbour that did not send it to us
+
+
+async def test_a_change_is_relayed_at_once() -> None:
+    r, wire, keys = neighboured("fe80::2", "fe80::3")
+    r._loop = asyncio.get_running_loop()
+    r.datagram(sign(Description("b", 1, 1e9, 60.0, NodeInfo("b", "rid-b")), keys["b"]), source("fe80::2"), 0.0, 1e9)
+    wire.sent.clear()
+    moved = sign(Description("b", 2, 1e9 + 1, 60.0, NodeInfo("b", "rid-b", prefixes=("10.1.0.0/24",))), keys["b"])
+    r.datagram(moved, source("fe80::3"), 1.0, 1e9 + 1)
+    assert wire.sent == [(moved, "fe80::2")]
+
+
+def test_the_runner_sleeps_until_something_is_due() -> None:
+    r, wire, _ = neighboured("fe80::2")
+    r.view.synced = True
+    r.view.model.me = dataclasses.replace(r.view.model.me, router_id="02:00:00:00:00:00:00:01")
+    wall = 1_000_000_005.0  # 5 s into a 20 s slot (lifetime 60 s)
+    deadline = r.step(100.0, wall)
+    assert len(wire.sent) == 1  # our first description, to the one neighbour
+    assert deadline == 115.0  # the next slot, 15 s away
+    wire.sent.clear()
+    assert r.step(105.0, wall + 5) == 115.0 and wire.sent == []  # woken early (the model changed): nothing due
+    assert r.step(115.0, wall + 15) == 135.0 and len(wire.sent) == 1  # the slot: a refresh; then the next slot
+    r2, wire2, _ = neighboured("fe80::2")
+    r2.view.synced, r2.view.model.me = True, r.view.model.me
+    assert r2.step(100.0, 1_000_000_012.0) == 128.0  # 8 s before a slot: too close, the refresh waits for the next

@@ -29,9 +29,10 @@ from meshctl.gossip.table import (
     Identity,
     NodeInfo,
     UplinkChoice,
+    change_due,
     describe_node,
     mesh_graph,
-    originate_due,
+    next_refresh,
     sign,
 )
 
@@ -44,6 +45,11 @@ log = logging.getLogger("meshctl.gossip")
 Address = tuple[str, str]  # (link-local address, interface)
 _LINK_LOCAL_HEXTETS = frozenset(f"{x:04x}" for x in range(0xFE80, 0xFEC0))  # fe80::/10
 REFRESH_INTERFACES = 0.5  # seconds: the least time between two look-ups of babeld's interfaces on a miss
+#: Seconds a refresh waits before it is relayed, gathering the others of its wave (and copies from other
+#: neighbours, who then need none).  Changes do not wait.  A refresh crossing the mesh's diameter D waits
+#: D times this, against the two thirds of a lifetime (>= 2 s) it has before the previous one expires.
+RELAY_HOLD = 0.1
+POLL_UPLINKS = 1.0  # seconds: how often a client looks at its uplinks, which change without babeld
 
 
 def is_link_local(addr: tuple) -> bool:
@@ -92,6 +98,13 @@ class GossipRunner:
         self._stamp: tuple | None = None  # what _described and _neighbours were made from
         self._described: NodeInfo | None = None
         self._neighbours: set[Address] = set()
+        self._has_uplinks = False  # then they are looked at every POLL_UPLINKS
+        self.own_sent_wall = 0.0
+        self.own_datagram = b""
+        self._pending: dict[str, None] = {}  # origins whose refresh waits for the next relay
+        self._relay_timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
 
     # -- what we say ------------------------------------------------------
 
@@ -109,6 +122,7 @@ class GossipRunner:
         """Describe ourselves and list the neighbours again, if the model or the uplinks changed since."""
         model = self.view.model
         uplinks = self.uplinks()  # they move without babeld: part of what is compared
+        self._has_uplinks = bool(uplinks)
         stamp = (id(model), model.version, self.view.synced, uplinks)
         if stamp != self._stamp:
             self._stamp = stamp
@@ -148,59 +162,114 @@ class GossipRunner:
         sock.bind(("::", self.config.port))
         sock.setblocking(False)
         self._raw = sock
-        transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(lambda: _Datagrams(self), sock=sock)
+        self._loop = loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(lambda: _Datagrams(self), sock=sock)
+        self._wake = wake = asyncio.Event()
+        self.view.listeners.append(wake.set)
         try:
-            await self._tick_loop()
+            while True:
+                wake.clear()
+                deadline = self.step(loop.time(), time.time())
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout_at(deadline):
+                        await wake.wait()
         finally:
+            self.view.listeners.remove(wake.set)
+            if self._relay_timer is not None:
+                self._relay_timer.cancel()
             transport.close()
 
-    async def _tick_loop(self) -> None:
-        """Every second: expire, greet new neighbours, re-describe ourselves when needed."""
-        loop = asyncio.get_running_loop()
-        while True:
-            now, wall = loop.time(), time.time()
-            if self._ifindex.keys() != self.view.model.interfaces.keys():  # a re-created one is caught on a miss
-                self.refresh_interfaces(now)
-            for origin in self.table.expire(now):
-                log.info("gossip: %s's description expired; it leaves the mesh view", origin)
-            own = self.describe()
-            if own is not None and originate_due(own, self.own, now - self.own_sent, self.config.lifetime):
-                self._originate(own, now, wall)
-            neighbours = self.neighbours()
-            for new in neighbours - self.known_neighbours:
-                self._sync(new)  # a neighbour that just appeared gets everything we hold
-            self.known_neighbours = neighbours
-            await asyncio.sleep(1.0)
+    def step(self, now: float, wall: float) -> float:
+        """Expire, greet new neighbours, describe ourselves again when due; return when to look next.
+
+        Runs when the model changes (babeld said something that changed it)
+        and at the next deadline: a refresh slot, an entry's expiry, a cost
+        change's wait.  A node with nothing due sleeps, rather than waking
+        every second to find nothing to do.
+        """
+        if self._ifindex.keys() != self.view.model.interfaces.keys():  # a re-created one is caught on a miss
+            self.refresh_interfaces(now)
+        for origin in self.table.expire(now):
+            log.info("gossip: %s's description expired; it leaves the mesh view", origin)
+        own = self.describe()
+        originated = own is not None and self._due(own, now, wall)
+        if originated:
+            assert own is not None
+            self._originate(own, now, wall)  # to every neighbour, new ones included
+        neighbours = self.neighbours()
+        for new in neighbours - self.known_neighbours:
+            self._sync(new, own=not originated)  # a neighbour that just appeared gets everything we hold
+        self.known_neighbours = neighbours
+        return self._next_look(now, wall)
+
+    def _due(self, own: NodeInfo, now: float, wall: float) -> bool:
+        if self.own is None:
+            return True
+        lifetime, since = self.config.lifetime, now - self.own_sent
+        # The monotonic bound holds if the wall clock jumps back; 1 ms of slack for the two clocks' drift.
+        return (wall >= next_refresh(self.own_sent_wall, lifetime) - 0.001 or since >= lifetime / 2
+                or change_due(own, self.own, since, lifetime))
+
+    def _next_look(self, now: float, wall: float) -> float:
+        """Loop time of the next deadline (a model change wakes the loop sooner)."""
+        lifetime = self.config.lifetime
+        deadlines = [now + lifetime]
+        if self.own is not None:
+            deadlines += [now + next_refresh(self.own_sent_wall, lifetime) - wall, self.own_sent + lifetime / 2]
+            if self._described is not None and self._described != self.own:  # a cost that moved waits
+                deadlines.append(self.own_sent + lifetime / 6)
+        if self.table.entries:
+            deadlines.append(min(e.expires for e in self.table.entries.values()))
+        if self._has_uplinks:
+            deadlines.append(now + POLL_UPLINKS)
+        return max(now, min(deadlines))
 
     def _originate(self, own: NodeInfo, now: float, wall: float) -> None:
         self.own_seq = max(self.own_seq + 1, time.time_ns())
         description = Description(self.name, self.own_seq, wall, self.config.lifetime, own)
         data = sign(description, self.config.key.private)
-        self.own, self.own_sent, self.own_datagram = own, now, data
-        self._flood(data, exclude=None)
+        self.own, self.own_sent, self.own_sent_wall, self.own_datagram = own, now, wall, data
+        for to in self.neighbours():
+            self._send(data, to)
 
-    def _sync(self, to: Address) -> None:
+    def _sync(self, to: Address, own: bool = True) -> None:
         datagrams = [e.datagram for e in self.table.entries.values()]
-        if self.own is not None:
+        if own and self.own is not None:
             datagrams.append(self.own_datagram)
         for data in datagrams:
             self._send(data, to)
 
-    def _flood(self, data: bytes, exclude: str | None) -> None:
+    def _relay(self, origin: str) -> None:
+        """Send what we hold of ``origin`` to every neighbour not known to hold it already."""
+        entry = self.table.entries.get(origin)
+        if entry is None:
+            return
         for addr, ifname in self.neighbours():
-            if addr != exclude:
-                self._send(data, (addr, ifname))
+            holder = (addr, self._index(ifname))
+            if holder not in entry.holders:
+                entry.holders.add(holder)
+                self._send(entry.datagram, (addr, ifname))
 
-    def _send(self, data: bytes, to: Address) -> None:
-        """One datagram, straight to the socket; one the kernel will not take now is lost, as any may be."""
-        addr, ifname = to
+    def _relay_pending(self) -> None:
+        self._relay_timer = None
+        pending, self._pending = self._pending, {}
+        for origin in pending:
+            self._relay(origin)
+
+    def _index(self, ifname: str) -> int | None:
         index = self._ifindex.get(ifname)
         if index is None:
             try:
                 index = self._ifindex[ifname] = socket.if_nametoindex(ifname)
             except OSError:
-                return  # the interface went away; the neighbour with it
-        if self._raw is None:
+                return None  # the interface went away; the neighbour with it
+        return index
+
+    def _send(self, data: bytes, to: Address) -> None:
+        """One datagram, straight to the socket; one the kernel will not take now is lost, as any may be."""
+        addr, ifname = to
+        index = self._index(ifname)
+        if index is None or self._raw is None:
             return
         try:
             self._raw.sendto(data, (addr, self.config.port, 0, index))
@@ -210,14 +279,25 @@ class GossipRunner:
         self.bytes_out += len(data)
 
     def datagram(self, data: bytes, addr: tuple, now: float, wall: float) -> None:
-        """One datagram in: from a Babel neighbour's side, new, and properly signed, it is kept and relayed."""
+        """One datagram in: from a Babel neighbour's side, new, and properly signed, it is kept and relayed.
+
+        A change is relayed at once; a refresh waits :data:`RELAY_HOLD` with
+        the rest of its wave, and goes only to neighbours that have not sent
+        us a copy meanwhile.
+        """
         if not self.from_mesh(addr, now):  # (address, port, flow, scope)
             self.table.rejected["underlay"] += 1
             return
         self.bytes_in += len(data)
-        relay = self.table.receive(data, now, wall)
-        if relay is not None:
-            self._flood(relay, exclude=str(addr[0]).split("%", 1)[0])
+        taken = self.table.take(data, now, wall, (str(addr[0]).split("%", 1)[0], addr[3]))
+        if taken is None:
+            return
+        if taken.changed or self._loop is None:
+            self._relay(taken.origin)
+            return
+        self._pending[taken.origin] = None
+        if self._relay_timer is None:
+            self._relay_timer = self._loop.call_later(RELAY_HOLD, self._relay_pending)
 
     # -- views --------------------------------------------------------------
 

@@ -24,8 +24,9 @@ back; this module never touches a socket or reads a clock.
 from __future__ import annotations
 
 import ipaddress
+import math
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -268,6 +269,22 @@ class Entry:
     description: Description
     datagram: bytes  # as received: relayed unchanged, so the signature still holds
     expires: float  # our monotonic clock
+    holders: set[Hashable] = field(default_factory=set)  # neighbours that sent us this seq: they need no copy
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """A datagram that was news: what to relay, and how soon.
+
+    ``changed`` is False for a refresh, the origin saying again what we
+    already held (only its seq and timestamp moved): it only keeps the entry
+    alive, and may wait a moment to travel with others.  Anything else (a new
+    origin, a link, prefix, key or cost that moved) is a change, relayed at once.
+    """
+
+    datagram: bytes
+    origin: str
+    changed: bool
 
 
 @dataclass
@@ -288,7 +305,15 @@ class GossipTable:
     accepted: int = 0
 
     def receive(self, data: bytes, now: float, wall: float) -> bytes | None:
-        """Take one datagram; return it for relaying if it was new, else None (and count why).
+        """Take one datagram; return it for relaying if it was new, else None (and count why)."""
+        taken = self.take(data, now, wall)
+        return taken.datagram if taken is not None else None
+
+    def take(self, data: bytes, now: float, wall: float, source: Hashable = None) -> Accepted | None:
+        """Take one datagram from neighbour ``source``; :class:`Accepted` if it was new, else None (and count why).
+
+        ``source`` is remembered as a holder of what it sent, a copy included:
+        a relay need not go back to a neighbour that already has it.
 
         Whether a description is news is decided from its claimed origin and
         seq before its signature is checked: 55-59 % of what a grid node
@@ -305,7 +330,12 @@ class GossipTable:
                 raise GossipError("own")  # our own description coming back round: nothing new
             known = self.last_seq.get(header.origin)
             if known is not None and header.seq <= known[0]:
-                raise GossipError("duplicate" if header.seq == known[0] else "replay")
+                if header.seq == known[0]:
+                    held = self.entries.get(header.origin)
+                    if held is not None and source is not None and held.description.seq == header.seq:
+                        held.holders.add(source)  # unverified, but it can only spare that neighbour a copy
+                    raise GossipError("duplicate")
+                raise GossipError("replay")
             if known is None and len(self.last_seq) >= MAX_ORIGINS:
                 raise GossipError("full")
             d = finish(header, wall)
@@ -313,10 +343,11 @@ class GossipTable:
             self.rejected[exc.reason] += 1
             return None
         remaining = min(d.lifetime, d.issued + d.lifetime - wall)
-        self.entries[d.origin] = Entry(d, data, now + remaining)
+        before = self.entries.get(d.origin)
+        self.entries[d.origin] = Entry(d, data, now + remaining, {source} if source is not None else set())
         self.last_seq[d.origin] = (d.seq, now + REMEMBER_SEQ)
         self.accepted += 1
-        return data
+        return Accepted(data, d.origin, before is None or before.description.node != d.node)
 
     def expire(self, now: float) -> list[str]:
         """Drop descriptions past their lifetime; return their origins."""
@@ -341,6 +372,21 @@ def _shape(node: NodeInfo) -> NodeInfo:
     return replace(node, links=tuple(links))
 
 
+def next_refresh(sent_wall: float, lifetime: float) -> float:
+    """Wall-clock time of the next refresh of a description sent at ``sent_wall``.
+
+    Refreshes go out on slots shared by the whole mesh (multiples of a third
+    of the lifetime on the wall clock), so every node's refresh travels in the
+    same wave: a node then hears of its neighbours' refreshes in a few bursts
+    per slot instead of one wake-up per origin and copy.  The next slot at
+    least half a period after the last description is taken: a change sent
+    just before a slot makes the next refresh wait a slot, and no gap between
+    two descriptions exceeds half the lifetime.
+    """
+    period = lifetime / 3
+    return (math.floor((sent_wall + period / 2) / period) + 1) * period
+
+
 def originate_due(own: NodeInfo, sent: NodeInfo | None, since: float, lifetime: float) -> bool:
     """Whether to sign and flood a new description of ourselves now.
 
@@ -349,13 +395,19 @@ def originate_due(own: NodeInfo, sent: NodeInfo | None, since: float, lifetime: 
     at once; a cost that merely moved waits a while, so RTT jitter on a tunnel
     does not re-flood the whole mesh every second.
     """
-    if sent is None or since >= lifetime / 3:
-        return True
-    if own == sent:  # asked every second, and nearly always this
+    return sent is None or since >= lifetime / 3 or change_due(own, sent, since, lifetime)
+
+
+def change_due(own: NodeInfo, sent: NodeInfo, since: float, lifetime: float) -> bool:
+    """Whether what we say of ourselves changed enough to flood it now, ``since`` seconds after ``sent``.
+
+    A link, prefix or key that came or went goes out at once; a cost that
+    merely moved waits a sixth of the lifetime after the last description, so
+    RTT jitter on a tunnel does not re-flood the whole mesh every second.
+    """
+    if own == sent:  # asked on every change of the model, and nearly always this
         return False
-    if _shape(own) != _shape(sent):
-        return True
-    return own != sent and since >= lifetime / 6
+    return _shape(own) != _shape(sent) or since >= lifetime / 6
 
 
 @dataclass(frozen=True, slots=True)
