@@ -10,13 +10,16 @@ from hypothesis import strategies as st
 from meshctl.gossip.table import (
     MAX_DATAGRAM,
     Description,
+    GossipError,
     GossipTable,
     Link,
     NodeInfo,
+    bundle,
     mesh_graph,
     next_refresh,
     originate_due,
     sign,
+    unbundle,
 )
 
 KEYS = {name: Ed25519PrivateKey.generate() for name in ("a", "b", "c", "mallory")}
@@ -272,3 +275,31 @@ def test_a_refresh_on_its_slot_is_due_again_one_period_later() -> None:
     assert next_refresh(300.0, 60.0) == 320.0
     assert next_refresh(309.0, 60.0) == 320.0  # sent 11 s before the slot: still due on it
     assert next_refresh(311.0, 60.0) == 340.0  # a change 9 s before the slot: the refresh waits one more
+
+
+@settings(max_examples=200)
+@given(st.lists(st.integers(0, 3000), max_size=60))
+def test_bundles_carry_datagrams_unchanged_and_within_the_limit(sizes: list[int]) -> None:
+    datagrams = [msgpack.packb([b"x" * n, b"s" * 64], use_bin_type=True) for n in sizes]
+    bundles = bundle(datagrams)
+    assert [d for b in bundles for d in unbundle(b)] == datagrams
+    assert all(len(b) <= MAX_DATAGRAM for b in bundles)
+
+
+def test_a_plain_datagram_is_its_own_bundle_and_a_bad_bundle_is_refused() -> None:
+    data = sign(describe("a"), KEYS["a"])
+    assert unbundle(data) == [data]
+    for bad in (msgpack.packb(["B", 1, 2]), msgpack.packb(["B", b"x" * (MAX_DATAGRAM + 1)])):
+        try:
+            unbundle(bad)
+        except GossipError as exc:
+            assert exc.reason == "malformed"
+        else:
+            raise AssertionError(f"{bad[:10]!r} taken")
+
+
+def test_whether_the_origin_takes_bundles_travels_signed() -> None:
+    t = table()
+    t.receive(sign(Description("a", 1, WALL, 60.0, describe("a").node, bundles=True), KEYS["a"]), 0.0, WALL)
+    t.receive(sign(describe("b"), KEYS["b"]), 0.0, WALL)
+    assert t.entries["a"].description.bundles and not t.entries["b"].description.bundles

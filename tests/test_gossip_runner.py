@@ -10,7 +10,7 @@ from meshctl.babel import events as ev
 from meshctl.config import GossipConfig
 from meshctl.gossip.runner import RELAY_HOLD, GossipRunner, is_link_local
 from meshctl.gossip.signing import SigningKey, public_text
-from meshctl.gossip.table import Description, Identity, NodeInfo, sign
+from meshctl.gossip.table import Description, Identity, NodeInfo, bundle, sign
 from meshctl.topology.model import MeshView
 
 LO = socket.if_nametoindex("lo")
@@ -145,3 +145,31 @@ def test_the_runner_sleeps_until_something_is_due() -> None:
     r2, wire2, _ = neighboured("fe80::2")
     r2.view.synced, r2.view.model.me = True, r.view.model.me
     assert r2.step(100.0, 1_000_000_012.0) == 128.0  # 8 s before a slot: too close, the refresh waits for the next
+
+
+async def test_a_wave_goes_as_one_bundle_to_a_neighbour_that_takes_them() -> None:
+    from meshctl.babel.parser import parse_line
+
+    r, wire, keys = neighboured("fe80::2", "fe80::3")
+    r._loop = asyncio.get_running_loop()
+    # babeld shows fe80::3 originating its own address: that is router rid-b, whose description says it bundles.
+    r.view.model.apply(parse_line("add route 9 prefix 10.99.0.3/32 from 0.0.0.0/0 installed yes id rid-b "
+                                  "metric 96 refmetric 0 via fe80::3 if lo"))
+    b = sign(Description("b", 1, 1e9, 60.0, NodeInfo("b", "rid-b"), bundles=True), keys["b"])
+    a = sign(Description("a", 1, 1e9, 60.0, NodeInfo("a", "rid-a")), keys["a"])
+    r.datagram(b, source("fe80::3"), 0.0, 1e9)
+    r.datagram(a, source("fe80::3"), 0.0, 1e9)
+    wire.sent.clear()
+    refreshes = [sign(Description(n, 2, 1e9 + 20, 60.0, NodeInfo(n, f"rid-{n}"), bundles=n == "b"), keys[n])
+                 for n in ("a", "b")]
+    r.datagram(bundle(refreshes)[0], source("fe80::2"), 20.0, 1e9 + 20)  # the wave, in one bundle
+    await asyncio.sleep(RELAY_HOLD * 1.5)
+    assert wire.sent == [(bundle(refreshes)[0], "fe80::3")]  # one send; fe80::2 sent them, so it gets none
+    assert r.table.accepted == 4
+
+
+def test_a_neighbour_not_known_to_take_bundles_gets_plain_datagrams() -> None:
+    r, wire, keys = neighboured("fe80::2", "fe80::3")
+    news = [sign(Description(n, 1, 1e9, 60.0, NodeInfo(n, f"rid-{n}")), keys[n]) for n in ("a", "b")]
+    r.datagram(bundle(news)[0], source("fe80::2"), 0.0, 1e9)
+    assert sorted(wire.sent) == sorted((d, "fe80::3") for d in news)

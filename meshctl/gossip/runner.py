@@ -17,7 +17,7 @@ import contextlib
 import logging
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import networkx as nx
@@ -25,15 +25,18 @@ import networkx as nx
 from meshctl.gossip.signing import parse_public
 from meshctl.gossip.table import (
     Description,
+    GossipError,
     GossipTable,
     Identity,
     NodeInfo,
     UplinkChoice,
+    bundle,
     change_due,
     describe_node,
     mesh_graph,
     next_refresh,
     sign,
+    unbundle,
 )
 
 if TYPE_CHECKING:
@@ -226,7 +229,7 @@ class GossipRunner:
 
     def _originate(self, own: NodeInfo, now: float, wall: float) -> None:
         self.own_seq = max(self.own_seq + 1, time.time_ns())
-        description = Description(self.name, self.own_seq, wall, self.config.lifetime, own)
+        description = Description(self.name, self.own_seq, wall, self.config.lifetime, own, bundles=True)
         data = sign(description, self.config.key.private)
         self.own, self.own_sent, self.own_sent_wall, self.own_datagram = own, now, wall, data
         for to in self.neighbours():
@@ -236,25 +239,39 @@ class GossipRunner:
         datagrams = [e.datagram for e in self.table.entries.values()]
         if own and self.own is not None:
             datagrams.append(self.own_datagram)
-        for data in datagrams:
-            self._send(data, to)
+        self._send_all(datagrams, to, to in self._bundle_takers())
 
-    def _relay(self, origin: str) -> None:
-        """Send what we hold of ``origin`` to every neighbour not known to hold it already."""
-        entry = self.table.entries.get(origin)
-        if entry is None:
-            return
-        for addr, ifname in self.neighbours():
-            holder = (addr, self._index(ifname))
-            if holder not in entry.holders:
-                entry.holders.add(holder)
-                self._send(entry.datagram, (addr, ifname))
+    def _relay(self, origins: Iterable[str]) -> None:
+        """Send what we hold of ``origins`` to every neighbour not known to hold it already, bundled where taken."""
+        out: dict[Address, list[bytes]] = {}
+        neighbours = self.neighbours()
+        for origin in origins:
+            entry = self.table.entries.get(origin)
+            if entry is None:
+                continue
+            for addr, ifname in neighbours:
+                holder = (addr, self._index(ifname))
+                if holder not in entry.holders:
+                    entry.holders.add(holder)
+                    out.setdefault((addr, ifname), []).append(entry.datagram)
+        takers = self._bundle_takers() if any(len(d) > 1 for d in out.values()) else set()
+        for to, datagrams in out.items():
+            self._send_all(datagrams, to, to in takers)
 
     def _relay_pending(self) -> None:
         self._relay_timer = None
         pending, self._pending = self._pending, {}
-        for origin in pending:
-            self._relay(origin)
+        self._relay(pending)
+
+    def _bundle_takers(self) -> set[Address]:
+        """The neighbours whose own description says they take bundles."""
+        takers = {e.description.node.router_id for e in self.table.entries.values() if e.description.bundles}
+        model = self.view.model
+        return {(str(key[0]), key[1]) for key in model.neighbours if model.neighbour_router_id(key) in takers}
+
+    def _send_all(self, datagrams: list[bytes], to: Address, bundles: bool) -> None:
+        for data in bundle(datagrams) if bundles else datagrams:
+            self._send(data, to)
 
     def _index(self, ifname: str) -> int | None:
         index = self._ifindex.get(ifname)
@@ -289,15 +306,25 @@ class GossipRunner:
             self.table.rejected["underlay"] += 1
             return
         self.bytes_in += len(data)
-        taken = self.table.take(data, now, wall, (str(addr[0]).split("%", 1)[0], addr[3]))
-        if taken is None:
+        try:
+            datagrams = unbundle(data)
+        except GossipError as exc:
+            self.table.rejected[exc.reason] += 1
             return
-        if taken.changed or self._loop is None:
-            self._relay(taken.origin)
-            return
-        self._pending[taken.origin] = None
-        if self._relay_timer is None:
-            self._relay_timer = self._loop.call_later(RELAY_HOLD, self._relay_pending)
+        source = (str(addr[0]).split("%", 1)[0], addr[3])
+        changed = []
+        for one in datagrams:
+            taken = self.table.take(one, now, wall, source)
+            if taken is None:
+                continue
+            if taken.changed or self._loop is None:
+                changed.append(taken.origin)
+                continue
+            self._pending[taken.origin] = None
+            if self._relay_timer is None:
+                self._relay_timer = self._loop.call_later(RELAY_HOLD, self._relay_pending)
+        if changed:
+            self._relay(changed)
 
     # -- views --------------------------------------------------------------
 

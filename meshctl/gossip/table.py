@@ -106,6 +106,7 @@ class Description:
     issued: float  # origin's wall clock, seconds
     lifetime: float
     node: NodeInfo
+    bundles: bool = False  # the origin takes bundles (:func:`bundle`); optional on the wire ("b")
 
 
 def _str_list(value: object, what: str, limit: int = 256) -> tuple[str, ...]:
@@ -179,7 +180,8 @@ def sign(description: Description, key: Ed25519PrivateKey) -> bytes:
             "k": list(n.wg_keys),
             "e": list(n.endpoints),
             "o": list(n.roles),
-        } | ({"u": [[u.gateway, u.router_id, u.state, u.chosen, u.address] for u in n.uplinks]} if n.uplinks else {}),
+        } | ({"u": [[u.gateway, u.router_id, u.state, u.chosen, u.address] for u in n.uplinks]} if n.uplinks else {})
+        | ({"b": True} if description.bundles else {}),
         use_bin_type=True,
     )
     return msgpack.packb([body, key.sign(body)], use_bin_type=True)
@@ -254,7 +256,62 @@ def finish(header: Header, wall: float) -> Description:
         header.key.verify(header.signature, header.body)
     except InvalidSignature:
         raise GossipError("bad-signature", origin) from None
-    return Description(origin, header.seq, float(issued), float(lifetime), node)
+    return Description(origin, header.seq, float(issued), float(lifetime), node, obj.get("b") is True)
+
+
+MAX_BUNDLE = 65507  # what one UDP datagram can carry
+_BUNDLE_TAG = "B"
+
+
+def bundle(datagrams: Iterable[bytes], limit: int = MAX_DATAGRAM) -> list[bytes]:
+    """Pack signed datagrams into as few bundles of at most ``limit`` bytes as they fit in.
+
+    A bundle is ``msgpack(["B", datagram, ...])``: the datagrams unchanged, so
+    each keeps its signature, and a relay of a whole wave is one send (each
+    send into a tunnel wakes its WireGuard process, and each datagram its
+    receiver).  A datagram too big to share travels alone, unbundled.
+    Only for neighbours whose description says they take bundles: older
+    nodes count a bundle as malformed.
+    """
+    out: list[bytes] = []
+    batch: list[bytes] = []
+    size = 0
+    for d in datagrams:
+        if len(d) + 8 > limit - 8:
+            out.append(d)
+            continue
+        if batch and size + len(d) + 5 > limit:
+            out.append(msgpack.packb([_BUNDLE_TAG, *batch], use_bin_type=True))
+            batch, size = [], 0
+        batch.append(d)
+        size += len(d) + 5 + (8 if len(batch) == 1 else 0)  # bin header per item; array header and tag once
+    if len(batch) == 1:
+        out.append(batch[0])
+    elif batch:
+        out.append(msgpack.packb([_BUNDLE_TAG, *batch], use_bin_type=True))
+    return out
+
+
+def unbundle(data: bytes) -> list[bytes]:
+    """The datagrams in ``data``: itself if it is a plain one; :class:`GossipError` for a bad bundle.
+
+    A plain datagram is an array of two bins; a bundle's second byte (after a
+    fixarray header) or fourth (after array16) starts the string "B".
+    """
+    if not (data[1:3] == b"\xa1B" and data[:1] >= b"\x92" and data[:1] <= b"\x9f"
+            or data[:1] == b"\xdc" and data[3:5] == b"\xa1B"):
+        return [data]
+    if len(data) > MAX_BUNDLE:
+        raise GossipError("oversized", f"bundle of {len(data)} bytes")
+    try:
+        items = msgpack.unpackb(data, raw=False, max_bin_len=MAX_DATAGRAM, max_str_len=1, max_array_len=4096,
+                                max_map_len=0)
+    except Exception as exc:  # msgpack raises several types; all mean the same here
+        raise GossipError("malformed", type(exc).__name__) from None
+    if (not isinstance(items, list) or len(items) < 2 or items[0] != _BUNDLE_TAG
+            or not all(isinstance(x, bytes) for x in items[1:])):
+        raise GossipError("malformed", "not a bundle")
+    return items[1:]
 
 
 def verify(data: bytes, trusted: dict[str, Ed25519PublicKey], wall: float) -> Description:
