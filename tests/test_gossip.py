@@ -16,8 +16,8 @@ from meshctl.gossip.table import (
     NodeInfo,
     bundle,
     mesh_graph,
+    next_description,
     next_refresh,
-    originate_due,
     sign,
     unbundle,
 )
@@ -150,20 +150,20 @@ def test_mesh_graph_keeps_unreported_neighbours() -> None:
     assert g.nodes["rid-x"]["reported"] is False and g["rid-a"]["rid-x"]["wg0"]["cost"] == 96
 
 
-def test_originate_due_refreshes_reports_shape_changes_at_once_and_rate_limits_costs() -> None:
+def test_shape_changes_go_at_once_refreshes_on_slots_and_costs_with_the_next_wave() -> None:
     sent = NodeInfo("a", "r-a", links=(Link("r-b", 96, "wg-b"),), prefixes=("10.0.0.1/32",))
-    assert originate_due(sent, None, 0.0, 30.0)  # never described yet
-    assert not originate_due(sent, sent, 1.0, 30.0)
-    assert originate_due(sent, sent, 10.0, 30.0)  # refresh at a third of the lifetime
+    at = 300.0  # a refresh slot (lifetime 30 s: slots every 10 s, waves every 5 s)
+    assert next_description(sent, None, at, 30.0) == float("-inf")  # never described yet
+    assert next_description(sent, sent, at, 30.0) == 310.0  # refresh on the next slot
     cost_moved = NodeInfo("a", "r-a", links=(Link("r-b", 101, "wg-b"),), prefixes=("10.0.0.1/32",))
-    assert not originate_due(cost_moved, sent, 1.0, 30.0)
-    assert originate_due(cost_moved, sent, 5.0, 30.0)
-    link_came = NodeInfo("a", "r-a", links=(Link("r-b", 96, "wg-b"), Link("r-c", 96, "wg-c")), prefixes=("10.0.0.1/32",))
-    assert originate_due(link_came, sent, 0.1, 30.0)
-    prefix_went = NodeInfo("a", "r-a", links=(Link("r-b", 96, "wg-b"),))
-    assert originate_due(prefix_went, sent, 0.1, 30.0)
-    role_came = NodeInfo("a", "r-a", links=(Link("r-b", 96, "wg-b"),), prefixes=("10.0.0.1/32",), roles=("gateway",))
-    assert originate_due(role_came, sent, 0.1, 30.0)
+    assert next_description(cost_moved, sent, at, 30.0) == 305.0  # the next wave
+    assert next_description(cost_moved, sent, at + 3, 30.0) == 310.0  # at least 2.5 s after the last
+    for changed in (
+        NodeInfo("a", "r-a", links=(Link("r-b", 96, "wg-b"), Link("r-c", 96, "wg-c")), prefixes=("10.0.0.1/32",)),
+        NodeInfo("a", "r-a", links=(Link("r-b", 96, "wg-b"),)),  # a prefix went
+        NodeInfo("a", "r-a", links=(Link("r-b", 96, "wg-b"),), prefixes=("10.0.0.1/32",), roles=("gateway",)),
+    ):
+        assert next_description(changed, sent, at + 0.1, 30.0) == float("-inf")
 
 
 class CountingKey:
@@ -260,6 +260,12 @@ def test_a_refresh_is_told_from_a_change_and_copies_name_their_senders() -> None
     assert change is not None and change.changed and t.entries["a"].holders == {"n2"}
     assert t.take(sign(describe("a", seq=2), KEYS["a"]), 2.1, WALL, "n3") is None  # an older copy: no holder
     assert t.entries["a"].holders == {"n2"}
+    cost = Description("a", 4, WALL, 60.0, NodeInfo("a", "rid-a", (), ("10.99.0.9/32",)))
+    assert t.take(sign(cost, KEYS["a"]), 3.0, WALL) is not None  # same shape as seq 3 ...
+    costlier = Description("a", 5, WALL, 60.0, NodeInfo("a", "rid-a", (Link("rid-b", 96, "wg0"),), ("10.99.0.9/32",)))
+    assert t.take(sign(costlier, KEYS["a"]), 3.0, WALL).changed  # ... but a link that came is a change
+    moved = Description("a", 6, WALL, 60.0, NodeInfo("a", "rid-a", (Link("rid-b", 400, "wg0"),), ("10.99.0.9/32",)))
+    assert not t.take(sign(moved, KEYS["a"]), 3.0, WALL).changed  # and a cost that moved rides the wave
 
 
 @settings(max_examples=300)

@@ -31,10 +31,9 @@ from meshctl.gossip.table import (
     NodeInfo,
     UplinkChoice,
     bundle,
-    change_due,
     describe_node,
     mesh_graph,
-    next_refresh,
+    next_description,
     sign,
     unbundle,
 )
@@ -48,9 +47,10 @@ log = logging.getLogger("meshctl.gossip")
 Address = tuple[str, str]  # (link-local address, interface)
 _LINK_LOCAL_HEXTETS = frozenset(f"{x:04x}" for x in range(0xFE80, 0xFEC0))  # fe80::/10
 REFRESH_INTERFACES = 0.5  # seconds: the least time between two look-ups of babeld's interfaces on a miss
-#: Seconds a refresh waits before it is relayed, gathering the others of its wave (and copies from other
-#: neighbours, who then need none).  Changes do not wait.  A refresh crossing the mesh's diameter D waits
-#: D times this, against the two thirds of a lifetime (>= 2 s) it has before the previous one expires.
+#: A refresh waits for the next multiple of this on the wall clock before it is relayed, gathering the others
+#: of its wave (and copies from other neighbours, who then need none), and its neighbours relay on the same
+#: ticks, so what they send us arrives together.  Changes do not wait.  A refresh crossing the mesh's
+#: diameter D waits at most D times this, against the two thirds of a lifetime (>= 2 s) it has.
 RELAY_HOLD = 0.1
 POLL_UPLINKS = 1.0  # seconds: how often a client looks at its uplinks, which change without babeld
 
@@ -206,21 +206,19 @@ class GossipRunner:
         return self._next_look(now, wall)
 
     def _due(self, own: NodeInfo, now: float, wall: float) -> bool:
-        if self.own is None:
-            return True
-        lifetime, since = self.config.lifetime, now - self.own_sent
+        lifetime = self.config.lifetime
         # The monotonic bound holds if the wall clock jumps back; 1 ms of slack for the two clocks' drift.
-        return (wall >= next_refresh(self.own_sent_wall, lifetime) - 0.001 or since >= lifetime / 2
-                or change_due(own, self.own, since, lifetime))
+        return (wall >= next_description(own, self.own, self.own_sent_wall, lifetime) - 0.001
+                or now - self.own_sent >= lifetime / 2)
 
     def _next_look(self, now: float, wall: float) -> float:
         """Loop time of the next deadline (a model change wakes the loop sooner)."""
         lifetime = self.config.lifetime
         deadlines = [now + lifetime]
         if self.own is not None:
-            deadlines += [now + next_refresh(self.own_sent_wall, lifetime) - wall, self.own_sent + lifetime / 2]
-            if self._described is not None and self._described != self.own:  # a cost that moved waits
-                deadlines.append(self.own_sent + lifetime / 6)
+            described = self._described or self.own
+            deadlines += [now + next_description(described, self.own, self.own_sent_wall, lifetime) - wall,
+                          self.own_sent + lifetime / 2]
         if self.table.entries:
             deadlines.append(min(e.expires for e in self.table.entries.values()))
         if self._has_uplinks:
@@ -321,8 +319,8 @@ class GossipRunner:
                 changed.append(taken.origin)
                 continue
             self._pending[taken.origin] = None
-            if self._relay_timer is None:
-                self._relay_timer = self._loop.call_later(RELAY_HOLD, self._relay_pending)
+            if self._relay_timer is None:  # on wall-clock ticks shared by the mesh: neighbours relay together
+                self._relay_timer = self._loop.call_later(RELAY_HOLD - wall % RELAY_HOLD, self._relay_pending)
         if changed:
             self._relay(changed)
 

@@ -334,9 +334,10 @@ class Accepted:
     """A datagram that was news: what to relay, and how soon.
 
     ``changed`` is False for a refresh, the origin saying again what we
-    already held (only its seq and timestamp moved): it only keeps the entry
-    alive, and may wait a moment to travel with others.  Anything else (a new
-    origin, a link, prefix, key or cost that moved) is a change, relayed at once.
+    already held (only its seq and timestamp moved, or a link cost, which its
+    origin itself sends only with a wave): it may wait a moment to travel with
+    the rest of its wave.  Anything else (a new origin, a link, prefix, key,
+    role or uplink that came or went) is a change, relayed at once.
     """
 
     datagram: bytes
@@ -404,7 +405,7 @@ class GossipTable:
         self.entries[d.origin] = Entry(d, data, now + remaining, {source} if source is not None else set())
         self.last_seq[d.origin] = (d.seq, now + REMEMBER_SEQ)
         self.accepted += 1
-        return Accepted(data, d.origin, before is None or before.description.node != d.node)
+        return Accepted(data, d.origin, before is None or _shape(before.description.node) != _shape(d.node))
 
     def expire(self, now: float) -> list[str]:
         """Drop descriptions past their lifetime; return their origins."""
@@ -429,6 +430,11 @@ def _shape(node: NodeInfo) -> NodeInfo:
     return replace(node, links=tuple(links))
 
 
+def _boundary(after: float, period: float) -> float:
+    """The first multiple of ``period`` at least half a period after ``after``."""
+    return (math.floor((after + period / 2) / period) + 1) * period
+
+
 def next_refresh(sent_wall: float, lifetime: float) -> float:
     """Wall-clock time of the next refresh of a description sent at ``sent_wall``.
 
@@ -440,31 +446,23 @@ def next_refresh(sent_wall: float, lifetime: float) -> float:
     just before a slot makes the next refresh wait a slot, and no gap between
     two descriptions exceeds half the lifetime.
     """
-    period = lifetime / 3
-    return (math.floor((sent_wall + period / 2) / period) + 1) * period
+    return _boundary(sent_wall, lifetime / 3)
 
 
-def originate_due(own: NodeInfo, sent: NodeInfo | None, since: float, lifetime: float) -> bool:
-    """Whether to sign and flood a new description of ourselves now.
+def next_description(own: NodeInfo, sent: NodeInfo | None, sent_wall: float, lifetime: float) -> float:
+    """Wall-clock time at which to sign and flood a new description of ourselves (-inf: now).
 
-    ``since`` is the time since ``sent`` went out.  A refresh goes out well
-    before anyone forgets us; a link, prefix or key that came or went goes out
-    at once; a cost that merely moved waits a while, so RTT jitter on a tunnel
-    does not re-flood the whole mesh every second.
+    ``sent`` went out at ``sent_wall``.  A link, prefix, key, role or uplink
+    that came or went goes out at once.  A cost that merely moved (RTT jitter
+    on a tunnel) waits for the next wave, every sixth of the lifetime on the
+    wall clock, at least a twelfth after the last description, and travels
+    with the other nodes' cost moves and refreshes instead of re-flooding the
+    mesh on its own.  Otherwise the next refresh slot.
     """
-    return sent is None or since >= lifetime / 3 or change_due(own, sent, since, lifetime)
-
-
-def change_due(own: NodeInfo, sent: NodeInfo, since: float, lifetime: float) -> bool:
-    """Whether what we say of ourselves changed enough to flood it now, ``since`` seconds after ``sent``.
-
-    A link, prefix or key that came or went goes out at once; a cost that
-    merely moved waits a sixth of the lifetime after the last description, so
-    RTT jitter on a tunnel does not re-flood the whole mesh every second.
-    """
-    if own == sent:  # asked on every change of the model, and nearly always this
-        return False
-    return _shape(own) != _shape(sent) or since >= lifetime / 6
+    if sent is None or (own != sent and _shape(own) != _shape(sent)):
+        return -math.inf
+    refresh = next_refresh(sent_wall, lifetime)
+    return refresh if own == sent else min(refresh, _boundary(sent_wall, lifetime / 6))
 
 
 @dataclass(frozen=True, slots=True)
