@@ -405,7 +405,8 @@ class GossipTable:
         self.entries[d.origin] = Entry(d, data, now + remaining, {source} if source is not None else set())
         self.last_seq[d.origin] = (d.seq, now + REMEMBER_SEQ)
         self.accepted += 1
-        return Accepted(data, d.origin, before is None or _shape(before.description.node) != _shape(d.node))
+        was = before.description.node if before is not None else None
+        return Accepted(data, d.origin, was is None or (was != d.node and _shape(was) != _shape(d.node)))
 
     def expire(self, now: float) -> list[str]:
         """Drop descriptions past their lifetime; return their origins."""
