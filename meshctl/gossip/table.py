@@ -203,25 +203,25 @@ class Header:
     obj: dict
 
 
+def _unpack(data: bytes, **limits: int | bool) -> object:
+    """msgpack within ``limits``; :class:`GossipError` ("malformed") for anything it cannot take."""
+    try:
+        return msgpack.unpackb(data, raw=False, **limits)
+    except Exception as exc:  # msgpack raises several types; all mean the same here
+        raise GossipError("malformed", type(exc).__name__) from None
+
+
 def read_header(data: bytes, trusted: dict[str, Ed25519PublicKey]) -> Header:
     """Unpack a datagram as far as its claimed origin and seq; :class:`GossipError` if it is not even that."""
     if len(data) > MAX_DATAGRAM:
         raise GossipError("oversized", f"{len(data)} bytes")
-    try:
-        outer = msgpack.unpackb(data, raw=False, max_bin_len=MAX_DATAGRAM, max_array_len=2, max_map_len=0,
-                                max_str_len=0)
-    except Exception as exc:  # msgpack raises several types; all mean the same here
-        raise GossipError("malformed", type(exc).__name__) from None
+    outer = _unpack(data, max_bin_len=MAX_DATAGRAM, max_array_len=2, max_map_len=0, max_str_len=0)
     if not isinstance(outer, list) or len(outer) != 2 or not all(isinstance(x, bytes) for x in outer):
         raise GossipError("malformed", "not [body, signature]")
     body, signature = outer
     if len(signature) != SIGNATURE_LEN:
         raise GossipError("malformed", "signature length")
-    try:
-        obj = msgpack.unpackb(body, raw=False, strict_map_key=True, max_str_len=512, max_map_len=16,
-                              max_array_len=512, max_bin_len=0)
-    except Exception as exc:
-        raise GossipError("malformed", type(exc).__name__) from None
+    obj = _unpack(body, strict_map_key=True, max_str_len=512, max_map_len=16, max_array_len=512, max_bin_len=0)
     if not isinstance(obj, dict) or obj.get("v") != VERSION:
         raise GossipError("malformed", "not a version-1 map")
     origin = obj.get("g")
@@ -303,11 +303,7 @@ def unbundle(data: bytes) -> list[bytes]:
         return [data]
     if len(data) > MAX_BUNDLE:
         raise GossipError("oversized", f"bundle of {len(data)} bytes")
-    try:
-        items = msgpack.unpackb(data, raw=False, max_bin_len=MAX_DATAGRAM, max_str_len=1, max_array_len=4096,
-                                max_map_len=0)
-    except Exception as exc:  # msgpack raises several types; all mean the same here
-        raise GossipError("malformed", type(exc).__name__) from None
+    items = _unpack(data, max_bin_len=MAX_DATAGRAM, max_str_len=1, max_array_len=4096, max_map_len=0)
     if (not isinstance(items, list) or len(items) < 2 or items[0] != _BUNDLE_TAG
             or not all(isinstance(x, bytes) for x in items[1:])):
         raise GossipError("malformed", "not a bundle")
