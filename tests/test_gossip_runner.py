@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import socket
 
@@ -173,3 +174,34 @@ def test_a_neighbour_not_known_to_take_bundles_gets_plain_datagrams() -> None:
     news = [sign(Description(n, 1, 1e9, 60.0, NodeInfo(n, f"rid-{n}")), keys[n]) for n in ("a", "b")]
     r.datagram(bundle(news)[0], source("fe80::2"), 0.0, 1e9)
     assert sorted(wire.sent) == sorted((d, "fe80::3") for d in news)
+
+
+async def test_a_chattering_model_is_looked_at_every_model_look_not_on_every_change() -> None:
+    from meshctl.gossip.runner import MODEL_LOOK
+
+    view = MeshView()
+    key = SigningKey.generate()
+    r = GossipRunner(GossipConfig(key, 0, 60.0, (("n1", key.public),)), Identity("n1"), view)
+    steps = 0
+    real = r.step
+
+    def counting(now: float, wall: float) -> float:
+        nonlocal steps
+        steps += 1
+        return real(now, wall)
+
+    r.step = counting  # type: ignore[method-assign]
+    task = asyncio.create_task(r.run())
+    try:
+        await asyncio.sleep(0.05)
+        assert steps == 1  # the first look; then nothing is due for a long while
+        for i in range(100):  # babeld's chatter: the model changes every 5 ms for half a second
+            view.apply(ev.InterfaceUpdate(ev.Kind.ADD, f"wg{i}", True))
+            view._changed()
+            await asyncio.sleep(0.005)
+        await asyncio.sleep(MODEL_LOOK * 1.5)
+        assert 2 <= steps <= 1 + 0.5 / MODEL_LOOK + 2  # a look per MODEL_LOOK, and one after the last change
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -53,6 +53,9 @@ REFRESH_INTERFACES = 0.5  # seconds: the least time between two look-ups of babe
 #: diameter D waits at most D times this, against the two thirds of a lifetime (>= 2 s) it has.
 RELAY_HOLD = 0.1
 POLL_UPLINKS = 1.0  # seconds: how often a client looks at its uplinks, which change without babeld
+#: Seconds between two looks at a model that keeps changing: babeld's chatter changes it every read (RTTs),
+#: and a look (describe ourselves, expire, re-arm) each time cost more than the rest of gossip together.
+MODEL_LOOK = 0.2
 
 
 def is_link_local(addr: tuple) -> bool:
@@ -107,7 +110,8 @@ class GossipRunner:
         self._pending: dict[str, None] = {}  # origins whose refresh waits for the next relay
         self._relay_timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._wake: asyncio.Event | None = None
+        self._sleep: asyncio.Timeout | None = None  # the run loop's wait for its next deadline
+        self._stepped = float("-inf")  # loop time of the last step
 
     # -- what we say ------------------------------------------------------
 
@@ -167,27 +171,38 @@ class GossipRunner:
         self._raw = sock
         self._loop = loop = asyncio.get_running_loop()
         transport, _ = await loop.create_datagram_endpoint(lambda: _Datagrams(self), sock=sock)
-        self._wake = wake = asyncio.Event()
-        self.view.listeners.append(wake.set)
+        self.view.listeners.append(self._model_changed)
         try:
             while True:
-                wake.clear()
-                deadline = self.step(loop.time(), time.time())
+                self._stepped = now = loop.time()
+                deadline = self.step(now, time.time())
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout_at(deadline):
-                        await wake.wait()
+                    async with asyncio.timeout_at(deadline) as self._sleep:
+                        await loop.create_future()  # only the deadline, which a model change may bring forward
+                self._sleep = None
         finally:
-            self.view.listeners.remove(wake.set)
+            self._sleep = None
+            self.view.listeners.remove(self._model_changed)
             if self._relay_timer is not None:
                 self._relay_timer.cancel()
             transport.close()
 
+    def _model_changed(self) -> None:
+        """The model changed: look again soon, but at most every :data:`MODEL_LOOK` (babeld chatters)."""
+        sleep, loop = self._sleep, self._loop
+        if sleep is None or loop is None:
+            return
+        soon = max(self._stepped + MODEL_LOOK, loop.time())
+        when = sleep.when()
+        if when is None or soon < when:
+            sleep.reschedule(soon)
+
     def step(self, now: float, wall: float) -> float:
         """Expire, greet new neighbours, describe ourselves again when due; return when to look next.
 
-        Runs when the model changes (babeld said something that changed it)
-        and at the next deadline: a refresh slot, an entry's expiry, a cost
-        change's wait.  A node with nothing due sleeps, rather than waking
+        Runs when the model changed (at most every :data:`MODEL_LOOK`) and at
+        the next deadline: a refresh slot, an entry's expiry, a cost change's
+        wave.  A node with nothing due sleeps, rather than waking
         every second to find nothing to do.
         """
         if self._ifindex.keys() != self.view.model.interfaces.keys():  # a re-created one is caught on a miss
