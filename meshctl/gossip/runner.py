@@ -56,6 +56,7 @@ POLL_UPLINKS = 1.0  # seconds: how often a client looks at its uplinks, which ch
 #: Seconds between two looks at a model that keeps changing: babeld's chatter changes it every read (RTTs),
 #: and a look (describe ourselves, expire, re-arm) each time cost more than the rest of gossip together.
 MODEL_LOOK = 0.2
+MODEL_STALE = 1.0  # seconds: the latest a change is looked at when babeld says nothing more after it
 
 
 def is_link_local(addr: tuple) -> bool:
@@ -188,11 +189,17 @@ class GossipRunner:
             transport.close()
 
     def _model_changed(self) -> None:
-        """The model changed: look again soon, but at most every :data:`MODEL_LOOK` (babeld chatters)."""
+        """The model changed: look again now if the last look is :data:`MODEL_LOOK` old, in this wake-up.
+
+        Otherwise the next change after that does it (babeld chatters on, and a
+        look of its own would be a wake-up of its own), or :data:`MODEL_STALE`
+        after the last look if babeld falls silent.
+        """
         sleep, loop = self._sleep, self._loop
         if sleep is None or loop is None:
             return
-        soon = max(self._stepped + MODEL_LOOK, loop.time())
+        now = loop.time()
+        soon = now if now - self._stepped >= MODEL_LOOK else self._stepped + MODEL_STALE
         when = sleep.when()
         if when is None or soon < when:
             sleep.reschedule(soon)
