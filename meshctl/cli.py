@@ -32,7 +32,6 @@ from meshctl.node.logs import FORMATS as LOG_FORMATS
 from meshctl.node.logs import REDACTOR
 from meshctl.node.logs import setup as setup_logging
 from meshctl.shipped import topologies
-from meshctl.topology.export import FORMATS, iter_render, render_mesh
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -43,6 +42,9 @@ SHELLS = ("bash", "zsh")
 # shtab's completion hints, spelled out so the parser needs shtab only when the scripts are generated.
 FILE = {"bash": "_shtab_compgen_files", "zsh": "_files"}
 TOML_FILE = {"bash": "_shtab_compgen_files", "zsh": "_files -g '*.toml'"}
+# meshctl.topology.export.FORMATS, spelled out so that the parser (which the daemon builds too) does not load
+# the exporters; tests/test_footprint.py checks that the two agree.
+DUMP_FORMATS = ("json", "netjson", "dot", "graphml")
 
 log = logging.getLogger("meshctl")
 
@@ -162,6 +164,8 @@ def _dump_format(args: argparse.Namespace) -> str:
 
 
 def cmd_topology_dump(args: argparse.Namespace) -> int:
+    from meshctl.topology.export import iter_render, render_mesh
+
     fmt = _dump_format(args)
     if args.mesh:
         mesh = _mesh(args)
@@ -347,7 +351,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     import signal
 
     from meshctl.config import load_config
-    from meshctl.node.daemon import Daemon
+    from meshctl.node.daemon import Daemon, wait_for_children_without_threads
     from meshctl.node.sockets import instance_lock
 
     config = load_config(args.config)  # refuses a broken config before touching anything
@@ -361,6 +365,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     lock = instance_lock(config.control_socket)  # a second daemon stops here, before it touches anything
 
     async def run() -> None:
+        wait_for_children_without_threads()
         daemon = Daemon(config, metrics=args.metrics)
         task = asyncio.create_task(daemon.run())
         loop = asyncio.get_running_loop()
@@ -478,7 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Connect to babeld's local interface, take one dump, print it (with --mesh: ask the running "
         "daemon for the whole mesh instead).",
     )
-    dump.add_argument("--format", choices=FORMATS,
+    dump.add_argument("--format", choices=DUMP_FORMATS,
                       help="json (meshctl.topology/1), netjson (NetworkGraph), dot or graphml (default: json)")
     dump.add_argument("--json", action="store_true", help="the same as --format json")
     draw = topo_sub.add_parser(
@@ -583,8 +588,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)  # the parser is not kept: a daemon runs for months without it
     daemon = args.command == "daemon"
     default = logging.INFO if daemon else logging.WARNING
     level = min(max(default - 10 * args.verbose, logging.DEBUG), logging.CRITICAL)

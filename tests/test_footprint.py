@@ -127,3 +127,12 @@ print(json.dumps([before, "meshctl.gossip.table" in sys.modules, doc["schema"]])
     out = subprocess.run([sys.executable, "-c", probe, write(tmp_path, uplink=True)], cwd=ROOT, capture_output=True,
                          text=True, check=True)
     assert json.loads(out.stdout) == [False, True, "meshctl.mesh/1"]
+
+
+
+def test_the_cli_spells_out_the_dump_formats_of_the_exporters() -> None:
+    """The parser lists them without loading the exporters, which a daemon does not need."""
+    from meshctl.cli import DUMP_FORMATS
+    from meshctl.topology.export import FORMATS
+
+    assert DUMP_FORMATS == FORMATS
