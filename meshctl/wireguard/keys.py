@@ -92,8 +92,8 @@ def read_private_key(path: str, field_name: str = "private_key_file") -> KeyPair
             field=field_name,
         )
     try:
-        with open(path, encoding="ascii") as f:
-            return KeyPair.from_private(f.read())
+        with open(path, "rb") as f:  # bytes, decoded here: a text file would load the ascii codec module for this
+            return KeyPair.from_private(f.read().decode("ascii"))
     except (OSError, ValueError, UnicodeDecodeError) as exc:
         # The message never contains the key itself.
         reason = exc.strerror if isinstance(exc, OSError) else str(exc)
