@@ -9,7 +9,6 @@ ends the command quietly.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import errno
@@ -20,7 +19,8 @@ import math
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from meshctl import __version__
 from meshctl.babel.endpoint import DEFAULT_PORT
@@ -31,8 +31,11 @@ from meshctl.listen import DEFAULT_METRICS, parse_listen
 from meshctl.node.logs import FORMATS as LOG_FORMATS
 from meshctl.node.logs import REDACTOR
 from meshctl.node.logs import setup as setup_logging
-from meshctl.shipped import topologies
-from meshctl.topology.export import FORMATS, iter_render, render_mesh
+
+# argparse (and gettext with it) only when the parser is built: the daemon's own command line is read without it
+# (see _daemon_command_line), and a router keeps what a daemon loads for months.
+if TYPE_CHECKING:
+    import argparse
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -43,6 +46,9 @@ SHELLS = ("bash", "zsh")
 # shtab's completion hints, spelled out so the parser needs shtab only when the scripts are generated.
 FILE = {"bash": "_shtab_compgen_files", "zsh": "_files"}
 TOML_FILE = {"bash": "_shtab_compgen_files", "zsh": "_files -g '*.toml'"}
+# meshctl.topology.export.FORMATS, spelled out so that the parser (which the daemon builds too) does not load
+# the exporters; tests/test_footprint.py checks that the two agree.
+DUMP_FORMATS = ("json", "netjson", "dot", "graphml")
 
 log = logging.getLogger("meshctl")
 
@@ -88,6 +94,8 @@ def write_file(path: str, data: bytes) -> None:
 
 def seconds(text: str) -> float:
     """argparse type for --timeout: a finite number of seconds, more than 0 (``inf`` would wait forever)."""
+    import argparse  # loaded by the parser calling this
+
     try:
         value = float(text)
     except ValueError:
@@ -99,6 +107,8 @@ def seconds(text: str) -> float:
 
 def babel_address(text: str) -> str:
     """argparse type for --babel: checked here so a typo is a usage error (exit 2), not a failed connection."""
+    import argparse  # loaded by the parser calling this
+
     from meshctl.config import parse_babel_address
 
     try:
@@ -162,6 +172,8 @@ def _dump_format(args: argparse.Namespace) -> str:
 
 
 def cmd_topology_dump(args: argparse.Namespace) -> int:
+    from meshctl.topology.export import iter_render, render_mesh
+
     fmt = _dump_format(args)
     if args.mesh:
         mesh = _mesh(args)
@@ -343,11 +355,11 @@ def cmd_withdraw(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_daemon(args: argparse.Namespace) -> int:
+def cmd_daemon(args: argparse.Namespace | SimpleNamespace) -> int:
     import signal
 
     from meshctl.config import load_config
-    from meshctl.node.daemon import Daemon
+    from meshctl.node.daemon import Daemon, wait_for_children_without_threads
     from meshctl.node.sockets import instance_lock
 
     config = load_config(args.config)  # refuses a broken config before touching anything
@@ -361,6 +373,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     lock = instance_lock(config.control_socket)  # a second daemon stops here, before it touches anything
 
     async def run() -> None:
+        wait_for_children_without_threads()
         daemon = Daemon(config, metrics=args.metrics)
         task = asyncio.create_task(daemon.run())
         loop = asyncio.get_running_loop()
@@ -438,13 +451,6 @@ def cmd_completion(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-class Parser(argparse.ArgumentParser):
-    """argparse, with usage errors on one line (exit 2) like every other error of meshctl."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
-
-
 def _ask_daemon_options(p: argparse.ArgumentParser, timeout: float) -> None:
     """--config, --socket and --timeout of the commands that read the node config to find the daemon or babeld."""
     p.add_argument("--config", metavar="FILE", help=f"node config to take the control socket and babeld's address from "
@@ -457,6 +463,16 @@ def _ask_daemon_options(p: argparse.ArgumentParser, timeout: float) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line; the man page and the shell completions are generated from it."""
+    import argparse
+
+    from meshctl.shipped import topologies
+
+    class Parser(argparse.ArgumentParser):
+        """argparse, with usage errors on one line (exit 2) like every other error of meshctl."""
+
+        def error(self, message: str) -> NoReturn:
+            self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
     parser = Parser(
         prog="meshctl",
         description="Babel-over-WireGuard mesh controller: fast, loss-free gateway fail-over steered by babeld's "
@@ -478,7 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Connect to babeld's local interface, take one dump, print it (with --mesh: ask the running "
         "daemon for the whole mesh instead).",
     )
-    dump.add_argument("--format", choices=FORMATS,
+    dump.add_argument("--format", choices=DUMP_FORMATS,
                       help="json (meshctl.topology/1), netjson (NetworkGraph), dot or graphml (default: json)")
     dump.add_argument("--json", action="store_true", help="the same as --format json")
     draw = topo_sub.add_parser(
@@ -582,9 +598,60 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _daemon_command_line(argv: Sequence[str]) -> SimpleNamespace | None:
+    """``meshctl daemon``'s own command line, read without argparse; None for any other.
+
+    Only the plain forms are read here: ``-v``/``--verbose`` and ``--log-format`` before
+    ``daemon``; ``--config``, ``--metrics`` and ``--json`` after it; every option spelled in
+    full, its value the next word or after ``=``.  Anything else (``--help``, an abbreviation,
+    a mistake) goes to the real parser, which answers as it always does.  The result is what
+    the parser would make of the same words (tests/test_footprint.py checks it word for word).
+    """
+    args = SimpleNamespace(verbose=0, log_format="text", command=None)
+    words = list(argv)
+    i = 0
+    while i < len(words) and words[i] != "daemon":  # the global options
+        word = words[i]
+        name, eq, value = word.partition("=")
+        if word == "--verbose" or (len(word) > 1 and word == "-" + "v" * (len(word) - 1)):
+            args.verbose += 1 if word == "--verbose" else len(word) - 1
+        elif name == "--log-format":
+            if not eq:
+                i += 1
+                value = words[i] if i < len(words) else ""
+            if value not in LOG_FORMATS:
+                return None
+            args.log_format = value
+        else:
+            return None
+        i += 1
+    if i == len(words):
+        return None
+    args.command, args.config, args.metrics, args.json, args.func = "daemon", DEFAULT_CONFIG, None, False, cmd_daemon
+    for_value = None
+    for word in words[i + 1:]:
+        if for_value is not None:
+            if word.startswith("-"):
+                return None
+            setattr(args, for_value, word)
+            for_value = None
+            continue
+        name, eq, value = word.partition("=")
+        if name in ("--config", "--metrics"):
+            if eq:
+                setattr(args, name[2:], value)
+            else:
+                for_value = name[2:]
+        elif word == "--json":
+            args.json = True
+        else:
+            return None
+    return None if for_value is not None else args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    # The parser is not kept: a daemon runs for months without it.
+    args = _daemon_command_line(sys.argv[1:] if argv is None else argv) or build_parser().parse_args(argv)
     daemon = args.command == "daemon"
     default = logging.INFO if daemon else logging.WARNING
     level = min(max(default - 10 * args.verbose, logging.DEBUG), logging.CRITICAL)

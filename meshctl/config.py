@@ -11,7 +11,6 @@ import importlib
 import ipaddress
 import os
 import stat
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from meshctl.babel.endpoint import DEFAULT_PORT, Endpoint, parse_endpoint
@@ -19,6 +18,7 @@ from meshctl.babel.errors import BabelError
 from meshctl.beat import answers_after
 from meshctl.errors import ConfigError
 from meshctl.listen import parse_listen
+from meshctl.records import record
 from meshctl.tomlfile import Fields, load_toml, not_regular, with_lines
 
 # A section's types and parser are loaded with a config that has the section: [[uplink]]
@@ -50,7 +50,7 @@ SUN_PATH_MAX = 107  # a unix socket path longer than sockaddr_un's sun_path cann
 Prefix = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class GossipConfig:
     """Controller gossip: this node's signing key and the nodes it trusts."""
 
@@ -61,7 +61,7 @@ class GossipConfig:
     endpoints: tuple[str, ...] = ()  # where new neighbours can reach this node's tunnels, advertised
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class NodeConfig:
     """The whole node config."""
 

@@ -9,6 +9,8 @@ loaded with the roles that use them: each frozen dataclass costs about 0.5 ms to
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -16,6 +18,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bench.footprint_bench import libraries
 from meshctl.gossip.signing import SigningKey, write_signing_key
@@ -127,3 +131,64 @@ print(json.dumps([before, "meshctl.gossip.table" in sys.modules, doc["schema"]])
     out = subprocess.run([sys.executable, "-c", probe, write(tmp_path, uplink=True)], cwd=ROOT, capture_output=True,
                          text=True, check=True)
     assert json.loads(out.stdout) == [False, True, "meshctl.mesh/1"]
+
+
+def test_the_cli_spells_out_the_dump_formats_of_the_exporters() -> None:
+    """The parser lists them without loading the exporters, which a daemon does not need."""
+    from meshctl.cli import DUMP_FORMATS
+    from meshctl.topology.export import FORMATS
+
+    assert DUMP_FORMATS == FORMATS
+
+
+# Words a daemon's command line is made of, and some it is not.
+WORDS = ["daemon", "-v", "-vv", "--verbose", "--log-format", "--log-format=json", "--log-format=text", "json", "text",
+         "xml", "--config", "--config=a.toml", "--config=", "a.toml", "--metrics", "--metrics=[::1]:9474", "[::1]:9474",
+         "--json", "--json=1", "-h", "--help", "--conf", "--version", "--", "-1", "", "status", "-x", "-vx"]
+
+
+def _parsed(argv: list[str]) -> dict | None:
+    """What the real parser makes of ``argv`` (None where it refuses it or only prints something)."""
+    from meshctl.cli import build_parser
+
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        try:
+            return vars(build_parser().parse_args(argv))
+        except SystemExit:
+            return None
+
+
+@pytest.mark.parametrize("argv", [
+    ["daemon"],
+    ["daemon", "--config", "/etc/meshctl/node.toml"],
+    ["-v", "daemon", "--config=n.toml", "--metrics", "[::1]:9474", "--json"],
+    ["-vv", "--verbose", "--log-format", "json", "daemon", "--json", "--config", "n.toml", "--config", "m.toml"],
+    ["--log-format=text", "daemon", "--metrics=127.0.0.1:9474", "--config="],
+])
+def test_the_daemons_command_line_is_read_without_argparse_as_argparse_reads_it(argv: list[str]) -> None:
+    from meshctl.cli import _daemon_command_line
+
+    fast = _daemon_command_line(argv)
+    assert fast is not None
+    assert vars(fast) == _parsed(argv)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(WORDS), max_size=7))
+def test_any_other_command_line_goes_to_argparse(argv: list[str]) -> None:
+    from meshctl.cli import _daemon_command_line
+
+    fast = _daemon_command_line(argv)
+    assert fast is None or vars(fast) == _parsed(argv)
+
+
+def test_a_daemon_starts_without_argparse() -> None:
+    """argparse and gettext are 0.4 MB that a router's daemon would keep for nothing."""
+    probe = """
+import json, sys
+from meshctl.cli import _daemon_command_line
+args = _daemon_command_line(["-v", "daemon", "--config", "n.toml"])
+print(json.dumps([args.command, sorted(m for m in ("argparse", "gettext") if m in sys.modules)]))
+"""
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == ["daemon", []]

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
 
 from meshctl.babel.errors import BabelError
+from meshctl.records import record
 
 DEFAULT_PORT = 33123
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Endpoint:
     """A parsed local-interface address."""
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 import enum
 import functools
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import NamedTuple
+
+from meshctl.records import record
 
 Prefix = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -44,28 +46,28 @@ class Event:
 # --- the banner -----------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ProtocolVersion(Event):
     """``BABEL 1.0``: the local-interface protocol version."""
 
     version: str
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class DaemonVersion(Event):
     """``version babeld-1.12.1``."""
 
     version: str
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Host(Event):
     """``host NAME``: babeld's host name."""
 
     name: str
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class MyId(Event):
     """``my-id xx:xx:...``: this babeld's router id."""
 
@@ -75,19 +77,19 @@ class MyId(Event):
 # --- replies --------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Ok(Event):
     """``ok``: end of the banner or success of the oldest pending command."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class No(Event):
     """``no [message]``: the oldest pending command was refused."""
 
     message: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Bad(Event):
     """``bad``: the oldest pending command could not be parsed or is not allowed."""
 
@@ -95,7 +97,7 @@ class Bad(Event):
 # --- table updates --------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class InterfaceUpdate(Event):
     """``add|change|flush interface NAME up BOOL [ipv6 ADDR] [ipv4 ADDR]``."""
 
@@ -107,7 +109,7 @@ class InterfaceUpdate(Event):
     extra: Extra = ()
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class NeighbourUpdate(Event):
     """``... neighbour ID address A if I reach R ureach U rxcost .. txcost .. [rtt .. rttcost ..] cost C``."""
 
@@ -199,7 +201,7 @@ def network(text: str) -> Prefix:
     return ipaddress.ip_network(text)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class RouteUpdate(Event):
     """``... route ID prefix P from S installed yes|no id RID metric M refmetric R via A if I``."""
 
@@ -214,7 +216,7 @@ class RouteUpdate(Event):
         return self.route.key
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class XrouteUpdate(Event):
     """``... xroute P-S prefix P from S metric M``: a route this node exports."""
 
@@ -231,7 +233,7 @@ class XrouteUpdate(Event):
         return (self.prefix, self.src_prefix)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class UnknownLine(Event):
     """A well-formed line of a kind this parser does not know (newer babeld)."""
 
@@ -241,7 +243,7 @@ class UnknownLine(Event):
 TableUpdate = InterfaceUpdate | NeighbourUpdate | RouteUpdate | XrouteUpdate
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Banner:
     """Everything babeld says before its first ``ok``."""
 

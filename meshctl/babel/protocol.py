@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import enum
 from collections import deque
-from dataclasses import dataclass
 
 from meshctl.babel import events as ev
 from meshctl.babel.errors import ParseError
 from meshctl.babel.parser import MAX_LINE, decode_text, parse_tokens, route_update
+from meshctl.records import record
 
 
 class State(enum.Enum):
@@ -32,14 +32,14 @@ class State(enum.Enum):
     CLOSED = "closed"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Ready(ev.Event):
     """The banner is complete."""
 
     banner: ev.Banner
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CommandDone(ev.Event):
     """babeld answered the oldest pending command."""
 
@@ -53,14 +53,14 @@ class CommandDone(ev.Event):
         return self.reply == "ok"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Malformed(ev.Event):
     """A line that could not be parsed (already logged-worthy, never raised)."""
 
     error: ParseError
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Closed(ev.Event):
     """End of stream from babeld."""
 

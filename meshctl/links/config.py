@@ -6,19 +6,19 @@ section, so that other nodes do not build these types at start-up.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from meshctl.config import _endpoint, _keys, _public_key
 from meshctl.errors import ConfigError
 from meshctl.listen import parse_listen
+from meshctl.records import record
 from meshctl.tomlfile import Fields
 
 if TYPE_CHECKING:
     from meshctl.wireguard.keys import KeyPair
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PathConfig:
     """One underlay path to a neighbour: a tunnel of its own, a Babel interface of its own."""
 
@@ -30,7 +30,7 @@ class PathConfig:
     fwmark: int = 0  # mark on the tunnel's own UDP packets, for policy routing it out of one uplink
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class NeighbourConfig:
     """A neighbour this node keeps tunnels to (link automation).
 
@@ -77,7 +77,7 @@ class NeighbourConfig:
         return tuple([p.listen_port for p in self.paths] + learnt)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class LinksConfig:
     """Link automation: the per-neighbour tunnels meshctl creates and babeld runs on."""
 

@@ -1,12 +1,14 @@
-"""Network devices for managed tunnels (pyroute2): create a kernel WireGuard device, bring a link up."""
+"""Network devices for managed tunnels (pyroute2): create a kernel WireGuard device, bring a link up.
+
+pyroute2's asyncio API, on the daemon's loop: no thread per call (see :mod:`meshctl.uplink.routes`).
+"""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import socket
 
-from pyroute2 import IPRoute
+from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from meshctl.errors import MeshctlError
@@ -26,49 +28,13 @@ def _index(ifname: str) -> int:
         raise NetdevError(f"no interface {ifname}") from None
 
 
-def _up(ifname: str) -> None:
+async def link_up(ifname: str) -> None:
     index = _index(ifname)
     try:
-        with IPRoute() as ipr:
-            ipr.link("set", index=index, state="up")
+        async with AsyncIPRoute() as ipr:
+            await ipr.link("set", index=index, state="up")
     except NetlinkError as exc:
         raise NetdevError(f"cannot bring {ifname} up: {exc}") from None
-
-
-def _ensure_link_local(ifname: str, address: str) -> bool:
-    index = _index(ifname)
-    try:
-        with IPRoute() as ipr:
-            have = [a for a in ipr.get_addr(index=index, family=socket.AF_INET6) if a.get("scope") == LINK_SCOPE]
-            if have:
-                return False
-            ipr.addr("add", index=index, address=address, prefixlen=64, flags=IFA_F_NODAD)
-            return True
-    except NetlinkError as exc:
-        raise NetdevError(f"cannot add {address} to {ifname}: {exc}") from None
-
-
-def _create_wireguard(ifname: str) -> None:
-    try:
-        with IPRoute() as ipr:
-            ipr.link("add", ifname=ifname, kind="wireguard")
-    except NetlinkError as exc:
-        raise NetdevError(f"cannot create WireGuard device {ifname}: {exc}") from None
-
-
-def _delete(ifname: str) -> None:
-    if not exists(ifname):
-        return
-    index = _index(ifname)
-    try:
-        with IPRoute() as ipr:
-            ipr.link("del", index=index)
-    except NetlinkError as exc:
-        raise NetdevError(f"cannot delete {ifname}: {exc}") from None
-
-
-async def link_up(ifname: str) -> None:
-    await asyncio.to_thread(_up, ifname)
 
 
 async def ensure_link_local(ifname: str, address: str) -> bool:
@@ -78,7 +44,16 @@ async def ensure_link_local(ifname: str, address: str) -> bool:
     (wireguard-go) a random one, but not kernel WireGuard devices, which have
     no hardware address to derive one from.
     """
-    return await asyncio.to_thread(_ensure_link_local, ifname, address)
+    index = _index(ifname)
+    try:
+        async with AsyncIPRoute() as ipr:
+            async for a in await ipr.get_addr(index=index, family=socket.AF_INET6):
+                if a.get("scope") == LINK_SCOPE:
+                    return False
+            await ipr.addr("add", index=index, address=address, prefixlen=64, flags=IFA_F_NODAD)
+            return True
+    except NetlinkError as exc:
+        raise NetdevError(f"cannot add {address} to {ifname}: {exc}") from None
 
 
 def link_local_for(*names: str) -> str:
@@ -89,11 +64,22 @@ def link_local_for(*names: str) -> str:
 
 
 async def create_wireguard(ifname: str) -> None:
-    await asyncio.to_thread(_create_wireguard, ifname)
+    try:
+        async with AsyncIPRoute() as ipr:
+            await ipr.link("add", ifname=ifname, kind="wireguard")
+    except NetlinkError as exc:
+        raise NetdevError(f"cannot create WireGuard device {ifname}: {exc}") from None
 
 
 async def delete_link(ifname: str) -> None:
-    await asyncio.to_thread(_delete, ifname)
+    if not exists(ifname):
+        return
+    index = _index(ifname)
+    try:
+        async with AsyncIPRoute() as ipr:
+            await ipr.link("del", index=index)
+    except NetlinkError as exc:
+        raise NetdevError(f"cannot delete {ifname}: {exc}") from None
 
 
 def exists(ifname: str) -> bool:

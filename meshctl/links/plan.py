@@ -31,10 +31,11 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from meshctl.listen import parse_listen
+from meshctl.records import record
 
 if TYPE_CHECKING:
     from meshctl.links.config import LinksConfig, NeighbourConfig
@@ -47,7 +48,7 @@ Prefix = ipaddress.IPv4Network | ipaddress.IPv6Network
 # -- one tunnel whose endpoint moves ------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class EndpointState:
     """Where one managed tunnel points, and what was last heard over it."""
 
@@ -121,7 +122,7 @@ def with_endpoints(state: EndpointState, endpoints: tuple[str, ...]) -> Endpoint
 # -- one tunnel per path ------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PathPlan:
     """One tunnel to a neighbour, as it should be."""
 
@@ -138,7 +139,7 @@ class PathPlan:
         return (self.interface, self.listen_port, self.fwmark) == (other.interface, other.listen_port, other.fwmark)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Refusal:
     """An advertised or configured endpoint that gets no tunnel, and why."""
 

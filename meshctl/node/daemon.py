@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import sys
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -246,6 +247,26 @@ class Daemon:
                 "route_errors": self.counters.route_errors,
             },
         }
+
+
+def wait_for_children_without_threads() -> None:
+    """Have asyncio learn of child exits from a pidfd on the running loop, not from a thread per child.
+
+    Python 3.11's default watcher waits for each child (the gateway's watchdog
+    shell, a link's wireguard-go) in a thread of its own for as long as the child
+    lives, and a thread costs its stack and a malloc arena.  Python 3.12 picks the
+    pidfd watcher by itself, where the kernel has pidfds (Linux 5.3); so does this.
+    Call it from the daemon's loop, which it stays attached to.
+    """
+    if sys.version_info >= (3, 12) or not hasattr(os, "pidfd_open"):
+        return
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except OSError:  # a kernel without pidfds: keep the threads
+        return
+    watcher = asyncio.PidfdChildWatcher()
+    watcher.attach_loop(asyncio.get_running_loop())
+    asyncio.set_child_watcher(watcher)
 
 
 def _advertised(gossip: GossipRunner | None, name: str) -> tuple[str, ...] | None:

@@ -26,8 +26,10 @@ import errno
 import logging
 import socket
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from urllib.parse import unquote
+
+from meshctl.records import record
 
 log = logging.getLogger("meshctl.http")
 
@@ -37,7 +39,7 @@ MAX_HEAD = 8192
 BACKLOG = 16
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Request:
     """One parsed request head."""
 
@@ -51,7 +53,7 @@ class Request:
         return ",".join(v for k, v in self.headers if k == name)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Response:
     """What a handler answers."""
 

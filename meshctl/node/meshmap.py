@@ -10,7 +10,6 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from meshctl.gossip.table import UplinkChoice, describe_node, mesh_graph
-from meshctl.topology.export import mesh_json
 
 if TYPE_CHECKING:
     from meshctl.config import NodeConfig
@@ -52,6 +51,8 @@ def uplink_choices(daemon: Daemon) -> tuple[UplinkChoice, ...]:
 
 def mesh_doc(daemon: Daemon) -> dict[str, Any]:
     """The whole mesh as gossip shows it (this node alone without gossip), schema ``meshctl.mesh/1``."""
+    from meshctl.topology.export import mesh_json  # the exporters, when someone asks for the map
+
     me = daemon.view.model.me
     if daemon.gossip is not None:
         graph = daemon.gossip.graph()

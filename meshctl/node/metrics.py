@@ -31,7 +31,6 @@ from meshctl import __version__
 from meshctl.errors import MeshctlError
 from meshctl.listen import parse_listen
 from meshctl.node.httpd import BoundedServer, Request, Response
-from meshctl.topology.export import mesh_to_netjson
 
 if TYPE_CHECKING:
     from meshctl.node.daemon import Daemon
@@ -372,6 +371,8 @@ class Metrics:
 
             return Response(200, mesh_page(None, live="mesh.json").encode(), PAGE_HEADERS)
         if request.path == "/mesh.json":
+            from meshctl.topology.export import mesh_to_netjson  # the exporters, when someone asks for the map
+
             body = json.dumps(mesh_to_netjson(self.daemon.mesh()), indent=1).encode()
             return Response(200, body, (("Content-Type", "application/json"), ("Cache-Control", "no-store")))
         return Response(404, b"see /metrics or /mesh\n", (("Content-Type", "text/plain"),))

@@ -7,7 +7,6 @@ uplink, so that other nodes do not build these types at start-up.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from meshctl.config import (
@@ -25,6 +24,7 @@ from meshctl.config import (
     _secret,
 )
 from meshctl.errors import ConfigError
+from meshctl.records import record
 from meshctl.tomlfile import Fields
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from meshctl.wireguard.keys import KeyPair
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class GatewayCandidate:
     """One gateway an uplink may use."""
 
@@ -44,7 +44,7 @@ class GatewayCandidate:
     router_id: str | None  # ... or its router id
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class UplinkConfig:
     """A client's uplink interface with its candidate gateways."""
 

@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import hmac
 import math
-from dataclasses import dataclass
 
 import msgpack
 
 from meshctl.errors import Refused
+from meshctl.records import record
 
 MAC_LEN = 32
 MAX_DATAGRAM = 1024
@@ -47,7 +47,7 @@ class ControlError(Refused):
     """A control datagram was refused; ``reason`` is a short counter label."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Message:
     """One control message."""
 

@@ -36,6 +36,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from meshctl.config import Prefix
+from meshctl.records import record
 from meshctl.topology.model import INFINITY, TopologyModel
 from meshctl.uplink.control import (
     FAMILIES,
@@ -54,7 +55,7 @@ RATE = 100.0  # datagrams per second one source may send us (a client probes at 
 BURST = 100.0
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Announce:
     """Route ``client``'s addresses of ``family`` for Babel, as ``role``."""
 
@@ -63,7 +64,7 @@ class Announce:
     role: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Withdraw:
     """Stop announcing ``client``'s addresses of ``family``; ``handoff``: replies still arriving go to the mesh."""
 
@@ -76,7 +77,7 @@ class Withdraw:
 Action = Announce | Withdraw
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Received:
     """What one datagram did."""
 
@@ -148,7 +149,7 @@ def upstream_metric(model: TopologyModel, prefix: Prefix, client_mesh: Prefix | 
     return INFINITY
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class MeshPath:
     """How a gateway reaches a client over Babel links."""
 

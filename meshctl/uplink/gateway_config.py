@@ -7,7 +7,6 @@ section, so that other nodes do not build these types at start-up.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from meshctl.config import (
@@ -23,13 +22,14 @@ from meshctl.config import (
     _secret,
 )
 from meshctl.errors import ConfigError
+from meshctl.records import record
 from meshctl.tomlfile import Fields
 
 if TYPE_CHECKING:
     from meshctl.wireguard.keys import KeyPair
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ClientEntry:
     """A client a gateway serves."""
 
@@ -40,7 +40,7 @@ class ClientEntry:
     mesh: Prefix | None = None  # the client's own mesh address, for the handoff route
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class GatewayConfig:
     """This node as a gateway: its uplink server interface and clients."""
 

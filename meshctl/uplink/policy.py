@@ -38,14 +38,16 @@ at which it wants to be called again.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
+
+from meshctl.records import record
 
 INFINITY = 0xFFFF
 REKEY_AFTER_TIME = 120.0
 REJECT_AFTER_TIME = 180.0
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Hysteresis:
     """Tuning for one uplink."""
 
@@ -54,7 +56,7 @@ class Hysteresis:
     warm_age: float = 150.0  # seconds; older handshakes count as cold
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CandidateView:
     """What the adapter knows about one gateway right now."""
 
@@ -110,7 +112,7 @@ class CandidateView:
         return "warm" if self.warm(params) else "cold"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Switch:
     """One decision to move the steered prefixes."""
 
@@ -133,7 +135,7 @@ CAUSES = ("initial", "adopted", "gone", "unreachable", "down", "no-route", "chec
 FAILURE_CAUSES = frozenset({"gone", "unreachable", "down", "no-route", "check"})
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SelectorState:
     """Everything ``select`` remembers between calls."""
 

@@ -10,11 +10,12 @@ import base64
 import binascii
 import os
 import stat
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from meshctl.errors import ConfigError
+from meshctl.records import record
 
 KEY_LEN = 32
 
@@ -48,7 +49,7 @@ def hex_to_key(text: str) -> str:
     return encode_key(raw)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class KeyPair:
     """A private key (never in repr) and its public key, both base64."""
 
@@ -92,8 +93,8 @@ def read_private_key(path: str, field_name: str = "private_key_file") -> KeyPair
             field=field_name,
         )
     try:
-        with open(path, encoding="ascii") as f:
-            return KeyPair.from_private(f.read())
+        with open(path, "rb") as f:  # bytes, decoded here: a text file would load the ascii codec module for this
+            return KeyPair.from_private(f.read().decode("ascii"))
     except (OSError, ValueError, UnicodeDecodeError) as exc:
         # The message never contains the key itself.
         reason = exc.strerror if isinstance(exc, OSError) else str(exc)

@@ -8,12 +8,14 @@ smallest set of operations.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import field
+
+from meshctl.records import record
 
 Prefix = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Peer:
     """One WireGuard peer.  Keys are base64, as ``wg`` shows them."""
 
@@ -27,7 +29,7 @@ class Peer:
     tx_bytes: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Device:
     """One WireGuard interface."""
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-from dataclasses import dataclass
 
 from meshctl.errors import MeshctlError
+from meshctl.records import record
 from meshctl.wireguard.keys import KeyPair, hex_to_key, key_to_hex
 from meshctl.wireguard.state import Device, Peer, Prefix
 
@@ -27,7 +27,7 @@ class UapiError(MeshctlError):
         super().__init__(message)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SetPeer:
     """One peer section of a ``set=1`` request."""
 
@@ -40,7 +40,7 @@ class SetPeer:
     allowed_ips: tuple[Prefix, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SetRequest:
     """A whole ``set=1`` request."""
 
