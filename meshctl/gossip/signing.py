@@ -6,11 +6,12 @@ import base64
 import binascii
 import os
 import stat
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from meshctl.errors import ConfigError
+from meshctl.records import record
 
 
 def public_text(key: Ed25519PublicKey) -> str:
@@ -29,7 +30,7 @@ def parse_public(text: str) -> Ed25519PublicKey:
     return Ed25519PublicKey.from_public_bytes(raw)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SigningKey:
     """An Ed25519 private key (never in repr) and its public key in base64."""
 
@@ -58,7 +59,7 @@ def read_signing_key(path: str, field_name: str) -> SigningKey:
         if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise ConfigError(f"signing key file is accessible by group/others (mode {stat.S_IMODE(st.st_mode):04o}); "
                               "chmod 600 it", field=field_name)
-        with open(path, encoding="ascii") as f:
+        with open(path, "rb") as f:  # bytes: text mode with encoding="ascii" loads a codec module for this alone
             raw = base64.b64decode(f.read().strip(), validate=True)
     except OSError as exc:
         raise ConfigError(f"cannot read signing key file: {exc.strerror}", field=field_name) from None

@@ -34,6 +34,7 @@ import msgpack
 import networkx as nx
 
 from meshctl.errors import Refused
+from meshctl.records import record
 
 if TYPE_CHECKING:  # cryptography is loaded with the keys, by a node whose config has [gossip]
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -58,7 +59,7 @@ REJECT_REASONS = ("malformed", "oversized", "unknown-signer", "bad-signature", "
                   "full", "underlay")  # underlay: counted by the runner, for a datagram not from a Babel interface
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Link:
     """One Babel neighbour as its node sees it."""
 
@@ -67,7 +68,7 @@ class Link:
     interface: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class UplinkChoice:
     """One gateway a client's uplink may use, and what the client makes of it now.
 
@@ -83,7 +84,7 @@ class UplinkChoice:
     address: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class NodeInfo:
     """What a node says about itself."""
 
@@ -97,7 +98,7 @@ class NodeInfo:
     uplinks: tuple[UplinkChoice, ...] = ()  # a client's gateways; optional on the wire ("u")
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Description:
     """One signed, sequenced description with its lifetime."""
 
@@ -187,7 +188,7 @@ def sign(description: Description, key: Ed25519PrivateKey) -> bytes:
     return msgpack.packb([body, key.sign(body)], use_bin_type=True)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Header:
     """A datagram's origin and sequence number, read before anything is verified.
 
@@ -325,7 +326,7 @@ class Entry:
     holders: set[Hashable] = field(default_factory=set)  # neighbours that sent us this seq: they need no copy
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Accepted:
     """A datagram that was news: what to relay, and how soon.
 
@@ -462,7 +463,7 @@ def next_description(own: NodeInfo, sent: NodeInfo | None, sent_wall: float, lif
     return refresh if own == sent else min(refresh, _boundary(sent_wall, lifetime / 6))
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Identity:
     """What a node says of itself besides its links and prefixes: from its config."""
 

@@ -35,11 +35,11 @@ import ipaddress
 import socket
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from meshctl.babel import events as ev
+from meshctl.records import record
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -53,7 +53,7 @@ NeighbourKey = tuple[ev.Address, str]
 XrouteKey = tuple[ev.Prefix, ev.Prefix]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Interface:
     """A babeld interface."""
 
@@ -63,7 +63,7 @@ class Interface:
     ipv4: ev.Address | None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Neighbour:
     """A Babel neighbour as babeld reports it."""
 
@@ -88,7 +88,7 @@ class Neighbour:
         return self.cost < INFINITY
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Xroute:
     """A route this node exports (redistributes) into Babel."""
 
@@ -97,7 +97,7 @@ class Xroute:
     metric: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SelfInfo:
     """Who this babeld is, from its banner."""
 

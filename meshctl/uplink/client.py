@@ -40,6 +40,7 @@ from dataclasses import dataclass, field, replace
 
 from meshctl.beat import beat_at_or_after
 from meshctl.config import GatewayCandidate, Prefix, UplinkConfig
+from meshctl.records import record
 from meshctl.topology.model import INFINITY, TopologyModel
 from meshctl.uplink.control import FAMILIES, ROLE_NONE, ROLE_PRIMARY, ROLE_STANDBY, Message, Sequence
 from meshctl.uplink.policy import CandidateView, SelectorState, Switch, select
@@ -125,7 +126,7 @@ class CheckState:
     suspect: bool = False  # it failed through two gateways with no reply between: the target, not the paths
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Transition:
     """A planned switch in progress."""
 
@@ -135,7 +136,7 @@ class Transition:
     began: float  # when the switch began
     released: float | None = None  # when the old gateway confirmed it let go
 
-@dataclass(frozen=True, slots=True)
+@record
 class Done:
     """A switch carried out (or not: ``ok`` False when the WireGuard write failed)."""
 
@@ -175,7 +176,7 @@ class Group:
         return self.state.chosen
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Step:
     """What :meth:`UplinkController.step` asks of the runner."""
 
