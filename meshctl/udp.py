@@ -2,8 +2,8 @@
 
 Two ways to read one, for two rates of traffic:
 
-- :class:`BoundSocket` hands each datagram to a callback as it arrives (a
-  plain :class:`asyncio.DatagramProtocol`).  A client probes its chosen
+- :class:`BoundSocket` hands each datagram to a callback as it arrives (the
+  loop's reader on the socket, no transport), or in one go when asked.  A client probes its chosen
   gateway 10 to 20 times a second and gets as many acks; on an idle client,
   a future, a queue entry and a task step per datagram were a large share of
   the daemon's CPU.
@@ -39,18 +39,33 @@ _SO_TIMESTAMPNS = 35 if not platform.machine().startswith(("sparc", "parisc", "a
 _TIMESPEC = struct.Struct("@qq")
 
 
-class _Receiver(asyncio.DatagramProtocol):
-    """Hands each datagram to the owner's callback: no queue, no future, no task wake-up."""
+class _Reader:
+    """The loop's reader on a bound socket, which may be stopped and started; closing it closes the socket.
 
-    def __init__(self, on_datagram: OnDatagram) -> None:
-        self.on_datagram = on_datagram
+    The loop's own add_reader rather than a datagram transport: Python 3.11.2 (Debian 12's) cannot pause
+    a datagram transport, and the datagrams are read with their arrival stamps anyway.
+    """
+
+    def __init__(self, sock: socket.socket, callback: Callable[[], None]) -> None:
         self.loop = asyncio.get_running_loop()
+        self.sock, self.callback = sock, callback
+        self.fd = sock.fileno()
+        self.reading = False
 
-    def datagram_received(self, data: bytes, addr: tuple) -> None:  # type: ignore[override]
-        self.on_datagram(data, addr, self.loop.time())
+    def start(self) -> None:
+        if not self.reading and self.fd >= 0:
+            self.loop.add_reader(self.fd, self.callback)
+            self.reading = True
 
-    def error_received(self, exc: Exception) -> None:
-        pass  # an ICMP error for something we sent: the probes' answers (or their absence) say what counts
+    def stop(self) -> None:
+        if self.reading:
+            self.loop.remove_reader(self.fd)
+            self.reading = False
+
+    def close(self) -> None:
+        self.stop()
+        self.fd = -1
+        self.sock.close()
 
 
 async def _bind(host: str, port: int, device: str, what: str) -> socket.socket:
@@ -101,7 +116,7 @@ class _Bound:
     async def _attach(self, sock: socket.socket) -> None:
         raise NotImplementedError
 
-    def _handle(self) -> asyncio.BaseTransport | asyncio_dgram.aio.DatagramServer | None:
+    def _handle(self) -> _Reader | asyncio_dgram.aio.DatagramServer | None:
         """What reads the socket now, and closes it."""
         raise NotImplementedError
 
@@ -131,16 +146,16 @@ class BoundSocket(_Bound):
     def __init__(self, host: str, port: int, device: str, what: str, on_datagram: OnDatagram) -> None:
         super().__init__(host, port, device, what)
         self.on_datagram = on_datagram
-        self.transport: asyncio.DatagramTransport | None = None
+        self.reader: _Reader | None = None
 
     async def _attach(self, sock: socket.socket) -> None:
-        loop = asyncio.get_running_loop()
         if _SO_TIMESTAMPNS is not None:
             with contextlib.suppress(OSError):  # without stamps, a held datagram arrived when it is read
                 sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
         self.drain()  # what the socket this one replaces still holds
-        self.transport, _ = await loop.create_datagram_endpoint(lambda: _Receiver(self.on_datagram), sock=sock)
         self.sock = sock
+        self.reader = _Reader(sock, self.drain)
+        self.reader.start()
 
     def quiet(self) -> None:
         """Stop waking for each datagram; they wait in the socket for :meth:`drain`.
@@ -148,28 +163,32 @@ class BoundSocket(_Bound):
         A probe round's answers come back within a millisecond or two of each other: read as
         they come, each would wake the loop on its own.
         """
-        transport = self.transport
-        if transport is not None and not transport.is_closing():
-            transport.pause_reading()  # type: ignore[attr-defined]  # asyncio's selector transport has it; typeshed not
+        if self.reader is not None:
+            self.reader.stop()
 
     def live(self) -> None:
         """Read each datagram as it comes again (after draining what waits)."""
         self.drain()
-        transport = self.transport
-        if transport is not None and not transport.is_closing():
-            transport.resume_reading()  # type: ignore[attr-defined]
+        if self.reader is not None:
+            self.reader.start()
 
     def drain(self) -> None:
         """Hand on every datagram waiting in the socket, each with the time the kernel received it."""
-        transport, sock = self.transport, self.sock
-        if transport is None or sock is None or transport.is_closing():
+        sock = self.sock
+        if sock is None or sock.fileno() < 0:
             return
         now, wall = asyncio.get_running_loop().time(), time.time()
+        failed = 0
         while True:
             try:
                 data, ancillary, _, addr = sock.recvmsg(65535, 64)
-            except OSError:  # nothing more (or a failed socket: the transport sees that when it reads)
+            except BlockingIOError:
                 return
+            except OSError:  # an ICMP error for something we sent, reported once: read on, but never spin
+                failed += 1
+                if failed > 1:
+                    return
+                continue
             arrival = now
             for level, kind, value in ancillary:
                 if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(value) >= _TIMESPEC.size:
@@ -177,8 +196,8 @@ class BoundSocket(_Bound):
                     arrival = min(now, now - (wall - (sec + nsec / 1e9)))
             self.on_datagram(data, addr, arrival)
 
-    def _handle(self) -> asyncio.DatagramTransport | None:
-        return self.transport
+    def _handle(self) -> _Reader | None:
+        return self.reader
 
     def send(self, data: bytes, addr: tuple) -> None:
         """One datagram, straight to the socket: one the kernel will not take now is lost, as any may be."""
