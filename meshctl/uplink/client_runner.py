@@ -316,10 +316,16 @@ class UplinkRunner:
         loop = self._loop
         assert loop is not None
         secret = self.config.secret
+        sent = False
         for gw, message in self.ctl.probes_to_send(loop.time(), time.time(), everyone, beat):
             sock = self.socks.get(gw.control.version)
             if sock is not None:
                 sock.send(encode(message, secret), self._to[gw.name])
+                sent = True
+        if sent and beat is None and everyone:
+            # A decision's own probes, off the beat: their answers are read as soon as they should be in,
+            # not at the next tick (a held answer that says something new is a decision made late).
+            loop.call_later(answers_after(self.config.probe_interval), self._drain)
 
     def _switching(self) -> bool:
         return any(g.transition is not None for g in self.ctl.groups.values())
