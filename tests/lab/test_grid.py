@@ -22,13 +22,23 @@ def test_grid_converges_and_every_dump_is_complete(start_lab: Callable[[str], Ru
     print(f"grid4x4 converged {took:.1f}s after lab up")
     plan = lab.plan
     ids = {n.router_id for n in plan.nodes}
-    for node in plan.nodes:
+
+    def dump_of(name: str) -> dict:
         out = subprocess.run(
-            [sys.executable, "-m", "meshctl.cli", "topology", "dump", "--babel", lab.babel(node.name)],
+            [sys.executable, "-m", "meshctl.cli", "topology", "dump", "--babel", lab.babel(name)],
             capture_output=True, text=True, timeout=60,
         )
         assert out.returncode == 0, out.stderr
-        dump = json.loads(out.stdout)
+        result: dict = json.loads(out.stdout)
+        return result
+
+    for node in plan.nodes:
+        # A neighbour's router id comes from the route it originates; converged means every best route is
+        # in place, and the direct one from a neighbour may still be a periodic update away: wait for it.
+        lab.wait_for(lambda name=node.name: None if all(n["router_id"] for n in dump_of(name)["neighbours"]
+                                                        if n["reachable"]) else "a neighbour's own route not yet in",
+                     30, f"{node.name}'s neighbours' router ids")
+        dump = dump_of(node.name)
         neighbours = {n["router_id"] for n in dump["neighbours"] if n["reachable"]}
         assert neighbours == {plan.node(t.peer).router_id for t in node.tunnels}
         assert len(neighbours) in (2, 3, 4)
