@@ -3,10 +3,10 @@
 Two ways to read one, for two rates of traffic:
 
 - :class:`BoundSocket` hands each datagram to a callback as it arrives (the
-  loop's reader on the socket, no transport), or in one go when asked.  A client probes its chosen
-  gateway 10 to 20 times a second and gets as many acks; on an idle client,
-  a future, a queue entry and a task step per datagram were a large share of
-  the daemon's CPU.
+  loop's reader on the socket, no transport), or all waiting ones in one go
+  when asked.  A client probes its chosen gateway 10 to 20 times a second and
+  gets as many acks; on an idle client, a future, a queue entry and a task
+  step per datagram were a large share of the daemon's CPU.
 - :class:`BoundStream` is asyncio-dgram's stream: ``await recv()``, one
   datagram after the other.  A gateway carries out what a probe asks (kernel
   routes) before it acks it, and in order, which is exactly a queue read by

@@ -412,7 +412,7 @@ class UplinkRunner:
         if not self.ctl.on_ack(gateway, message, now):
             return
         after = (self.ctl.alive(gateway, now), probe.announced, probe.upstream)
-        if after != before or any(g.transition is not None for g in self.ctl.groups.values()):
+        if after != before or self._switching():
             self.poke(now)  # only what a decision depends on: acks that change nothing are not re-decided
 
     async def _check_loop(self) -> None:
