@@ -132,3 +132,52 @@ def test_what_a_record_defines_itself_stays() -> None:
     assert repr(Secret("k", 1)) == "Secret(key=<set>, port=1)"
     assert Loose(1, 2) == Loose(1, 3) and hash(Loose(1, 2)) == hash((1, 2))  # dataclass's __hash__, as dataclass does
     assert hash(Hashed(1)) == 7
+
+
+INIT_SHAPES = {
+    "factory": ("    a: int\n    items: list = field(default_factory=list)\n", [(1,), (1, [2])], [{"a": 1, "items": [3]}]),
+    "not in init": ("    a: int\n    b: int = field(default=4, init=False)\n"
+                    "    c: list = field(default_factory=list, init=False)\n", [(1,)], [{"a": 2}]),
+    "keyword only": ("    a: int\n    b: int = field(default=2, kw_only=True)\n    c: str = ''\n", [(1,), (1, 'x')],
+                     [{"a": 1, "b": 5}, {"a": 1, "b": 5, "c": "y"}]),
+    "a field named self": ("    self: int\n    other: int = 0\n", [(1,), (1, 2)], [{"self": 3}]),
+    "post init": ("    a: int\n    def __post_init__(self):\n        if self.a < 0:\n            raise ValueError('a')\n",
+                  [(1,)], [{"a": 2}]),
+}
+
+
+@pytest.mark.parametrize("shape", INIT_SHAPES)
+def test_a_record_takes_the_arguments_a_frozen_dataclass_takes(shape: str) -> None:
+    import inspect
+    body, positional, keyword = INIT_SHAPES[shape]
+    D, R = twins(body)
+    assert str(inspect.signature(R)) == str(inspect.signature(D))
+    assert R.__init__.__annotations__ == D.__init__.__annotations__
+    for args in positional:
+        assert dataclasses.astuple(R(*args)) == dataclasses.astuple(D(*args))
+    for kwargs in keyword:
+        assert dataclasses.astuple(R(**kwargs)) == dataclasses.astuple(D(**kwargs))
+    for wrong in ((), (1, 2, 3, 4)):
+        with pytest.raises(TypeError):
+            D(*wrong)
+        with pytest.raises(TypeError):
+            R(*wrong)
+    if shape == "factory":
+        assert R(1).items is not R(1).items  # a new list each time
+    if shape == "post init":
+        with pytest.raises(ValueError):
+            R(-1)
+
+
+def test_a_record_is_refused_where_dataclass_refuses_or_where_it_cannot_follow() -> None:
+    with pytest.raises(TypeError, match="non-default argument 'b' follows default argument"):
+        twins("    a: int = 0\n    b: int\n")
+    ns: dict = {}
+    exec("class C:\n    a: int\n    b: dataclasses.InitVar[int]\n", {"dataclasses": dataclasses, "__name__": __name__}, ns)
+    with pytest.raises(TypeError, match="InitVar"):
+        record(ns["C"])
+
+
+def test_an_undocumented_record_gets_the_doc_dataclass_gives() -> None:
+    D, R = twins("    a: int\n    b: str = ''\n")
+    assert R.__doc__ == D.__doc__
