@@ -154,7 +154,7 @@ def record(cls: type[T]) -> type[T]:
         made.__init__ = _init(made, fields)
     if undocumented:  # the doc dataclass gives a class
         made.__doc__ = made.__name__ + str(inspect.signature(made)).replace(" -> None", "")
-    made.__dataclass_params__ = _Frozen.__dataclass_params__
+    made.__dataclass_params__ = _Frozen.__dataclass_params__  # type: ignore[attr-defined]
     if "__getstate__" not in body:
         made.__getstate__, made.__setstate__ = _getstate, _setstate
     compared = [f.name for f in fields if f.compare]
