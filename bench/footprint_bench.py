@@ -12,6 +12,10 @@ Big tables (no root needed): a synthetic babeld table of 10k, 100k and 300k rout
 Labs (root): the seed lab and grid4x4, every node running babeld and ``meshctl daemon``.
 - each daemon's RSS and idle CPU beside babeld's on the same node, and beside the floor: a
   bare interpreter importing exactly the libraries that node's config uses;
+- each uplink client's idle CPU beside its CPU floor (``bench/idle_floor.py``): a bare asyncio
+  program doing only the I/O any client must do at that probe rate (probes out, answers and
+  babeld's lines in, on the same beat), so what meshctl's own logic adds shows apart from what
+  CPython costs for the I/O;
 - import time, meshctl against its floor;
 - exec to synced: a node's daemon stopped and exec'd again, until its status says synced.
 
@@ -33,6 +37,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from bench.model_bench import baseline as split_only
 from bench.model_bench import traced_peak
@@ -247,6 +252,18 @@ def daemon_status(path: str) -> dict:
     return status
 
 
+def idle_floor(node: Any) -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes]]:
+    """Start the idle-CPU floor of an uplink client in its namespace: (echo, client); the caller kills both."""
+    uplink = node.uplink
+    port = 47000 + secrets.randbelow(1000)
+    run = ["ip", "netns", "exec", node.namespace, sys.executable, os.path.join(HERE, "idle_floor.py")]
+    echo = subprocess.Popen([*run, "echo", str(port)], stdin=subprocess.DEVNULL)
+    time.sleep(0.3)  # bound before the first probe
+    client = subprocess.Popen([*run, "client", node.babel_socket, str(port), str(len(uplink.gateways)),
+                               str(uplink.probe_interval)], stdin=subprocess.DEVNULL)
+    return echo, client
+
+
 def exec_to_synced(lab: object, node_name: str, repeat: int) -> list[float]:
     """Stop the node's daemon, exec it again with its config, and time until its status says synced."""
     from meshctl.lab.runner import Lab
@@ -305,9 +322,19 @@ def run_lab(topology: str, settle: float = 10.0, window: float = 20.0, repeat: i
                 pid = lab.daemon_pid(n.name)
                 assert pid is not None, f"{n.name}: no daemon running"
                 pids[(n.name, "meshctl daemon")] = pid
-        before = {key: proc_cpu(pid) for key, pid in pids.items()}
-        time.sleep(window)
-        used = {key: (proc_cpu(pid) - before[key]) / window for key, pid in pids.items()}
+        floors_cpu = [(n, idle_floor(n)) for n in plan.nodes if n.daemon and n.uplink is not None]
+        try:
+            for n, (_, client) in floors_cpu:
+                pids[(n.name, "idle floor")] = client.pid
+            time.sleep(1.0)  # the floor connected and on its beat
+            before = {key: proc_cpu(pid) for key, pid in pids.items()}
+            time.sleep(window)
+            used = {key: (proc_cpu(pid) - before[key]) / window for key, pid in pids.items()}
+        finally:
+            for _, started in floors_cpu:
+                for proc in started:
+                    proc.kill()
+                    proc.wait(10)
         floors: dict[tuple[str, ...], tuple[list[float], int]] = {}
         for n in plan.nodes:
             if not n.daemon:
@@ -322,6 +349,11 @@ def run_lab(topology: str, settle: float = 10.0, window: float = 20.0, repeat: i
             rows.append((f"{topology} {n.name}", mib(d_rss), mib(floor_rss), f"{(d_rss - floor_rss) / 2**20:+.1f}",
                          mib(proc_rss(babeld)), f"{d_cpu * 100:.2f}", f"{b_cpu * 100:.2f}",
                          f"{d_cpu / b_cpu:.1f}x" if b_cpu else "-", " ".join(lib.split(".")[-1] for lib in libs[1:])))
+        for n, _ in floors_cpu:
+            d_cpu, b_cpu, f_cpu = (used[(n.name, what)] for what in ("meshctl daemon", "babeld", "idle floor"))
+            rows.append((f"{topology} {n.name}: idle CPU floor (bench/idle_floor.py), daemon {d_cpu / f_cpu:.1f}x it",
+                         "", "", "", "", f"{f_cpu * 100:.2f}", f"{b_cpu * 100:.2f}", f"{f_cpu / b_cpu:.1f}x" if b_cpu else "-",
+                         ""))
         first = next(n for n in plan.nodes if n.daemon)
         probe = next((n for n in plan.nodes if n.uplink), first)
         libs = libraries(probe.config_path, metrics=True)

@@ -118,3 +118,14 @@ def test_any_signed_msgpack_value_is_refused_or_parsed(obj: object) -> None:
     with contextlib.suppress(ControlError):
         m = decode(data, KEY, NOW)
         assert isinstance(m, Message) and len(m.roles) == 2
+
+
+@given(secrets=st.lists(st.binary(min_size=1, max_size=80), min_size=1, max_size=8), body=st.binary(max_size=300))
+def test_the_keyed_mac_is_hmac_sha256_for_any_secret_and_body(secrets: list[bytes], body: bytes) -> None:
+    import hmac
+
+    from meshctl.uplink import control
+
+    for secret in secrets * 2:  # kept states are reused, and the kept set stays small
+        assert control.mac(secret, body) == hmac.digest(secret, body, "sha256")
+        assert len(control._KEYED) <= 4
