@@ -145,7 +145,19 @@ def record(cls: type[T]) -> type[T]:
     undocumented = body.get("__doc__") is None
     if undocumented:
         cls.__doc__ = "-"  # not dataclass's signature of a class without __init__ yet (0.2 ms): ours, below
+    # With ``from __future__ import annotations`` every annotation is a string, which dataclass matches three
+    # times against ClassVar, InitVar and KW_ONLY by regex and module look-ups (15 us of a record's 160): those
+    # that name none of them are shown to it as ``object`` and given back to the fields afterwards.
+    written = body.get("__annotations__", {})
+    plain = {name: hint for name, hint in written.items()
+             if isinstance(hint, str) and not any(word in hint for word in ("ClassVar", "InitVar", "KW_ONLY"))}
+    if plain:
+        cls.__annotations__ = {name: object if name in plain else hint for name, hint in written.items()}
     made: Any = dataclasses.dataclass(init=False, slots=True, eq=False, repr=False)(cls)
+    if plain:
+        made.__annotations__ = written
+        for name, hint in plain.items():
+            made.__dataclass_fields__[name].type = hint
     fields = dataclasses.fields(made)
     named = {f.name for f in fields}
     if any("InitVar" in str(f.type) for f in made.__dataclass_fields__.values() if f.name not in named):
