@@ -158,6 +158,29 @@ def test_a_late_tick_still_probes_on_every_beat_and_an_extra_probe_postpones_non
     assert ctl.next_probe() == due
 
 
+def test_a_gateway_is_judged_silent_at_its_own_deadline_not_at_the_beat_after(files: dict) -> None:  # noqa: F811
+    """silent_at: when the first answering gateway's silence runs out (probe_loss missed answers)."""
+    ctl = started(files, probe_interval=0.05, backup_probe_interval=0.1, probe_loss=3)
+    answer(ctl, 1.003)  # both answer 3 ms after the beat at 1.0
+    at = ctl.silent_at(1.01)
+    # gw1 carries traffic: 0.05 * 3.5 = 175 ms after its last answer; gw2, a backup, is judged later (350 ms).
+    assert at == pytest.approx(1.178, abs=0.001) and at < 1.2  # before the beat at 1.2
+    assert ctl.alive("gw1", at - 0.0002) is True and ctl.alive("gw1", at) is False
+    assert ctl.alive("gw2", at) is True
+    answer(ctl, 1.053, only=("gw1",))  # an answer moves the deadline on: while gateways answer, it never comes
+    assert ctl.silent_at(1.06) == pytest.approx(1.228, abs=0.001)
+    # Once gw1 is silent, the next deadline is the backup's; once none answers, there is none.
+    assert ctl.silent_at(1.25) == pytest.approx(1.003 + 0.35, abs=0.001)
+    assert ctl.silent_at(1.4) is None
+
+
+def test_no_silence_deadline_for_a_gateway_that_never_answered(files: dict) -> None:  # noqa: F811
+    ctl = controller(files)
+    ctl.on_device(device(None), 0.0)
+    ctl.probes_to_send(0.0, 0.0, everyone=True)
+    assert ctl.silent_at(0.01) is None  # unknown, not answering: judged on the beat as before
+
+
 def test_a_gateway_without_a_route_onward_is_left_at_once(files: dict) -> None:  # noqa: F811
     ctl = started(files)
     answer(ctl, 1.0, upstream={"gw1": 65535, "gw2": 96})

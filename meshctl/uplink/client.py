@@ -66,6 +66,8 @@ PREPARE, RELEASE, WRITE = "prepare", "release", "write"
 #: calling a gateway unreachable is not one: the tunnel may well work (a flushed
 #: interface, a metric spike), so that switch is made before it breaks.
 IMMEDIATE = frozenset({"down", "gone", "no-route", "check"})
+#: How far past a gateway's silence deadline it is judged (see :meth:`UplinkController.silent_at`).
+_PAST = 1e-4
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -277,6 +279,21 @@ class UplinkController:
     def next_probe(self) -> float:
         """When the next probe is due."""
         return min(p.next_due for p in self.probes.values())
+
+    def silent_at(self, now: float) -> float | None:
+        """When the first gateway that answers probes at ``now`` will have been silent too long (None: none does).
+
+        The runner judges liveness then, at that gateway's own deadline (``probe_loss`` answers missed), not
+        at the next probe beat after it: a gateway that lost power is left up to a beat sooner.  A hair past
+        the deadline, since at the deadline itself the last answer still counts.
+        """
+        at = None
+        for name, probe in self.probes.items():
+            timeout = self.timeout_for(name)
+            if probe.last_ack is not None and probe.alive(now, timeout):
+                end = probe.last_ack + timeout + _PAST
+                at = end if at is None or end < at else at
+        return at
 
     def role_for(self, gateway: str, family: int) -> int:
         """What ``gateway`` should do with our address of ``family``."""

@@ -110,6 +110,7 @@ class UplinkRunner:
         self._trigger: float | None = None
         self._scheduled = False
         self._timer: asyncio.TimerHandle | None = None
+        self._silence: asyncio.TimerHandle | None = None  # when a gateway that answers will have been silent too long
         self.device_ok = False
 
     @property
@@ -333,6 +334,28 @@ class UplinkRunner:
     def _drain(self) -> None:
         for sock in self.socks.values():
             sock.drain()
+        self._watch_silence()
+
+    def _watch_silence(self) -> None:
+        """Judge liveness when a gateway's silence runs out, not at the beat after it (up to a beat later).
+
+        Answers move the deadline on before it comes, so while gateways answer the timer never fires: no
+        wake-up is added, only a timer handle re-armed once per probe round.
+        """
+        loop = self._loop
+        assert loop is not None
+        at = self.ctl.silent_at(loop.time())
+        timer = self._silence
+        if timer is not None:
+            if at is not None and timer.when() == at:
+                return
+            timer.cancel()
+        self._silence = loop.call_at(at, self._silence_over) if at is not None else None
+
+    def _silence_over(self) -> None:
+        self._silence = None
+        self._drain()  # an answer still held in the socket counts (by its arrival stamp); re-arms for the next
+        self._judge_liveness(asyncio.get_running_loop().time())
 
     def _read_now(self) -> None:
         for sock in self.socks.values():
@@ -381,7 +404,7 @@ class UplinkRunner:
         try:
             await failed
         finally:
-            for handle in (timer, drain):
+            for handle in (timer, drain, self._silence):
                 if handle is not None:
                     handle.cancel()
 
