@@ -9,21 +9,26 @@ it.  The next 256 KiB read fits in no hole left below, so the heap grows again:
 a lab gateway's heap grew by about 0.1 MB a minute with nothing more in it, and
 a client's more slowly.  Reading into a buffer made once allocates only what
 arrived, and the heap stays where start-up left it.
+
+The buffer is an anonymous mapping, not a bytearray (which is zeroed, every
+page of it resident at once): only the pages a read reaches become resident,
+one for babeld's chatter, all of them only after a big table.
 """
 
 from __future__ import annotations
 
+import mmap
 import socket
 from typing import Any
 
 
 class RecvBuffer:
-    """A socket's receive buffer: ``size`` bytes, allocated once."""
+    """A socket's receive buffer: ``size`` bytes, mapped once."""
 
     __slots__ = ("view",)
 
     def __init__(self, size: int) -> None:
-        self.view = memoryview(bytearray(size))
+        self.view = memoryview(mmap.mmap(-1, size))
 
     def take(self, nbytes: int) -> bytes:
         """The first ``nbytes`` of the buffer, as bytes of their own (the buffer is read into again)."""
