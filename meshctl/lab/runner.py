@@ -244,7 +244,7 @@ class Lab:
     @staticmethod
     def _supervised(node: NodePlan) -> list[str]:
         """The daemon as contrib/meshctl.service runs it: restarted 2 s after a crash, routes withdrawn after each stop."""
-        cli = [sys.executable, "-m", "meshctl.cli"]
+        cli = [sys.executable, "-m", "meshctl"]
         return [sys.executable, "-m", "meshctl.lab.supervise", "--restart-sec", str(RESTART_SEC),
                 "--pid-file", node.daemon_pid_file,
                 "--stop-post", json.dumps([*cli, "withdraw", "--config", node.config_path]),
