@@ -202,3 +202,19 @@ def test_any_other_command_line_goes_to_the_cli() -> None:
     assert (out.returncode, out.stderr) == (2, "meshctl: /nonexistent/n.toml: no such file\n")
     out = subprocess.run([sys.executable, "-m", "meshctl", "--version"], cwd=ROOT, capture_output=True, text=True)
     assert (out.returncode, out.stdout) == (0, "meshctl 0.1.0\n")
+
+
+def test_the_toml_parser_is_let_go_after_a_read_and_loaded_again_for_the_next(tmp_path: Path) -> None:
+    """The daemon reads its config at start and on SIGHUP; tomllib is 0.1 MB it would keep for nothing."""
+    probe = """
+import json, sys
+from meshctl.tomlfile import forget_parser, load_toml
+first = load_toml(sys.argv[1])
+forget_parser()
+gone = not any(m == "tomllib" or m.startswith("tomllib.") for m in sys.modules)
+print(json.dumps([first, gone, load_toml(sys.argv[1])]))
+"""
+    path = tmp_path / "a.toml"
+    path.write_text('[node]\nname = "n"\n')
+    out = subprocess.run([sys.executable, "-c", probe, str(path)], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == [{"node": {"name": "n"}}, True, {"node": {"name": "n"}}]

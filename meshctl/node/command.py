@@ -25,6 +25,7 @@ from meshctl.listen import parse_listen
 from meshctl.node.logs import FORMATS as LOG_FORMATS
 from meshctl.node.logs import REDACTOR
 from meshctl.node.logs import setup as setup_logging
+from meshctl.tomlfile import forget_parser
 
 if TYPE_CHECKING:
     import argparse
@@ -124,6 +125,7 @@ def cmd_daemon(args: argparse.Namespace | SimpleNamespace) -> int:
     from meshctl.node.sockets import instance_lock
 
     config = load_config(args.config)  # refuses a broken config before touching anything
+    forget_parser()
     for key in config.private_keys():
         REDACTOR.add(key)
     if args.metrics:
