@@ -42,3 +42,8 @@ class RecvBuffer:
         """``sock.recvfrom(size)``, allocating only what arrived.  A datagram longer than the buffer is cut."""
         nbytes, addr = sock.recvfrom_into(self.view)
         return self.take(nbytes), addr
+
+    def recvmsg(self, sock: socket.socket, ancbufsize: int = 0) -> tuple[bytes, list[tuple[int, int, bytes]], int, Any]:
+        """``sock.recvmsg(size, ancbufsize)``, allocating only what arrived."""
+        nbytes, ancillary, flags, addr = sock.recvmsg_into([self.view], ancbufsize)
+        return self.take(nbytes), ancillary, flags, addr
