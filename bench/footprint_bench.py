@@ -136,7 +136,7 @@ def run_isolated(argv: list[str]) -> tuple[float, int, str]:
 def topology_dump(count: int, repeat: int) -> list[Row]:
     with standin(count) as address:
         split = [run_isolated([sys.executable, os.path.join(HERE, "split_client.py"), address]) for _ in range(repeat)]
-        dump = [run_isolated([sys.executable, "-m", "meshctl.cli", "topology", "dump", "--babel", address,
+        dump = [run_isolated([sys.executable, "-m", "meshctl", "topology", "dump", "--babel", address,
                               "--timeout", "30"]) for _ in range(repeat)]
         sync = [run_isolated([sys.executable, os.path.join(HERE, "sync_client.py"), address]) for _ in range(repeat)]
     assert all(json.loads(out)["routes"].__len__() == count for _, _, out in dump[:1])
@@ -201,7 +201,8 @@ print(took, rss * 1024)
 DAEMON_IMPORTER = """
 import sys, time
 start = time.process_time()
-import meshctl.cli
+import meshctl.__main__  # the meshctl command; a daemon's command line loads no more of the CLI than this
+import meshctl.node.command
 from meshctl.config import load_config
 from meshctl.node.daemon import Daemon
 Daemon(load_config(sys.argv[1]), metrics=sys.argv[2] or None)  # the config's own lazy imports happen here
@@ -276,7 +277,7 @@ def exec_to_synced(lab: object, node_name: str, repeat: int) -> list[float]:
     for _ in range(repeat):
         lab.stop_daemon(node_name)
         start = time.perf_counter()
-        proc = subprocess.Popen(["ip", "netns", "exec", node.namespace, sys.executable, "-m", "meshctl.cli", "daemon",
+        proc = subprocess.Popen(["ip", "netns", "exec", node.namespace, sys.executable, "-m", "meshctl", "daemon",
                                  "--config", node.config_path], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, cwd=ROOT)
         try:

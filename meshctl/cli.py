@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import gc
 import json
 import logging
@@ -19,7 +18,6 @@ import math
 import os
 import sys
 from collections.abc import Callable, Sequence
-from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from meshctl import __version__
@@ -27,13 +25,13 @@ from meshctl.babel.endpoint import DEFAULT_PORT
 from meshctl.babel.errors import BabelError
 from meshctl.config import DEFAULT_CONFIG, DEFAULT_CONTROL_SOCKET
 from meshctl.errors import ConfigError, MeshctlError
-from meshctl.listen import DEFAULT_METRICS, parse_listen
+from meshctl.listen import DEFAULT_METRICS
+from meshctl.node.command import cmd_daemon, daemon_command_line, guarded, log_level, start
 from meshctl.node.logs import FORMATS as LOG_FORMATS
-from meshctl.node.logs import REDACTOR
 from meshctl.node.logs import setup as setup_logging
 
 # argparse (and gettext with it) only when the parser is built: the daemon's own command line is read without it
-# (see _daemon_command_line), and a router keeps what a daemon loads for months.
+# (see meshctl.node.command), and a router keeps what a daemon loads for months.
 if TYPE_CHECKING:
     import argparse
 
@@ -355,42 +353,6 @@ def cmd_withdraw(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_daemon(args: argparse.Namespace | SimpleNamespace) -> int:
-    import signal
-
-    from meshctl.config import load_config
-    from meshctl.node.daemon import Daemon, wait_for_children_without_threads
-    from meshctl.node.sockets import instance_lock
-
-    config = load_config(args.config)  # refuses a broken config before touching anything
-    for key in config.private_keys():
-        REDACTOR.add(key)
-    if args.metrics:
-        try:
-            parse_listen(args.metrics)
-        except ValueError as exc:
-            raise ConfigError(str(exc), field="--metrics") from None
-    lock = instance_lock(config.control_socket)  # a second daemon stops here, before it touches anything
-
-    async def run() -> None:
-        wait_for_children_without_threads()
-        daemon = Daemon(config, metrics=args.metrics)
-        task = asyncio.create_task(daemon.run())
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, task.cancel)
-        loop.add_signal_handler(signal.SIGHUP, daemon.reload)
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        log.warning("meshctl daemon for %s stopped", config.name)
-
-    try:
-        asyncio.run(run())
-    finally:
-        os.close(lock)
-    return EXIT_OK
-
-
 def _format_status(status: dict) -> str:
     """``meshctl status`` for people."""
     lines = [f"node {status['node']}: babeld {'synced' if status['babel']['synced'] else 'NOT SYNCED'}"
@@ -598,81 +560,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _daemon_command_line(argv: Sequence[str]) -> SimpleNamespace | None:
-    """``meshctl daemon``'s own command line, read without argparse; None for any other.
-
-    Only the plain forms are read here: ``-v``/``--verbose`` and ``--log-format`` before
-    ``daemon``; ``--config``, ``--metrics`` and ``--json`` after it; every option spelled in
-    full, its value the next word or after ``=``.  Anything else (``--help``, an abbreviation,
-    a mistake) goes to the real parser, which answers as it always does.  The result is what
-    the parser would make of the same words (tests/test_footprint.py checks it word for word).
-    """
-    args = SimpleNamespace(verbose=0, log_format="text", command=None)
-    words = list(argv)
-    i = 0
-    while i < len(words) and words[i] != "daemon":  # the global options
-        word = words[i]
-        name, eq, value = word.partition("=")
-        if word == "--verbose" or (len(word) > 1 and word == "-" + "v" * (len(word) - 1)):
-            args.verbose += 1 if word == "--verbose" else len(word) - 1
-        elif name == "--log-format":
-            if not eq:
-                i += 1
-                value = words[i] if i < len(words) else ""
-            if value not in LOG_FORMATS:
-                return None
-            args.log_format = value
-        else:
-            return None
-        i += 1
-    if i == len(words):
-        return None
-    args.command, args.config, args.metrics, args.json, args.func = "daemon", DEFAULT_CONFIG, None, False, cmd_daemon
-    for_value = None
-    for word in words[i + 1:]:
-        if for_value is not None:
-            if word.startswith("-"):
-                return None
-            setattr(args, for_value, word)
-            for_value = None
-            continue
-        name, eq, value = word.partition("=")
-        if name in ("--config", "--metrics"):
-            if eq:
-                setattr(args, name[2:], value)
-            else:
-                for_value = name[2:]
-        elif word == "--json":
-            args.json = True
-        else:
-            return None
-    return None if for_value is not None else args
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     # The parser is not kept: a daemon runs for months without it.
-    args = _daemon_command_line(sys.argv[1:] if argv is None else argv) or build_parser().parse_args(argv)
-    daemon = args.command == "daemon"
-    default = logging.INFO if daemon else logging.WARNING
-    level = min(max(default - 10 * args.verbose, logging.DEBUG), logging.CRITICAL)
-    setup_logging(level, "json" if daemon and args.json else args.log_format, daemon)
+    args = daemon_command_line(sys.argv[1:] if argv is None else argv) or build_parser().parse_args(argv)
+    if args.command == "daemon":
+        return start(args)
+    setup_logging(log_level(logging.WARNING, args.verbose), args.log_format, False)
     try:
-        return int(args.func(args))
+        return guarded(args.func, args)
     except _OutputClosed:
         return EXIT_FAILURE  # quietly, as `yes | head` does: the reader has what it wanted
-    except MeshctlError as exc:
-        print(f"meshctl: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except BabelError as exc:
-        print(f"meshctl: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
-    except OSError as exc:  # the last guard: one line, not a traceback
-        where = f"{exc.filename}: " if exc.filename else ""
-        print(f"meshctl: {where}{exc.strerror or errno.errorcode.get(exc.errno or 0, exc)}", file=sys.stderr)
-        return EXIT_FAILURE
-    except KeyboardInterrupt:
-        print("meshctl: interrupted", file=sys.stderr)
-        return 130
 
 
 if __name__ == "__main__":

@@ -311,7 +311,7 @@ def gossip_only(tmp_path: Path) -> Path:
 def test_a_second_daemon_with_the_same_config_refuses(tmp_path: Path) -> None:
     path = gossip_only(tmp_path)
     sock = tmp_path / "meshctl.sock"
-    first = subprocess.Popen([sys.executable, "-m", "meshctl.cli", "daemon", "--config", str(path)],
+    first = subprocess.Popen([sys.executable, "-m", "meshctl", "daemon", "--config", str(path)],
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 20
@@ -328,7 +328,7 @@ def test_a_second_daemon_with_the_same_config_refuses(tmp_path: Path) -> None:
         first.terminate()
         first.wait(10)
     # the lock goes with the process: a new daemon may start at once
-    third = subprocess.Popen([sys.executable, "-m", "meshctl.cli", "daemon", "--config", str(path)],
+    third = subprocess.Popen([sys.executable, "-m", "meshctl", "daemon", "--config", str(path)],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 20

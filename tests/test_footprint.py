@@ -166,9 +166,9 @@ def _parsed(argv: list[str]) -> dict | None:
     ["--log-format=text", "daemon", "--metrics=127.0.0.1:9474", "--config="],
 ])
 def test_the_daemons_command_line_is_read_without_argparse_as_argparse_reads_it(argv: list[str]) -> None:
-    from meshctl.cli import _daemon_command_line
+    from meshctl.node.command import daemon_command_line
 
-    fast = _daemon_command_line(argv)
+    fast = daemon_command_line(argv)
     assert fast is not None
     assert vars(fast) == _parsed(argv)
 
@@ -176,19 +176,45 @@ def test_the_daemons_command_line_is_read_without_argparse_as_argparse_reads_it(
 @settings(max_examples=400, deadline=None)
 @given(st.lists(st.sampled_from(WORDS), max_size=7))
 def test_any_other_command_line_goes_to_argparse(argv: list[str]) -> None:
-    from meshctl.cli import _daemon_command_line
+    from meshctl.node.command import daemon_command_line
 
-    fast = _daemon_command_line(argv)
+    fast = daemon_command_line(argv)
     assert fast is None or vars(fast) == _parsed(argv)
 
 
-def test_a_daemon_starts_without_argparse() -> None:
-    """argparse and gettext are 0.4 MB that a router's daemon would keep for nothing."""
+def test_a_daemon_starts_without_argparse_or_the_rest_of_the_cli() -> None:
+    """argparse and gettext are 0.4 MB, the CLI's own code 0.1 MB, that a router's daemon would keep for nothing."""
     probe = """
 import json, sys
-from meshctl.cli import _daemon_command_line
-args = _daemon_command_line(["-v", "daemon", "--config", "n.toml"])
-print(json.dumps([args.command, sorted(m for m in ("argparse", "gettext") if m in sys.modules)]))
+import meshctl.__main__ as entry
+from meshctl.node import command
+loaded = ("argparse", "gettext", "meshctl.cli")
+command.cmd_daemon = lambda args: print(json.dumps([args.command, sorted(m for m in loaded if m in sys.modules)])) or 0
+sys.exit(entry.main(["-v", "daemon", "--config", "n.toml"]))
 """
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == ["daemon", []]
+
+
+def test_any_other_command_line_goes_to_the_cli() -> None:
+    out = subprocess.run([sys.executable, "-m", "meshctl", "daemon", "--conf", "/nonexistent/n.toml"], cwd=ROOT,
+                         capture_output=True, text=True)  # an abbreviation: argparse's, as before
+    assert (out.returncode, out.stderr) == (2, "meshctl: /nonexistent/n.toml: no such file\n")
+    out = subprocess.run([sys.executable, "-m", "meshctl", "--version"], cwd=ROOT, capture_output=True, text=True)
+    assert (out.returncode, out.stdout) == (0, "meshctl 0.1.0\n")
+
+
+def test_the_toml_parser_is_let_go_after_a_read_and_loaded_again_for_the_next(tmp_path: Path) -> None:
+    """The daemon reads its config at start and on SIGHUP; tomllib is 0.1 MB it would keep for nothing."""
+    probe = """
+import json, sys
+from meshctl.tomlfile import forget_parser, load_toml
+first = load_toml(sys.argv[1])
+forget_parser()
+gone = not any(m == "tomllib" or m.startswith("tomllib.") for m in sys.modules)
+print(json.dumps([first, gone, load_toml(sys.argv[1])]))
+"""
+    path = tmp_path / "a.toml"
+    path.write_text('[node]\nname = "n"\n')
+    out = subprocess.run([sys.executable, "-c", probe, str(path)], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == [{"node": {"name": "n"}}, True, {"node": {"name": "n"}}]

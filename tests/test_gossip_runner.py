@@ -205,3 +205,26 @@ async def test_a_chattering_model_is_looked_at_every_model_look_not_on_every_cha
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def test_the_socket_is_read_as_datagrams_come_and_closed_when_the_runner_stops() -> None:
+    r = runner()
+    r.config = dataclasses.replace(r.config, port=0)
+    task = asyncio.create_task(r.run())
+    try:
+        await asyncio.sleep(0.01)
+        assert r._raw is not None
+        port = r._raw.getsockname()[1]
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            for size in (10, 70000 // 2, 200):  # from ::1: read, and refused as the underlay's
+                s.sendto(b"x" * size, ("::1", port))
+        for _ in range(100):
+            if r.table.rejected["underlay"] == 3:
+                break
+            await asyncio.sleep(0.01)
+        assert r.table.rejected["underlay"] == 3 and r.bytes_in == 0
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert r._raw.fileno() == -1

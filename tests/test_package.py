@@ -45,7 +45,7 @@ def test_wheel_ships_the_data_and_no_top_level_babel(dist: tuple[Path, Path]) ->
             f"{data}/zsh/site-functions/_meshctl", f"{data}/meshctl/meshctl.service", f"{data}/meshctl/node.toml.example",
             f"{data}/meshctl/babeld-meshctl.conf"} <= names
     entry_points = zipfile.ZipFile(wheel).read(f"{DISTRIBUTION}-0.1.0.dist-info/entry_points.txt").decode()
-    assert "meshctl = meshctl.cli:main" in entry_points
+    assert "meshctl = meshctl.__main__:main" in entry_points
 
 
 def test_wheel_installs_beside_babel_and_both_import(dist: tuple[Path, Path], tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ from meshctl.babel import events as ev
 from meshctl.babel.endpoint import Endpoint
 from meshctl.babel.errors import BabelConnectionError, BabelError, CommandError, ParseError
 from meshctl.babel.protocol import BabelProtocol, Closed, CommandDone, Malformed, Ready
+from meshctl.recvbuf import RecvBuffer
 
 log = logging.getLogger("meshctl.babel")
 
@@ -44,15 +45,18 @@ BURST = 16384
 CHATTY = 0.2
 #: When to read again after a read: a function of the loop time (see meshctl.beat), or None for at once.
 ReadPace = Callable[[float], float]
+#: The most one read takes: what asyncio's transports read at once, so a table arrives in as few reads.
+READ_SIZE = 262144
 
 
-class Connection(asyncio.Protocol):
+class Connection(asyncio.BufferedProtocol):
     """One session with babeld.  Use :meth:`open`; close with :meth:`close`.
 
     It is the socket's asyncio protocol: each read is handed to
-    :meth:`data_received` and parsed there, with no reader task and no
+    :meth:`buffer_updated` and parsed there, with no reader task and no
     future per read.  babeld writes every few tens of milliseconds, and
-    waking a task for each read was most of an idle daemon's CPU.
+    waking a task for each read was most of an idle daemon's CPU.  Reads go
+    into one buffer kept for the connection (see :mod:`meshctl.recvbuf`).
     """
 
     def __init__(self, endpoint: Endpoint, pace: ReadPace | None = None) -> None:
@@ -66,6 +70,7 @@ class Connection(asyncio.Protocol):
         self._raw: socket.socket | None = None  # the same socket, to read on the beat without the transport
         self._transport: asyncio.Transport | None = None
         self._proto = BabelProtocol()
+        self._buffer = RecvBuffer(READ_SIZE)
         self._waiters: deque[asyncio.Future[CommandDone]] = deque()
         self._on_event: Callable[[ev.Event], None] = lambda event: None
         self._ready: asyncio.Future[ev.Banner] = loop.create_future()
@@ -176,7 +181,7 @@ class Connection(asyncio.Protocol):
         if self._transport is not None:
             await self._gone
 
-    # -- asyncio.Protocol -------------------------------------------------
+    # -- asyncio.BufferedProtocol -----------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -187,7 +192,13 @@ class Connection(asyncio.Protocol):
                 self._raw = sock.dup()  # asyncio's wrapper cannot recv; a dup reads the same stream
                 self._raw.setblocking(False)
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._buffer.view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._received(self._buffer.take(nbytes))
+
+    def _received(self, data: bytes) -> None:
         self._proto.receive_data(data)
         if self._pump():
             self.close_after("babeld closed the connection")
@@ -223,7 +234,7 @@ class Connection(asyncio.Protocol):
         got = 0
         while True:
             try:
-                chunk = raw.recv(65536)
+                chunk = self._buffer.recv(raw)
             except BlockingIOError:
                 break
             except OSError:

@@ -37,6 +37,7 @@ from meshctl.gossip.table import (
     sign,
     unbundle,
 )
+from meshctl.recvbuf import RecvBuffer
 
 if TYPE_CHECKING:
     from meshctl.config import GossipConfig
@@ -57,6 +58,7 @@ POLL_UPLINKS = 1.0  # seconds: how often a client looks at its uplinks, which ch
 #: and a look (describe ourselves, expire, re-arm) each time cost more than the rest of gossip together.
 MODEL_LOOK = 0.2
 MODEL_STALE = 1.0  # seconds: the latest a change is looked at when babeld says nothing more after it
+RECV_SIZE = 65536  # more than a bundle may be (MAX_BUNDLE), so a longer datagram is still seen as one
 
 
 def is_link_local(addr: tuple) -> bool:
@@ -67,18 +69,25 @@ def is_link_local(addr: tuple) -> bool:
     return len(host) > 5 and host[4] == ":" and host[:4] in _LINK_LOCAL_HEXTETS
 
 
-class _Datagrams(asyncio.DatagramProtocol):
-    """Hands each datagram to the runner as it arrives: no queue and no task wake-up per datagram."""
+class _Datagrams:
+    """Hands each datagram to the runner as it arrives: no queue and no task wake-up per datagram.
 
-    def __init__(self, runner: GossipRunner) -> None:
+    The loop's own reader on the socket, not a datagram transport: the transport reads each datagram
+    into 256 KiB of its own, which grows the heap (see :mod:`meshctl.recvbuf`).
+    """
+
+    def __init__(self, runner: GossipRunner, sock: socket.socket) -> None:
         self.runner = runner
+        self.sock = sock
         self.loop = asyncio.get_running_loop()
+        self.buffer = RecvBuffer(RECV_SIZE)
 
-    def datagram_received(self, data: bytes, addr: tuple) -> None:  # type: ignore[override]
+    def readable(self) -> None:
+        try:
+            data, addr = self.buffer.recvfrom(self.sock)
+        except OSError:  # nothing after all, or an ICMP error for something we sent: Babel will say so
+            return
         self.runner.datagram(data, addr, self.loop.time(), time.time())
-
-    def error_received(self, exc: Exception) -> None:
-        pass  # an ICMP error for something we sent: the neighbour is gone, Babel will say so
 
 
 class GossipRunner:
@@ -171,7 +180,7 @@ class GossipRunner:
         sock.setblocking(False)
         self._raw = sock
         self._loop = loop = asyncio.get_running_loop()
-        transport, _ = await loop.create_datagram_endpoint(lambda: _Datagrams(self), sock=sock)
+        loop.add_reader(sock, _Datagrams(self, sock).readable)
         self.view.listeners.append(self._model_changed)
         try:
             while True:
@@ -186,7 +195,8 @@ class GossipRunner:
             self.view.listeners.remove(self._model_changed)
             if self._relay_timer is not None:
                 self._relay_timer.cancel()
-            transport.close()
+            loop.remove_reader(sock)
+            sock.close()
 
     def _model_changed(self) -> None:
         """The model changed: look again now if the last look is :data:`MODEL_LOOK` old, in this wake-up.

@@ -24,6 +24,7 @@ from meshctl.counters import Counters
 from meshctl.errors import MeshctlError
 from meshctl.node.logs import REDACTOR
 from meshctl.node.sockets import serve_control
+from meshctl.tomlfile import forget_parser
 from meshctl.topology.model import MeshView
 
 # Loaded only when the config uses them (a router's memory is mostly libraries): the gateway and
@@ -155,6 +156,8 @@ class Daemon:
         except MeshctlError as exc:
             log.error("reload refused, the running config stays: %s", exc)
             return
+        finally:
+            forget_parser()
         for key in new.private_keys():
             REDACTOR.add(key)
         needs_restart = [what for what, old, fresh in (

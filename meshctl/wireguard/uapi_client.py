@@ -10,11 +10,13 @@ import asyncio
 import os
 import socket
 
+from meshctl.recvbuf import RecvBuffer
 from meshctl.wireguard.state import Device
 from meshctl.wireguard.uapi import SetRequest, UapiError, encode_get, encode_set, parse_errno, parse_get
 
 SOCKET_DIR = "/var/run/wireguard"
 MAX_REPLY = 1 << 20
+READ_SIZE = 16384  # a device with a few dozen peers in one read
 
 
 def socket_path(name: str, directory: str = SOCKET_DIR) -> str:
@@ -34,6 +36,7 @@ async def _exchange(name: str, request: bytes, directory: str, timeout: float) -
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.setblocking(False)
     chunks: list[bytes] = []
+    buffer = RecvBuffer(READ_SIZE)  # one per exchange: reads for two devices may wait at once
     try:
         async with asyncio.timeout(timeout):
             await loop.sock_connect(sock, path)
@@ -41,7 +44,7 @@ async def _exchange(name: str, request: bytes, directory: str, timeout: float) -
             size = 0
             # A reply ends with "errno=N\n\n"; the peer keeps the socket open.
             while True:
-                chunk = await loop.sock_recv(sock, 65536)
+                chunk = buffer.take(await loop.sock_recv_into(sock, buffer.view))
                 if not chunk:
                     break
                 chunks.append(chunk)

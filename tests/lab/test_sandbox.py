@@ -85,7 +85,7 @@ def daemon_runs_sandboxed(ns: str, sandbox: list[str], env: dict[str, str]) -> N
             f.write(f'[node]\nname = "sb"\nbabel = "unix:{tmp}/none.sock"\ncontrol_socket = "{sock}"\n'
                     f'[gossip]\nprivate_key_file = "{key}"\n'
                     f'[[gossip.trust]]\nname = "x"\npublic_key = "{SigningKey.generate().public}"\n')
-        daemon = subprocess.Popen(["ip", "netns", "exec", ns, *sandbox, sys.executable, "-m", "meshctl.cli", "daemon",
+        daemon = subprocess.Popen(["ip", "netns", "exec", ns, *sandbox, sys.executable, "-m", "meshctl", "daemon",
                                    "--config", config], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                   env=env)
         try:
