@@ -56,14 +56,6 @@ def test_unit_uses_the_default_paths() -> None:
     assert "Restart=on-failure" in text
 
 
-def test_the_lab_runs_its_daemons_in_the_units_environment() -> None:
-    from meshctl.lab.runner import DAEMON_ENVIRONMENT, RESTART_SEC
-
-    text = UNIT.read_text()
-    assert dict(v.split("=", 1) for v in re.findall(r"^Environment=(.*)$", text, re.M)) == DAEMON_ENVIRONMENT
-    assert f"RestartSec={RESTART_SEC:g}" in text
-
-
 def test_babeld_fragment_matches_what_the_gateway_installs() -> None:
     text = (CONTRIB.parent / "babel" / "babeld-meshctl.conf").read_text()
     lines = [line for line in text.splitlines() if line and not line.startswith("#")]

@@ -32,7 +32,6 @@ from meshctl.wireguard.uapi_client import SOCKET_DIR, socket_path, uapi_set
 
 log = logging.getLogger("meshctl.lab")
 RESTART_SEC = 2.0  # contrib/meshctl.service's RestartSec
-DAEMON_ENVIRONMENT = {"MALLOC_MMAP_THRESHOLD_": "131072"}  # contrib/meshctl.service's Environment= (why: there)
 
 Progress = Callable[[str], None]
 NETNS_DIR = "/run/netns"
@@ -238,8 +237,7 @@ class Lab:
             if node.daemon:
                 with open(node.config_path, "w") as f:
                     f.write(node_config(node, plan, public, secret_file, gossip, link_keys))
-                pid = self._spawn(state, node, self._supervised(node), "meshctl daemon", "meshctl.log",
-                                  environment=DAEMON_ENVIRONMENT)
+                pid = self._spawn(state, node, self._supervised(node), "meshctl daemon", "meshctl.log")
                 self.progress(f"  {node.name}: meshctl daemon (supervisor pid {pid})")
         self._wait_for([n.control_socket for n in plan.nodes if n.daemon], "meshctl daemons", state)
 
@@ -367,14 +365,13 @@ class Lab:
                 raise result
 
     def _spawn(self, state: LabState, node: NodePlan, argv: list[str], what: str, logname: str,
-               log_level: str = "error", environment: dict[str, str] | None = None) -> int:
+               log_level: str = "error") -> int:
         logfile = open(os.path.join(node.run_dir, logname), "ab")  # noqa: SIM115 - handed to the child
         # wireguard-go's LOG_LEVEL (errors by default; MESHCTL_LAB_WG_LOG_LEVEL=verbose for all tunnels).
         env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
                "LOG_LEVEL": os.environ.get("MESHCTL_LAB_WG_LOG_LEVEL", log_level)}
         if "PYTHONPATH" in os.environ:
             env["PYTHONPATH"] = os.environ["PYTHONPATH"]
-        env.update(environment or {})
         try:
             proc = subprocess.Popen(
                 ["ip", "netns", "exec", node.namespace, *argv],
