@@ -26,6 +26,8 @@ from collections.abc import Callable
 
 import asyncio_dgram
 
+from meshctl.recvbuf import RecvBuffer
+
 log = logging.getLogger("meshctl.daemon")
 
 #: Called with (data, address, arrival) for each datagram, in the event loop; ``arrival`` is the loop
@@ -147,6 +149,7 @@ class BoundSocket(_Bound):
         super().__init__(host, port, device, what)
         self.on_datagram = on_datagram
         self.reader: _Reader | None = None
+        self.buffer = RecvBuffer(65536)  # every datagram read into it (see meshctl.recvbuf)
 
     async def _attach(self, sock: socket.socket) -> None:
         if _SO_TIMESTAMPNS is not None:
@@ -181,7 +184,7 @@ class BoundSocket(_Bound):
         failed = 0
         while True:
             try:
-                data, ancillary, _, addr = sock.recvmsg(65535, 64)
+                data, ancillary, _, addr = self.buffer.recvmsg(sock, 64)
             except BlockingIOError:
                 return
             except OSError:  # an ICMP error for something we sent, reported once: read on, but never spin
