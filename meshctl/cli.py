@@ -26,7 +26,7 @@ from meshctl.babel.errors import BabelError
 from meshctl.config import DEFAULT_CONFIG, DEFAULT_CONTROL_SOCKET
 from meshctl.errors import ConfigError, MeshctlError
 from meshctl.listen import DEFAULT_METRICS
-from meshctl.node.command import cmd_daemon, daemon_command_line, guarded, log_level, start
+from meshctl.node.command import EXIT_FAILURE, cmd_daemon, daemon_command_line, guarded, log_level, start
 from meshctl.node.logs import FORMATS as LOG_FORMATS
 from meshctl.node.logs import setup as setup_logging
 
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
     import argparse
 
 EXIT_OK = 0
-EXIT_FAILURE = 1
 EXIT_USAGE = 2
 MAX_TIMEOUT = 3600.0
 DEFAULT_BABEL = f"tcp:[::1]:{DEFAULT_PORT}"
