@@ -157,11 +157,13 @@ def test_a_record_takes_the_arguments_a_frozen_dataclass_takes(shape: str) -> No
         assert dataclasses.astuple(R(*args)) == dataclasses.astuple(D(*args))
     for kwargs in keyword:
         assert dataclasses.astuple(R(**kwargs)) == dataclasses.astuple(D(**kwargs))
-    for wrong in ((), (1, 2, 3, 4)):
-        with pytest.raises(TypeError):
-            D(*wrong)
-        with pytest.raises(TypeError):
-            R(*wrong)
+    for wrong_args, wrong_kwargs in (((), {}), ((1, 2, 3, 4), {}), ((1,), {"nope": 1})):
+        with pytest.raises(TypeError) as d_error:
+            D(*wrong_args, **wrong_kwargs)
+        with pytest.raises(TypeError) as r_error:
+            R(*wrong_args, **wrong_kwargs)
+        # The same complaint, naming the same parameters (what precedes "()" is the function's qualified name).
+        assert str(r_error.value).partition("()")[2] == str(d_error.value).partition("()")[2]
     if shape == "factory":
         assert R(1).items is not R(1).items  # a new list each time
     if shape == "post init":
@@ -181,3 +183,11 @@ def test_a_record_is_refused_where_dataclass_refuses_or_where_it_cannot_follow()
 def test_an_undocumented_record_gets_the_doc_dataclass_gives() -> None:
     D, R = twins("    a: int\n    b: str = ''\n")
     assert R.__doc__ == D.__doc__
+
+
+def test_records_of_one_shape_share_compiled_code_under_their_own_names() -> None:
+    _, first = twins("    a: int\n    b: str = ''\n")
+    _, second = twins("    port: int\n    host: str = 'x'\n")
+    assert first.__init__.__code__.co_code == second.__init__.__code__.co_code
+    assert second.__init__.__code__.co_varnames == ("self", "port", "host")
+    assert dataclasses.astuple(second(port=1)) == (1, "x")
