@@ -211,15 +211,29 @@ class BoundSocket(_Bound):
 
 
 class BoundStream(_Bound):
-    """asyncio-dgram's stream over the bound socket: datagrams in order, one ``recv()`` at a time."""
+    """asyncio-dgram's stream over the bound socket: datagrams in order, one ``recv()`` at a time.
 
-    def __init__(self, host: str, port: int, device: str, what: str) -> None:
+    ``largest``: the longest datagram the reader accepts.  asyncio's datagram
+    transport asks the kernel for 256 KiB per datagram and shrinks the block to
+    what came, which grew a lab gateway's heap by half a megabyte in its first
+    minutes (see meshctl.recvbuf); this one asks for ``largest + 1`` bytes, so that a
+    longer datagram still arrives longer than ``largest`` and is refused as
+    too long, never cut into one that fits.
+    """
+
+    def __init__(self, host: str, port: int, device: str, what: str, largest: int) -> None:
         super().__init__(host, port, device, what)
+        self.read_size = largest + 1
         self.stream: asyncio_dgram.aio.DatagramServer | None = None  # unconnected: a server
 
     async def _attach(self, sock: socket.socket) -> None:
         stream = await asyncio_dgram.from_socket(sock)
         assert isinstance(stream, asyncio_dgram.aio.DatagramServer)  # unconnected: a server
+        # asyncio's selector transport reads ``recvfrom(self.max_size)``, a class attribute an instance may
+        # override; asyncio-dgram does not name its transport.  Another loop's transport is left as it is.
+        transport = getattr(stream, "_transport", None)
+        if isinstance(getattr(transport, "max_size", None), int):
+            transport.max_size = self.read_size  # type: ignore[union-attr]
         self.stream, self.sock = stream, sock
 
     def _handle(self) -> asyncio_dgram.aio.DatagramServer | None:

@@ -129,3 +129,34 @@ def test_the_keyed_mac_is_hmac_sha256_for_any_secret_and_body(secrets: list[byte
     for secret in secrets * 2:  # kept states are reused, and the kept set stays small
         assert control.mac(secret, body) == hmac.digest(secret, body, "sha256")
         assert len(control._KEYED) <= 4
+
+
+_messages = st.builds(
+    Message,
+    kind=st.sampled_from(["probe", "ack"]),
+    sender=st.text(max_size=70),
+    seq=st.integers(0, 2**64 - 1),
+    ts=st.floats(allow_nan=False) | st.integers(0, 2**40).map(float),
+    roles=st.tuples(st.integers(0, 2), st.integers(0, 2)),
+    prefixes=st.lists(st.text(max_size=200), max_size=16).map(tuple),  # up to ~3 kB: past the kept buffer
+    metrics=st.lists(st.integers(0, 0xFFFF), max_size=16).map(tuple),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_messages, min_size=1, max_size=6), st.integers(0, 5))
+def test_the_kept_packer_writes_the_bytes_packb_wrote(messages: list[Message], fail_at: int) -> None:
+    """encode packs with one Packer kept for every call: each body is what a fresh msgpack.packb made,
+    after a body bigger than its buffer and after a pack that failed half-way too."""
+    from meshctl.uplink import control
+
+    for i, m in enumerate(messages):
+        if i == fail_at:
+            with pytest.raises(TypeError):
+                control._pack({"v": 2, "k": "probe", "x": object()})
+        wire: dict[str, object] = {"v": 2, "k": m.kind, "s": m.sender, "n": m.seq, "t": m.ts, "r": list(m.roles)}
+        if m.prefixes:
+            wire["p"] = list(m.prefixes)
+        if m.metrics:
+            wire["m"] = list(m.metrics)
+        assert encode(m, KEY)[:-MAC_LEN] == msgpack.packb(wire, use_bin_type=True)

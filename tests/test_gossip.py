@@ -292,6 +292,21 @@ def test_bundles_carry_datagrams_unchanged_and_within_the_limit(sizes: list[int]
     assert all(len(b) <= MAX_DATAGRAM for b in bundles)
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(0, 3000), min_size=1, max_size=30), st.integers(0, 40))
+def test_the_kept_packer_writes_the_bytes_packb_wrote(sizes: list[int], links: int) -> None:
+    """Datagrams and bundles are packed with one Packer kept for every call: the bytes a fresh msgpack.packb
+    made (what was packed comes back from unpackb unchanged, so packb of it must give the same bytes)."""
+    info = NodeInfo("a", "rid-a", tuple(Link(f"rid-{i}", 96 + i, f"wg{i}") for i in range(links)),
+                    prefixes=("10.99.0.1/32", "2001:db8::/64"), roles=("gateway",))
+    data = sign(Description("a", 7, WALL + 0.25, 60.0, info, bundles=True), KEYS["a"])
+    body, signature = msgpack.unpackb(data)
+    assert data == msgpack.packb([body, signature], use_bin_type=True)
+    assert body == msgpack.packb(msgpack.unpackb(body), use_bin_type=True)
+    for b in bundle([msgpack.packb([b"x" * n, b"s" * 64], use_bin_type=True) for n in sizes] + [data]):
+        assert b == msgpack.packb(msgpack.unpackb(b), use_bin_type=True)
+
+
 def test_a_plain_datagram_is_its_own_bundle_and_a_bad_bundle_is_refused() -> None:
     data = sign(describe("a"), KEYS["a"])
     assert unbundle(data) == [data]

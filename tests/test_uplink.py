@@ -181,6 +181,30 @@ def test_no_silence_deadline_for_a_gateway_that_never_answered(files: dict) -> N
     assert ctl.silent_at(0.01) is None  # unknown, not answering: judged on the beat as before
 
 
+def test_a_gateway_found_silent_stays_down_until_it_answers_again(files: dict) -> None:  # noqa: F811
+    """Left for its silence, gw1 becomes a backup, judged on a slower pace (700 ms, not 350): its last answer
+    must not count as fresh again on that pace (status "up", then "stopped answering" a second time)."""
+    ctl = started(files, probe_interval=0.1, backup_probe_interval=0.2, probe_loss=3)
+    answer(ctl, 1.0)
+    answer(ctl, 1.1, only=("gw2",))
+    answer(ctl, 1.2, only=("gw2",))
+    answer(ctl, 1.3, only=("gw2",))
+    assert ctl.silent_at(1.3) == pytest.approx(1.35, abs=0.001)
+    ctl.step(model(), True, device("gw1"), 1.351, 2.0)
+    done = ctl.written(True, 1.36)
+    assert [(d.switch.old, d.switch.new, d.switch.cause) for d in done] == [("gw1", "gw2", "down")]
+    assert ctl.timeout_for("gw1") == pytest.approx(0.7)  # a backup now: 1.0 + 0.7 is still ahead
+    for now in (1.36, 1.5, 1.69):
+        answer(ctl, now, only=("gw2",))
+        assert ctl.alive("gw1", now) is False
+        assert {c.name: c.alive for c in ctl.candidates(4, model(), None, now, 2.0)}["gw1"] is False
+        ctl.step(model(), True, device("gw2"), now, 2.0)
+        assert ctl.groups[4].state.chosen == "gw2"
+        assert ctl.silent_at(now) == pytest.approx(now + 0.35, abs=0.001)  # gw2's deadline: none for gw1
+    answer(ctl, 1.75, only=("gw1",))  # it answers again: up, and judged on a backup's pace
+    assert ctl.alive("gw1", 1.75) is True and ctl.alive("gw1", 2.44) is True and ctl.alive("gw1", 2.46) is False
+
+
 def test_a_gateway_without_a_route_onward_is_left_at_once(files: dict) -> None:  # noqa: F811
     ctl = started(files)
     answer(ctl, 1.0, upstream={"gw1": 65535, "gw2": 96})

@@ -164,10 +164,15 @@ def _uplinks(value: object) -> tuple[UplinkChoice, ...]:
     return tuple(out)
 
 
+#: One Packer for every datagram, rather than packb's new one (and new 256 KiB buffer) per call:
+#: see meshctl.uplink.control.  Only the event loop's thread packs.
+_pack = msgpack.Packer(use_bin_type=True, buf_size=MAX_DATAGRAM).pack
+
+
 def sign(description: Description, key: Ed25519PrivateKey) -> bytes:
     """The datagram for ``description``, signed with the origin's key."""
     n = description.node
-    body = msgpack.packb(
+    body = _pack(
         {
             "v": VERSION,
             "g": description.origin,
@@ -182,10 +187,9 @@ def sign(description: Description, key: Ed25519PrivateKey) -> bytes:
             "e": list(n.endpoints),
             "o": list(n.roles),
         } | ({"u": [[u.gateway, u.router_id, u.state, u.chosen, u.address] for u in n.uplinks]} if n.uplinks else {})
-        | ({"b": True} if description.bundles else {}),
-        use_bin_type=True,
+        | ({"b": True} if description.bundles else {})
     )
-    return msgpack.packb([body, key.sign(body)], use_bin_type=True)
+    return _pack([body, key.sign(body)])
 
 
 @record
@@ -282,14 +286,14 @@ def bundle(datagrams: Iterable[bytes], limit: int = MAX_DATAGRAM) -> list[bytes]
             out.append(d)
             continue
         if batch and size + len(d) + 5 > limit:
-            out.append(msgpack.packb([_BUNDLE_TAG, *batch], use_bin_type=True))
+            out.append(_pack([_BUNDLE_TAG, *batch]))
             batch, size = [], 0
         batch.append(d)
         size += len(d) + 5 + (8 if len(batch) == 1 else 0)  # bin header per item; array header and tag once
     if len(batch) == 1:
         out.append(batch[0])
     elif batch:
-        out.append(msgpack.packb([_BUNDLE_TAG, *batch], use_bin_type=True))
+        out.append(_pack([_BUNDLE_TAG, *batch]))
     return out
 
 

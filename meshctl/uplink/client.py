@@ -89,6 +89,7 @@ class ProbeState:
     acks: int = 0
     announced: tuple[int, int] = (ROLE_NONE, ROLE_NONE)  # what the gateway says it does, per family
     upstream: dict[str, int] = field(default_factory=dict)  # prefix -> the gateway's metric, from its last ack
+    silent: bool = False  # found silent, and no answer since (see UplinkController.alive)
 
     def alive(self, now: float, timeout: float) -> bool | None:
         """An ack within ``timeout``: True; none yet but probing only began: None (unknown); else False."""
@@ -243,8 +244,20 @@ class UplinkController:
         return beat_at_or_after(self.config.backup_probe_interval, fast)
 
     def alive(self, gateway: str, now: float) -> bool | None:
-        """Does the gateway answer probes?  None until it had the time to."""
-        return self.probes[gateway].alive(now, self.timeout_for(gateway))
+        """Does the gateway answer probes?  None until it had the time to.
+
+        Once found silent, a gateway stays down until it answers again.  Its silence is judged on its
+        pace (:meth:`timeout_for`), and a gateway left for its silence becomes a backup, probed less
+        often: on that pace its last answer would count as fresh again for a moment, and it would be up,
+        then stop answering a second time.
+        """
+        probe = self.probes[gateway]
+        if probe.silent:
+            return False
+        alive = probe.alive(now, self.timeout_for(gateway))
+        if alive is False:
+            probe.silent = True
+        return alive
 
     def probes_to_send(self, now: float, wall: float, everyone: bool = False,
                        beat: float | None = None) -> list[tuple[GatewayCandidate, Message]]:
@@ -290,7 +303,7 @@ class UplinkController:
         at = None
         for name, probe in self.probes.items():
             timeout = self.timeout_for(name)
-            if probe.last_ack is not None and probe.alive(now, timeout):
+            if probe.last_ack is not None and not probe.silent and probe.alive(now, timeout):
                 end = probe.last_ack + timeout + _PAST
                 at = end if at is None or end < at else at
         return at
@@ -322,6 +335,7 @@ class UplinkController:
         if sent_at is None:
             return False  # not an answer to anything we sent (or a late duplicate)
         probe.last_ack = now
+        probe.silent = False
         probe.rtt = now - sent_at
         probe.acks += 1
         probe.announced = message.roles

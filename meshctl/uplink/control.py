@@ -89,6 +89,12 @@ def mac(secret: bytes, body: bytes) -> bytes:
     return state.digest()
 
 
+#: msgpack.packb makes a Packer, and with it a 256 KiB buffer, on every call; a client and its gateway
+#: encode 20 to 40 datagrams a second.  One Packer, kept: its pack() hands back the bytes and empties
+#: the buffer (autoreset, also after an error).  Only the event loop's thread encodes.
+_pack = msgpack.Packer(use_bin_type=True, buf_size=MAX_DATAGRAM).pack
+
+
 def encode(message: Message, secret: bytes) -> bytes:
     """Serialise and authenticate."""
     obj: dict[str, object] = {"v": 2, "k": message.kind, "s": message.sender, "n": message.seq, "t": message.ts,
@@ -97,7 +103,7 @@ def encode(message: Message, secret: bytes) -> bytes:
         obj["p"] = list(message.prefixes)
     if message.metrics:
         obj["m"] = list(message.metrics)
-    body = msgpack.packb(obj, use_bin_type=True)
+    body = _pack(obj)
     return body + mac(secret, body)
 
 

@@ -17,7 +17,7 @@ from meshctl.config import Prefix
 from meshctl.counters import Counters
 from meshctl.topology.model import MeshView
 from meshctl.udp import BoundStream, ifindex
-from meshctl.uplink.control import ROLE_NAMES, ROLE_NONE, ROLE_PRIMARY, ROLE_STANDBY
+from meshctl.uplink.control import MAX_DATAGRAM, ROLE_NAMES, ROLE_NONE, ROLE_PRIMARY, ROLE_STANDBY
 from meshctl.uplink.gateway import (
     Action,
     Announce,
@@ -87,7 +87,7 @@ class GatewayRunner:
 
     async def run(self) -> None:
         sock = BoundStream(str(self.config.address.ip), self.config.control_port, self.config.interface,
-                           f"gateway {self.config.interface}")
+                           f"gateway {self.config.interface}", MAX_DATAGRAM)
         await sock.open()
         self.sock = sock
         try:

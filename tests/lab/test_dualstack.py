@@ -144,9 +144,11 @@ def test_a_planned_switch_loses_nothing_in_either_family(lab: Lab) -> None:
 
 
 def test_the_chosen_gateway_loses_power_and_both_families_resume_together(lab: Lab) -> None:
+    log = os.path.join(lab.plan.node("client").run_dir, "meshctl.log")
     ps = pingers(lab)
     try:
         time.sleep(1.0)
+        start = os.path.getsize(log)
         lab.fail_node("gw2")
         wait(lambda: None if {f["holder"] for f in families(lab).values()} == {"gw1"} else "not moved", 30,
              "both families on gw1")
@@ -158,3 +160,9 @@ def test_the_chosen_gateway_loses_power_and_both_families_resume_together(lab: L
     print(f"power loss: IPv4 silence {r[4].silence:.3f} s, IPv6 silence {r[6].silence:.3f} s")
     assert r[4].silence < BOUND and r[6].silence < BOUND
     assert abs(r[4].silence - r[6].silence) < 0.05  # one detection, one write: both families move at once
+    # Once, and for good: left for its silence, gw2 became a backup, judged on a slower pace, and its last
+    # answer must not make it "answer probes" again for a moment (nor stop answering a second time).
+    with open(log, errors="replace") as f:
+        f.seek(start)
+        said = [line.split("gateway gw2 ", 1)[1].strip() for line in f if "gateway gw2 " in line]
+    assert said == ["stopped answering probes"]
