@@ -23,6 +23,7 @@ back; this module never touches a socket or reads a clock.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 from collections import Counter
@@ -138,13 +139,22 @@ def _node(obj: dict) -> NodeInfo:
         raise GossipError("malformed", "bad name or router id")
     prefixes = _str_list(obj.get("p", []), "prefixes")
     for p in prefixes:
-        try:
-            ipaddress.ip_network(p)
-        except ValueError:
-            raise GossipError("malformed", f"not a prefix: {p[:50]!r}") from None
+        if not _is_prefix(p):
+            raise GossipError("malformed", f"not a prefix: {p[:50]!r}")
     return NodeInfo(name, router_id, tuple(parsed), prefixes, _str_list(obj.get("k", []), "keys"),
                     _str_list(obj.get("e", []), "endpoints"), _str_list(obj.get("o", []), "roles"),
                     _uplinks(obj.get("u", [])))
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_prefix(text: str) -> bool:
+    """Whether ``text`` is a prefix ipaddress takes.  Remembered: every refresh repeats the same few, and
+    ipaddress took a third of reading a description (bounded, so junk cannot grow it)."""
+    try:
+        ipaddress.ip_network(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _uplinks(value: object) -> tuple[UplinkChoice, ...]:
