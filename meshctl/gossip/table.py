@@ -146,7 +146,7 @@ def _node(obj: dict) -> NodeInfo:
                     _uplinks(obj.get("u", [])))
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=1024)
 def _is_prefix(text: str) -> bool:
     """Whether ``text`` is a prefix ipaddress takes.  Remembered: every refresh repeats the same few, and
     ipaddress took a third of reading a description (bounded, so junk cannot grow it)."""
