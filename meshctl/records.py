@@ -10,10 +10,10 @@ for methods that differ only in the names of the fields.  :func:`record` lets
 frozen ``__init__`` (the one method that must be made per class) from code
 compiled once per shape of fields, and gives the class five methods shared by
 every record, which read the fields through one :func:`operator.attrgetter` per
-class.  The result is
-still a frozen dataclass (``fields``, ``replace``, ``asdict``, ``is_dataclass``,
-``__dataclass_params__.frozen``, pattern matching, pickle and copy work), takes
-the same arguments, compares, hashes and prints as the generated methods do.
+class.  The result is still a frozen dataclass (``fields``, ``replace``,
+``asdict``, ``is_dataclass``, ``__dataclass_params__.frozen``, pattern matching,
+pickle and copy work), takes the same arguments, compares, hashes and prints as
+the generated methods do.
 """
 
 from __future__ import annotations
