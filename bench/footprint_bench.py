@@ -171,14 +171,13 @@ def libraries(config_path: str, metrics: bool) -> list[str]:
     # The loop, control messages, and the standard library's TOML reader every config is read with (a
     # library like asyncio: its 1.6 ms were counted as meshctl's own until now).
     libs = ["asyncio", "msgpack", "tomllib"]
-    # A WireGuard (X25519) key in use loads cryptography's OpenSSL backend, and every key type with it:
-    # that is what the library costs.  Gossip's Ed25519 alone does not.
-    if config.uplinks or config.gateway or config.links:
-        libs += ["cryptography.hazmat.primitives.asymmetric.x25519", "cryptography.hazmat.backends.openssl"]
+    # Keys (X25519 for WireGuard, Ed25519 for gossip) are libsodium's, through PyNaCl's bindings.
+    if config.uplinks or config.gateway or config.links or config.gossip:
+        libs.append("nacl.bindings")
     if config.uplinks or config.gateway:
         libs += ["asyncio_dgram", "hmac"]  # the uplink control sockets; their MACs
     if config.gossip:
-        libs.append("cryptography.hazmat.primitives.asymmetric.ed25519")
+        libs.append("nacl.signing")
         libs.append("networkx")  # the mesh graph gossip builds (the model alone loads it only for exports)
     if config.gateway or config.links:
         libs.append("pyroute2")

@@ -24,7 +24,7 @@ from meshctl.tomlfile import Fields, load_toml, not_regular, with_lines
 # A section's types and parser are loaded with a config that has the section: [[uplink]]
 # (meshctl.uplink.client_config), [gateway] (meshctl.uplink.gateway_config), [links]
 # (meshctl.links.config).  Each frozen dataclass costs about 0.5 ms to build at import, and a
-# node has one or two roles.  cryptography is loaded by a config with keys in it only (X25519
+# node has one or two roles.  PyNaCl is loaded by a config with keys in it only (X25519
 # for WireGuard, Ed25519 for gossip).  The section types stay importable from here.
 if TYPE_CHECKING:
     from meshctl.gossip.signing import SigningKey

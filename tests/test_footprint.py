@@ -2,7 +2,7 @@
 
 Each case builds a daemon from a config in a fresh interpreter and looks at what got imported:
 pyroute2 only for a gateway (routes) or [links] (netdevs), prometheus_client only with metrics,
-cryptography only with keys to use, networkx only with gossip (the model builds its graph only when
+PyNaCl only with keys to use (never cryptography), networkx only with gossip (the model builds its graph only when
 asked for one).  meshctl's own section types, the gossip table and the uplink control codec are
 loaded with the roles that use them: each frozen dataclass costs about 0.5 ms to build at start.
 """
@@ -26,8 +26,9 @@ from meshctl.gossip.signing import SigningKey, write_signing_key
 from meshctl.wireguard.keys import KeyPair, write_private_key
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CRYPTO = "cryptography.hazmat.backends.openssl"  # an X25519 key in use loads it
-WATCHED = ("pyroute2", "prometheus_client", "cryptography", CRYPTO, "asyncio_dgram", "networkx", "msgpack")
+X25519 = "nacl.bindings"  # libsodium: a WireGuard key in use loads it
+ED25519 = "nacl.signing"  # gossip's keys (with the bindings)
+WATCHED = ("pyroute2", "prometheus_client", "cryptography", X25519, ED25519, "asyncio_dgram", "networkx", "msgpack")
 UPLINK = "meshctl.uplink.client_config"
 GATEWAY = "meshctl.uplink.gateway_config"
 LINKS = "meshctl.links.config"
@@ -73,13 +74,13 @@ def write(tmp_path: Path, *, uplink: bool = False, gateway: bool = False, gossip
 @pytest.mark.parametrize(
     ("kind", "metrics", "expected", "own"),
     [
-        ({"uplink": True}, "", {"asyncio_dgram", "msgpack", "cryptography", CRYPTO}, {UPLINK, *CONTROL}),
+        ({"uplink": True}, "", {"asyncio_dgram", "msgpack", X25519}, {UPLINK, *CONTROL}),
         ({"uplink": True, "gossip": True}, "[::1]:9474",
-         {"asyncio_dgram", "networkx", "msgpack", "cryptography", CRYPTO, "prometheus_client"},
+         {"asyncio_dgram", "networkx", "msgpack", X25519, ED25519, "prometheus_client"},
          {UPLINK, TABLE, "meshctl.node.meshmap", *CONTROL}),
-        ({"gateway": True}, "", {"asyncio_dgram", "msgpack", "cryptography", CRYPTO, "pyroute2"}, {GATEWAY, *CONTROL}),
-        ({"gossip": True}, "", {"networkx", "msgpack", "cryptography"}, {TABLE, "meshctl.node.meshmap"}),
-        ({"gossip": True}, "[::1]:9474", {"networkx", "msgpack", "cryptography", "prometheus_client"},
+        ({"gateway": True}, "", {"asyncio_dgram", "msgpack", X25519, "pyroute2"}, {GATEWAY, *CONTROL}),
+        ({"gossip": True}, "", {"networkx", "msgpack", X25519, ED25519}, {TABLE, "meshctl.node.meshmap"}),
+        ({"gossip": True}, "[::1]:9474", {"networkx", "msgpack", X25519, ED25519, "prometheus_client"},
          {TABLE, "meshctl.node.meshmap"}),
     ],
 )
@@ -93,8 +94,7 @@ def test_a_daemon_loads_what_its_config_uses_and_the_floor_says_so(
     assert loaded & set(WATCHED) == expected
     assert loaded & set(OWN) == own
     libs = libraries(config, metrics=bool(metrics))
-    crypto = {"cryptography"} if any(lib.startswith("cryptography") for lib in libs) else set()
-    assert {lib for lib in libs if lib in WATCHED} | crypto == expected
+    assert {lib for lib in libs if lib in WATCHED} == expected
 
 
 def test_section_types_load_with_their_section_and_stay_importable_from_config() -> None:

@@ -66,7 +66,7 @@ def test_a_datagram_from_a_neighbour_is_kept_and_one_from_the_underlay_is_not_re
 
     r = runner("lo")
     other = SigningKey.generate()
-    r.table.trusted["n2"] = other.private.public_key()
+    r.table.trusted["n2"] = other.private.verify_key
     data = sign(Description("n2", 1, 1e9, 60.0, NodeInfo("n2", "rid-n2")), other.private)
     r.datagram(data, ("2001:db8::2", 51903, 0, 0), 0.0, 1e9)
     assert r.table.rejected == {"underlay": 1} and r.bytes_in == 0
@@ -88,7 +88,7 @@ def neighboured(*addresses: str) -> tuple[GossipRunner, Wire, dict]:
     """A runner whose babeld has neighbours at ``addresses`` on lo, a wire, and keys for a and b."""
     import ipaddress
 
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from nacl.signing import SigningKey as Ed25519PrivateKey
 
     view = MeshView()
     view.model.apply(ev.InterfaceUpdate(ev.Kind.ADD, "lo", True))
@@ -96,7 +96,7 @@ def neighboured(*addresses: str) -> tuple[GossipRunner, Wire, dict]:
         view.model.apply(ev.NeighbourUpdate(ev.Kind.ADD, str(i), ipaddress.ip_address(a), "lo", 0xFFFF, 0, 96, 96, 96))
     keys = {n: Ed25519PrivateKey.generate() for n in ("a", "b")}
     mine = SigningKey.generate()
-    trusted = (("n1", mine.public),) + tuple((n, public_text(k.public_key())) for n, k in keys.items())
+    trusted = (("n1", mine.public),) + tuple((n, public_text(k.verify_key)) for n, k in keys.items())
     r = GossipRunner(GossipConfig(mine, 51903, 60.0, trusted), Identity("n1"), view)
     wire = Wire()
     r._raw = wire  # type: ignore[assignment]

@@ -7,7 +7,16 @@ import ipaddress
 import pytest
 
 from meshctl.errors import ConfigError
-from meshctl.wireguard.keys import KeyPair, decode_key, hex_to_key, key_to_hex, read_private_key, write_private_key
+from meshctl.wireguard.keys import (
+    KeyPair,
+    clamp,
+    decode_key,
+    encode_key,
+    hex_to_key,
+    key_to_hex,
+    read_private_key,
+    write_private_key,
+)
 from meshctl.wireguard.uapi import SetPeer, SetRequest, UapiError, encode_get, encode_set, parse_errno, parse_get
 from tests.conftest import read_static
 
@@ -73,6 +82,18 @@ def test_key_conversions() -> None:
         decode_key("not base64!")
     with pytest.raises(ValueError, match="32 bytes"):
         decode_key("AAAA")
+
+
+def test_public_keys_are_x25519_as_wg_derives_them() -> None:
+    # RFC 7748 section 6.1: Alice's private key and public key.
+    alice = bytes.fromhex("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a")
+    expected = bytes.fromhex("8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a")
+    assert KeyPair.from_private(encode_key(alice)).public == encode_key(expected)
+    # A generated key is stored clamped, as `wg genkey` writes it; clamping does not change the public key.
+    k = KeyPair.generate()
+    raw = decode_key(k.private)
+    assert raw[0] & 7 == 0 and raw[31] & 0xC0 == 0x40
+    assert KeyPair.from_private(encode_key(clamp(alice))).public == encode_key(expected)
 
 
 def test_key_files_must_be_private(tmp_path) -> None:  # noqa: ANN001

@@ -29,7 +29,7 @@ from meshctl.topology.model import MeshView
 
 # Loaded only when the config uses them (a router's memory is mostly libraries): the gateway and
 # link runners bring pyroute2, the exporter prometheus_client, gossip Ed25519, WireGuard (uplinks,
-# gateway, links) cryptography's X25519 and OpenSSL backend.  The gossip table (the mesh map's
+# gateway, links) X25519; both from PyNaCl (libsodium).  The gossip table (the mesh map's
 # shapes) with [gossip], or when someone asks for the map.
 if TYPE_CHECKING:
     from meshctl.gossip.runner import GossipRunner

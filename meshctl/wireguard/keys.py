@@ -12,7 +12,7 @@ import os
 import stat
 from dataclasses import field
 
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from nacl.bindings import crypto_scalarmult_base
 
 from meshctl.errors import ConfigError
 from meshctl.records import record
@@ -58,18 +58,21 @@ class KeyPair:
 
     @classmethod
     def generate(cls) -> KeyPair:
-        """A fresh X25519 key pair."""
-        key = X25519PrivateKey.generate()
-        private = key.private_bytes_raw()
-        public = key.public_key().public_bytes_raw()
-        return cls(encode_key(private), encode_key(public))
+        """A fresh X25519 key pair, the private key clamped as ``wg genkey`` writes it."""
+        return cls.from_private(encode_key(clamp(os.urandom(KEY_LEN))))
 
     @classmethod
     def from_private(cls, private: str) -> KeyPair:
-        """Derive the public key from a base64 private key."""
-        key = X25519PrivateKey.from_private_bytes(decode_key(private, "private key"))
-        public = key.public_key().public_bytes_raw()
-        return cls(private.strip(), encode_key(public))
+        """Derive the public key from a base64 private key (X25519 with the base point, as ``wg pubkey``)."""
+        return cls(private.strip(), encode_key(crypto_scalarmult_base(decode_key(private, "private key"))))
+
+
+def clamp(raw: bytes) -> bytes:
+    """An X25519 private key as RFC 7748 uses it (and ``wg genkey`` stores it): the same public key either way."""
+    key = bytearray(raw)
+    key[0] &= 248
+    key[31] = (key[31] & 127) | 64
+    return bytes(key)
 
 
 def write_private_key(path: str, keys: KeyPair) -> None:

@@ -21,7 +21,7 @@ FLOOD = 3000
 
 SENDER = """
 import socket, sys, time
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from nacl.signing import SigningKey as Ed25519PrivateKey
 from meshctl.gossip.table import Description, NodeInfo, sign
 data = sign(Description("gw2", 10**19, time.time(), 60.0, NodeInfo("gw2", "rid")), Ed25519PrivateKey.generate())
 count, port, targets = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]

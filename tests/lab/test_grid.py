@@ -116,7 +116,7 @@ FORGER = """
 import socket, sys, time
 sys.path[:0] = {path!r}
 import msgpack
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from nacl.signing import SigningKey as Ed25519PrivateKey
 from meshctl.gossip.table import Description, NodeInfo, sign
 from meshctl.gossip.signing import read_signing_key
 r11 = read_signing_key({key!r}, "key").private
