@@ -216,6 +216,10 @@ print(took)
 """
 
 
+#: Names in the table for libraries whose last part says little.
+SHORT = {"nacl.bindings": "libsodium", "nacl.signing": "ed25519"}
+
+
 def floor(libs: list[str], repeat: int = 5) -> tuple[list[float], int]:
     """Import times and the smallest RSS of a bare interpreter importing ``libs``."""
     runs = [subprocess.run([sys.executable, "-c", IMPORTER, *libs], capture_output=True, text=True, check=True)
@@ -358,7 +362,8 @@ def run_lab(topology: str, settle: float = 10.0, window: float = 20.0, repeat: i
             d_cpu, b_cpu = used[(n.name, "meshctl daemon")], used[(n.name, "babeld")]
             rows.append((f"{topology} {n.name}", mib(d_rss), mib(floor_rss), f"{(d_rss - floor_rss) / 2**20:+.1f}",
                          mib(proc_rss(babeld)), f"{d_cpu * 100:.2f}", f"{b_cpu * 100:.2f}",
-                         f"{d_cpu / b_cpu:.1f}x" if b_cpu else "-", " ".join(lib.split(".")[-1] for lib in libs[1:])))
+                         f"{d_cpu / b_cpu:.1f}x" if b_cpu else "-",
+                         " ".join(SHORT.get(lib, lib.split(".")[-1]) for lib in libs[1:])))
         for n, _ in floors_cpu:
             d_cpu, b_cpu, f_cpu = (used[(n.name, what)] for what in ("meshctl daemon", "babeld", "idle floor"))
             rows.append((f"{topology} {n.name}: idle CPU floor (bench/idle_floor.py), daemon {d_cpu / f_cpu:.1f}x it",
