@@ -26,6 +26,7 @@ The machine may be shared: CPU time is less disturbed by other processes than wa
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import json
 import os
@@ -306,14 +307,24 @@ def exec_to_synced(lab: object, node_name: str, repeat: int) -> list[float]:
     return out
 
 
-def run_lab(topology: str, settle: float = 10.0, window: float = 20.0, repeat: int = 3) -> list[Row]:
-    """One lab: per node, the daemon beside babeld and the floor; then imports and exec to synced."""
+def run_lab(topology: str, settle: float = 10.0, window: float = 20.0, repeat: int = 3,
+            gossip_lifetime: float | None = None) -> list[Row]:
+    """One lab: per node, the daemon beside babeld and the floor; then imports and exec to synced.
+
+    ``gossip_lifetime``: run the daemons with this instead of the lab's own (10 s, so that tests see a
+    stopped node leave the map soon), and measure only what it changes: each node's RSS and idle CPU.
+    """
     from meshctl.lab.check import check_converged, wait_until
     from meshctl.lab.plan import make_plan
     from meshctl.lab.runner import Lab, LabState
     from meshctl.lab.spec import load_lab
 
-    lab = Lab(make_plan(load_lab(os.path.join(ROOT, "topologies", f"{topology}.toml")), "f" + secrets.token_hex(2)))
+    spec = load_lab(os.path.join(ROOT, "topologies", f"{topology}.toml"))
+    label = topology
+    if gossip_lifetime is not None:
+        spec = dataclasses.replace(spec, gossip_lifetime=gossip_lifetime)
+        label = f"{topology} at lifetime {gossip_lifetime:g} s:"
+    lab = Lab(make_plan(spec, "f" + secrets.token_hex(2)))
     rows: list[Row] = []
     try:
         lab.up()
@@ -360,15 +371,17 @@ def run_lab(topology: str, settle: float = 10.0, window: float = 20.0, repeat: i
             daemon, babeld = pids[(n.name, "meshctl daemon")], pids[(n.name, "babeld")]
             d_rss = proc_rss(daemon)
             d_cpu, b_cpu = used[(n.name, "meshctl daemon")], used[(n.name, "babeld")]
-            rows.append((f"{topology} {n.name}", mib(d_rss), mib(floor_rss), f"{(d_rss - floor_rss) / 2**20:+.1f}",
+            rows.append((f"{label} {n.name}", mib(d_rss), mib(floor_rss), f"{(d_rss - floor_rss) / 2**20:+.1f}",
                          mib(proc_rss(babeld)), f"{d_cpu * 100:.2f}", f"{b_cpu * 100:.2f}",
                          f"{d_cpu / b_cpu:.1f}x" if b_cpu else "-",
                          " ".join(SHORT.get(lib, lib.split(".")[-1]) for lib in libs[1:])))
         for n, _ in floors_cpu:
             d_cpu, b_cpu, f_cpu = (used[(n.name, what)] for what in ("meshctl daemon", "babeld", "idle floor"))
-            rows.append((f"{topology} {n.name}: idle CPU floor (bench/idle_floor.py), daemon {d_cpu / f_cpu:.1f}x it",
+            rows.append((f"{label} {n.name}: idle CPU floor (bench/idle_floor.py), daemon {d_cpu / f_cpu:.1f}x it",
                          "", "", "", "", f"{f_cpu * 100:.2f}", f"{b_cpu * 100:.2f}", f"{f_cpu / b_cpu:.1f}x" if b_cpu else "-",
                          ""))
+        if gossip_lifetime is not None:
+            return rows
         first = next(n for n in plan.nodes if n.daemon)
         probe = next((n for n in plan.nodes if n.uplink), first)
         libs = libraries(probe.config_path, metrics=True)
@@ -387,7 +400,13 @@ def run_lab(topology: str, settle: float = 10.0, window: float = 20.0, repeat: i
 
 
 def run_labs(topologies: Sequence[str] = ("seed", "grid4x4")) -> list[Row]:
+    """Each lab as its tests run it, then at meshctl's own gossip lifetime, which a node in the field has
+    unless its config says otherwise (6x fewer refreshes than the labs')."""
+    from meshctl.config import DEFAULT_GOSSIP_LIFETIME
+
     rows: list[Row] = []
     for topology in topologies:
         rows.extend(run_lab(topology))
+    for topology in topologies:
+        rows.extend(run_lab(topology, gossip_lifetime=DEFAULT_GOSSIP_LIFETIME))
     return rows

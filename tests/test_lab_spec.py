@@ -9,8 +9,8 @@ import os
 import pytest
 
 from meshctl.errors import ConfigError
-from meshctl.lab.plan import make_plan
-from meshctl.lab.spec import load_lab, parse_lab
+from meshctl.lab.plan import make_plan, node_config
+from meshctl.lab.spec import GOSSIP_LIFETIME, load_lab, parse_lab
 
 TOPOLOGIES = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "topologies", "*.toml")))
 
@@ -62,6 +62,7 @@ def test_shipped_topologies_include_the_required_ones() -> None:
         (minimal(lab={"name": "t", "tag": "waytoolong"}), "lab.tag", "1-6"),
         (minimal(lab={"name": "t", "mesh4": "fd00::/64"}), "lab.mesh4", "IPv4"),
         (minimal(lab={"name": "t", "colour": "red"}), "lab.colour", "unknown key"),
+        (minimal(lab={"name": "t", "gossip_lifetime": 1}), "lab.gossip_lifetime", "3..3600"),
         (minimal(node=[{"name": "a"}, {"name": "a"}]), "node[1].name", "duplicate"),
         (minimal(node=[{"name": "a", "roles": ["boss"]}, {"name": "b"}]), "node[0].roles[0]", "unknown role"),
         (minimal(node=[{"name": "a", "announce": ["10.0.0.300/24"]}, {"name": "b"}]), "node[0].announce[0]", "not an address"),
@@ -150,3 +151,11 @@ def test_problems_name_their_line_and_a_small_underlay_is_refused(tmp_path) -> N
     assert f"{path}:3: lab.underlay:" in text and "room for 1 links" in text
     for field in ("uplink[0].gateways[1]", "uplink[0].hold", "uplink[0].probe_interval"):
         assert field in text, (field, text)
+
+
+def test_the_daemons_gossip_lifetime_is_the_labs() -> None:
+    spec = parse_lab(minimal(lab={"name": "t", "daemons": True, "gossip_lifetime": 60}), "x.toml")
+    plan = make_plan(spec, tag="q")
+    config = node_config(plan.node("a"), plan, {}, "/nonexistent", {"a": "key-a", "b": "key-b"})
+    assert "lifetime = 60\n" in config
+    assert make_plan(parse_lab(minimal(), "x.toml"), tag="q").gossip_lifetime == GOSSIP_LIFETIME

@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from meshctl.lab.spec import LabSpec, NodeSpec
+from meshctl.lab.spec import GOSSIP_LIFETIME, LabSpec, NodeSpec
 from meshctl.links.plan import gossip_interface
 
 RUN_ROOT = "/run/meshctl/lab"
@@ -48,7 +48,6 @@ MANAGED_DEAD_AFTER = 4.0
 MANAGED_HELLO = 0.5  # seconds: babeld's hello interval on managed tunnels, unless the link says
 MANAGED_PATH_BASE_PORT = 53000  # + 10 x the peer's index + the path: a per-path tunnel's listen port
 MANAGED_GOSSIP_BASE_PORT = 54000  # + 10 x the peer's index + k: the tunnel for the k-th advertised address
-GOSSIP_LIFETIME = 10.0  # seconds: a stopped lab node leaves every view within this
 METRICS_LISTEN = "[::1]:9474"  # every node has its own loopback, so one port serves all
 
 
@@ -207,6 +206,7 @@ class LabPlan:
     tag: str
     run_dir: str
     nodes: tuple[NodePlan, ...]
+    gossip_lifetime: float = GOSSIP_LIFETIME
 
     def node(self, name: str) -> NodePlan:
         """The node called ``name``."""
@@ -430,7 +430,7 @@ def make_plan(spec: LabSpec, tag: str | None = None, run_root: str = RUN_ROOT) -
                 managed=tuple(managed[n.name]),
             )
         )
-    return LabPlan(spec.name, tag, run_dir, tuple(nodes))
+    return LabPlan(spec.name, tag, run_dir, tuple(nodes), spec.gossip_lifetime)
 
 
 def node_config(node: NodePlan, plan: LabPlan, public_keys: dict[str, str], secret_file: str,
@@ -534,7 +534,7 @@ def node_config(node: NodePlan, plan: LabPlan, public_keys: dict[str, str], secr
             "",
             "[gossip]",
             f'private_key_file = "{os.path.join(node.run_dir, "gossip.key")}"',
-            f"lifetime = {GOSSIP_LIFETIME}",
+            f"lifetime = {plan.gossip_lifetime:g}",
         ]
         advertised = [e for m in node.managed for e in m.advertise]
         if advertised:

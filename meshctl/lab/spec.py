@@ -20,6 +20,8 @@ _NAME = re.compile(r"^[a-z][a-z0-9]{0,11}$")
 _TAG = re.compile(r"^[a-z][a-z0-9]{0,5}$")
 ROLES = ("client", "gateway", "upstream", "router")
 MAX_NODES = 99  # two digits in interface names
+#: A lab's gossip lifetime (meshctl's own default is 60 s): a stopped lab node leaves every view within it.
+GOSSIP_LIFETIME = 10.0
 T = TypeVar("T")
 
 
@@ -90,6 +92,7 @@ class LabSpec:
     uplinks: tuple[UplinkSpec, ...] = ()
     daemons: bool = False
     underlay6: ipaddress.IPv6Network | None = None  # with it, tunnels and uplinks run over an IPv6 underlay
+    gossip_lifetime: float = GOSSIP_LIFETIME  # the daemons' [gossip] lifetime
 
     def node(self, name: str) -> NodeSpec:
         """The node called ``name``."""
@@ -161,6 +164,9 @@ def parse_lab(data: dict, source: str = "<topology>") -> LabSpec:
         if underlay6.prefixlen > 56:
             lab.error("underlay6", "must be /56 or shorter (a /64 per link path)")
     daemons = lab.take("daemons", bool, False)
+    gossip_lifetime = lab.take("gossip_lifetime", float, GOSSIP_LIFETIME)
+    if not 3 <= gossip_lifetime <= 3600:
+        lab.error("gossip_lifetime", "must be 3..3600 seconds (as [gossip] lifetime)")
     lab.finish()
 
     babel = _babel(Fields(top.take("babel", dict, {}), "babel", source, errors), BabelOptions())
@@ -296,7 +302,7 @@ def parse_lab(data: dict, source: str = "<topology>") -> LabSpec:
     if errors:
         raise ConfigError.collect(errors)
     return LabSpec(name, tag, description, mesh4, mesh6, underlay, tuple(nodes), tuple(links), source,
-                   tuple(uplinks), daemons, underlay6)
+                   tuple(uplinks), daemons, underlay6, gossip_lifetime)
 
 
 def load_lab(path: str) -> LabSpec:
