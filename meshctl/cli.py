@@ -316,11 +316,20 @@ def cmd_check_config(args: argparse.Namespace) -> int:
             emit("".join(f"{p}\n" for p in exc.problems)
                  + f"{args.file}: {len(exc.problems)} problem(s); nothing was touched\n")
         return exc.exit_code
+    # The gossip key's public half, which every node's [[gossip.trust]] needs: no common tool derives
+    # an Ed25519 public key from the base64 seed the key file holds.
+    gossip = config.gossip
     if args.json:
-        emit(json.dumps({"file": args.file, "ok": True, "node": config.name, "problems": []}) + "\n")
+        extra = {"gossip_public_key": gossip.key.public} if gossip else {}
+        emit(json.dumps({"file": args.file, "ok": True, "node": config.name, "problems": []} | extra) + "\n")
     else:
         gateway = "yes" if config.gateway else "no"
         emit(f"{args.file}: ok (node {config.name}, {len(config.uplinks)} uplink(s), gateway: {gateway})\n")
+        if gossip is not None:
+            public = gossip.key.public
+            listed = (config.name, public) in {(name, key.strip()) for name, key in gossip.trusted}
+            emit(f"{args.file}: gossip public key of {config.name}: {public}"
+                 + ("\n" if listed else " (not yet in [[gossip.trust]]: every node's list needs it, this one's too)\n"))
     return EXIT_OK
 
 

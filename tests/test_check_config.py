@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from meshctl.cli import main
+from meshctl.gossip.signing import SigningKey, read_signing_key
 from meshctl.tomlfile import field_lines, locate
 from meshctl.wireguard.keys import KeyPair, write_private_key
 
@@ -178,6 +180,23 @@ def test_a_gossip_only_node_is_something_to_do(tmp_path: Path, capsys: pytest.Ca
     path = gossip_config(tmp_path, '\n[[gossip.trust]]\nname = "r2"\npublic_key = "{other}"\n')
     code, out = check(path, capsys)
     assert code == 0, out
+
+
+def test_the_gossip_public_key_is_printed_for_the_trust_lists(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # The key file as the README makes it: 32 random bytes in base64 (any 32 bytes are an Ed25519 seed).
+    key = tmp_path / "gossip.key"
+    subprocess.run(f"umask 077; head -c 32 /dev/urandom | base64 > {key}", shell=True, check=True)
+    path = tmp_path / "node.toml"
+    body = f'[node]\nname = "r1"\n\n[gossip]\nprivate_key_file = "{key}"\n\n[[gossip.trust]]\nname = "r2"\npublic_key = "{{}}"\n'
+    path.write_text(body.format(SigningKey.generate().public))
+    code, out = check(path, capsys)
+    public = read_signing_key(str(key), "gossip.private_key_file").public
+    assert code == 0 and f"gossip public key of r1: {public} (not yet in [[gossip.trust]]" in out, out
+    path.write_text(body.format(SigningKey.generate().public) + f'\n[[gossip.trust]]\nname = "r1"\npublic_key = "{public}"\n')
+    code, out = check(path, capsys)
+    assert code == 0 and out.splitlines()[-1].endswith(f"gossip public key of r1: {public}"), out
+    code, out = check(path, capsys, "--json")
+    assert json.loads(out)["gossip_public_key"] == public
 
 
 @pytest.mark.parametrize(
