@@ -531,7 +531,8 @@ def build_parser() -> argparse.ArgumentParser:
         "check-config",
         help="validate a node config without touching anything",
         description="Validate a node config as the daemon does at start, without touching anything. Prints every "
-        "problem as FILE:LINE: FIELD: MESSAGE; exits 0 if the config is good, 2 if not.",
+        "problem as FILE:LINE: FIELD: MESSAGE; exits 0 if the config is good, 2 if not. A good config with [gossip] "
+        "also prints the node's gossip public key, for every node's [[gossip.trust]].",
     )
     check.add_argument("file", metavar="FILE").complete = TOML_FILE  # type: ignore[attr-defined]
     check.add_argument("--json", action="store_true", help="machine-readable output")
