@@ -526,9 +526,3 @@ def mesh_graph(nodes: Iterable[NodeInfo]) -> nx.MultiDiGraph:
             graph.add_edge(node.router_id, link.router_id, key=link.interface, cost=link.cost)
     return graph
 
-
-def public_key_from_bytes(raw: bytes) -> Ed25519PublicKey:
-    """An Ed25519 public key from its 32 raw bytes (ValueError if not)."""
-    from nacl.signing import VerifyKey
-
-    return VerifyKey(raw)
