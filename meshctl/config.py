@@ -42,6 +42,7 @@ DEFAULT_CONTROL_SOCKET = "/run/meshctl/meshctl.sock"
 DEFAULT_CONTROL_PORT = 51901
 DEFAULT_GOSSIP_PORT = 51903
 DEFAULT_GOSSIP_LIFETIME = 60.0  # seconds a description lives unless refreshed
+GOSSIP_LIFETIMES = (3.0, 3600.0)  # the lifetimes a config may set, seconds
 MAX_METRIC = 65535  # Babel metrics are 16 bits; 65535 is unreachable
 MAX_HOLD = 3600.0  # seconds; a longer hold is a typo, not a policy
 #: The longest wait between reads of babeld's chatter (babeld drops a client it cannot write to for 100 ms).
@@ -246,8 +247,8 @@ def _gossip(raw: object, source: str, errors: list[ConfigError]) -> GossipConfig
             errors.append(ConfigError(exc.message, source=source, field=exc.field))
     port = _port(f, "port", DEFAULT_GOSSIP_PORT)
     lifetime = f.take("lifetime", float, DEFAULT_GOSSIP_LIFETIME)
-    if not 3 <= lifetime <= 3600:
-        f.error("lifetime", "must be 3..3600 seconds")
+    if not GOSSIP_LIFETIMES[0] <= lifetime <= GOSSIP_LIFETIMES[1]:
+        f.error("lifetime", "must be {:g}..{:g} seconds".format(*GOSSIP_LIFETIMES))
     endpoints = []
     for k, text in enumerate(f.take_list("endpoints", str, [])):
         try:

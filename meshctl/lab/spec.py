@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from meshctl.config import GOSSIP_LIFETIMES
 from meshctl.errors import ConfigError
 from meshctl.tomlfile import Fields, load_toml, with_lines
 
@@ -165,8 +166,8 @@ def parse_lab(data: dict, source: str = "<topology>") -> LabSpec:
             lab.error("underlay6", "must be /56 or shorter (a /64 per link path)")
     daemons = lab.take("daemons", bool, False)
     gossip_lifetime = lab.take("gossip_lifetime", float, GOSSIP_LIFETIME)
-    if not 3 <= gossip_lifetime <= 3600:
-        lab.error("gossip_lifetime", "must be 3..3600 seconds (as [gossip] lifetime)")
+    if not GOSSIP_LIFETIMES[0] <= gossip_lifetime <= GOSSIP_LIFETIMES[1]:  # the daemons must take it
+        lab.error("gossip_lifetime", "must be {:g}..{:g} seconds (as [gossip] lifetime)".format(*GOSSIP_LIFETIMES))
     lab.finish()
 
     babel = _babel(Fields(top.take("babel", dict, {}), "babel", source, errors), BabelOptions())
